@@ -1,0 +1,21 @@
+/**
+ * Where a command runs. The runner and the pipeline only ever ask an endpoint to turn a local argv into the
+ * argv that executes it there, so "local" and "over ssh" share every other line of code.
+ */
+export interface Endpoint {
+  /** Short name for messages: "local" or the remote host name. */
+  readonly label: string;
+  readonly isRemote: boolean;
+  /** The program and arguments that run `argv` on this endpoint. */
+  wrap(argv: readonly string[]): { file: string; args: string[] };
+}
+
+export const localEndpoint: Endpoint = {
+  label: 'local',
+  isRemote: false,
+  wrap(argv) {
+    const [file, ...args] = argv;
+    if (file === undefined) throw new Error('empty command');
+    return { file, args };
+  },
+};

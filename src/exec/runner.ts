@@ -1,0 +1,90 @@
+import { execa } from 'execa';
+import { CommandError } from '../errors.js';
+import { shellJoin } from './quote.js';
+import type { Endpoint } from './endpoint.js';
+
+export interface CommandResult {
+  exitStatus: number | undefined;
+  signal: string | undefined;
+  stdout: string;
+  stderr: string;
+  /** Set when the command could not be started at all (e.g. ENOENT). */
+  spawnError: string | undefined;
+}
+
+export interface RunOptions {
+  /** Milliseconds before the command is killed; commands that never return must not block cron forever. */
+  timeoutMs?: number;
+  cancelSignal?: AbortSignal;
+}
+
+/** Observes every command the tool runs (debug logging, command counts in tests and metrics). */
+export type CommandObserver = (endpoint: Endpoint, argv: readonly string[]) => void;
+
+const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+
+/**
+ * The single path by which the tool runs a non-streaming external command, locally or over ssh. It never
+ * throws for a non-zero exit on its own: `attempt` returns the result so callers can read idempotent errors
+ * ("tag already exists"); `run` turns any failure into a CommandError naming the host, the command and stderr.
+ */
+export class CommandRunner {
+  private readonly observers: CommandObserver[] = [];
+
+  observe(observer: CommandObserver): void {
+    this.observers.push(observer);
+  }
+
+  async attempt(endpoint: Endpoint, argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
+    for (const observer of this.observers) observer(endpoint, argv);
+    const { file, args } = endpoint.wrap(argv);
+    const result = await execa(file, args, {
+      reject: false,
+      stdin: 'ignore',
+      stripFinalNewline: false,
+      timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      ...(options.cancelSignal ? { cancelSignal: options.cancelSignal } : {}),
+      forceKillAfterDelay: 2000,
+      maxBuffer: 512 * 1024 * 1024,
+    });
+    const spawnError = spawnFailure(result);
+    return {
+      exitStatus: result.exitCode,
+      signal: result.signal,
+      stdout: String(result.stdout ?? ''),
+      stderr: String(result.stderr ?? ''),
+      spawnError,
+    };
+  }
+
+  async run(endpoint: Endpoint, argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
+    const result = await this.attempt(endpoint, argv, options);
+    if (!succeeded(result)) throw commandError(endpoint, argv, result);
+    return result;
+  }
+}
+
+export function succeeded(result: CommandResult): boolean {
+  return result.exitStatus === 0 && result.spawnError === undefined;
+}
+
+export function commandError(endpoint: Endpoint, argv: readonly string[], result: CommandResult): CommandError {
+  return new CommandError({
+    command: shellJoin(argv),
+    where: endpoint.label,
+    exitStatus: result.exitStatus,
+    signal: result.signal,
+    stderr: result.stderr,
+    ...(result.spawnError ? { reason: result.spawnError } : {}),
+  });
+}
+
+function spawnFailure(result: { failed: boolean; exitCode?: number | undefined; signal?: string | undefined; timedOut?: boolean; isCanceled?: boolean; code?: string; originalMessage?: string }): string | undefined {
+  if (!result.failed) return undefined;
+  if (result.timedOut) return 'timed out';
+  if (result.isCanceled) return 'cancelled';
+  if (result.exitCode === undefined && result.signal === undefined) {
+    return result.code === 'ENOENT' ? 'command not found' : (result.originalMessage ?? 'could not start');
+  }
+  return undefined;
+}

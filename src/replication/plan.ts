@@ -1,0 +1,149 @@
+import type { DatasetState, Snapshot } from '../zfs/types.js';
+
+/** The same snapshot on both sides (same guid); names may differ if one side renamed it. */
+export interface CommonSnapshot {
+  local: Snapshot;
+  remote: Snapshot;
+}
+
+export interface UpToDatePlan {
+  kind: 'up-to-date';
+  base: CommonSnapshot;
+}
+
+export interface IncrementalPlan {
+  kind: 'incremental';
+  base: CommonSnapshot;
+  /** The newest remote snapshot: the new base once received. */
+  target: Snapshot;
+  /** Every remote snapshot after the base up to the target, oldest first: all arrive in one `-I` stream. */
+  incoming: Snapshot[];
+  /** Local snapshots after the base that a `--rollback` destroys; empty unless the user asked for it. */
+  discard: Snapshot[];
+}
+
+export interface InitialPlan {
+  kind: 'initial';
+  /** Sent as a full stream: the oldest remote snapshot still inside keep (or the newest, if none is). */
+  first: Snapshot;
+  target: Snapshot;
+  /** `first` and every remote snapshot after it, oldest first. */
+  incoming: Snapshot[];
+  /** Remote snapshots older than `first`: outside keep, never sent. */
+  skipped: Snapshot[];
+}
+
+export type ConflictCode = 'EREMOTEMISSING' | 'EREMOTEEMPTY' | 'ENOTREPLICA' | 'ENOCOMMON' | 'EDIVERGED' | 'EHELD';
+
+export interface ConflictPlan {
+  kind: 'conflict';
+  code: ConflictCode;
+  /** One line: the dataset, the cause, the way out. */
+  message: string;
+}
+
+export type Plan = UpToDatePlan | IncrementalPlan | InitialPlan | ConflictPlan;
+
+export interface PlanInput {
+  remote: DatasetState;
+  local: DatasetState;
+  /** For messages: the remote host's name. */
+  remoteHost: string;
+  nowSeconds: number;
+  keepSeconds: number;
+  rollback: boolean;
+}
+
+/**
+ * Decides what one run does from the two listings alone. Snapshots are matched by guid (never by name: a
+ * snapshot made on the replica with a source's name must not pass for it) and ordered by createtxg.
+ * Linear in the number of snapshots.
+ */
+export function planReplication(input: PlanInput): Plan {
+  const { remote, local, remoteHost } = input;
+  const remoteName = `${remoteHost}:${remote.dataset}`;
+  if (!remote.exists) return conflict('EREMOTEMISSING', `remote dataset ${remoteName} does not exist: check -h and -r`);
+  const target = remote.snapshots.at(-1);
+  if (target === undefined) {
+    return conflict('EREMOTEEMPTY', `remote dataset ${remoteName} has no snapshots: take one there first (nothing was changed)`);
+  }
+  if (!local.exists) return planInitial(input, target);
+  if (local.snapshots.length === 0) {
+    return conflict(
+      'ENOTREPLICA',
+      `local dataset ${local.dataset} exists but has no snapshots, so it is not a replica of ${remoteName}: pick another -l, or destroy it by hand to start over (nothing was changed)`,
+    );
+  }
+
+  const base = newestCommon(local.snapshots, remote.snapshots);
+  if (base === undefined) {
+    return conflict(
+      'ENOCOMMON',
+      `local dataset ${local.dataset} shares no snapshot (by guid) with ${remoteName}: it is not a replica of it, or every common snapshot was destroyed; refusing a full resend over existing data (rename or destroy ${local.dataset} by hand to start over; nothing was changed)`,
+    );
+  }
+
+  const newerLocal = local.snapshots.filter((snapshot) => snapshot.createtxg > base.local.createtxg);
+  if (newerLocal.length > 0) {
+    if (!input.rollback) {
+      return conflict(
+        'EDIVERGED',
+        `local dataset ${local.dataset} has diverged from ${remoteName}: ${describe(newerLocal)} ${newerLocal.length === 1 ? 'is' : 'are'} newer than the common snapshot @${base.local.name} and not on the remote; re-run with --rollback to destroy ${newerLocal.length === 1 ? 'it' : 'them'} and continue (nothing was changed)`,
+      );
+    }
+    const held = newerLocal.filter((snapshot) => snapshot.userrefs > 0);
+    if (held.length > 0) {
+      return conflict(
+        'EHELD',
+        `cannot roll back ${local.dataset} to @${base.local.name}: ${describe(held)} ${held.length === 1 ? 'carries a hold' : 'carry holds'} (a downstream host may depend on ${held.length === 1 ? 'it' : 'them'}); release the holds by hand first (nothing was changed)`,
+      );
+    }
+  }
+
+  if (base.remote.guid === target.guid) {
+    return newerLocal.length > 0 ? { kind: 'incremental', base, target, incoming: [], discard: newerLocal } : { kind: 'up-to-date', base };
+  }
+  return {
+    kind: 'incremental',
+    base,
+    target,
+    incoming: remote.snapshots.filter((snapshot) => snapshot.createtxg > base.remote.createtxg),
+    discard: newerLocal,
+  };
+}
+
+function planInitial(input: PlanInput, target: Snapshot): InitialPlan {
+  const oldestKept = input.nowSeconds - input.keepSeconds;
+  const snapshots = input.remote.snapshots;
+  const firstKept = snapshots.findIndex((snapshot) => snapshot.creation >= oldestKept);
+  const index = firstKept >= 0 ? firstKept : snapshots.length - 1;
+  return {
+    kind: 'initial',
+    first: snapshots[index]!,
+    target,
+    incoming: snapshots.slice(index),
+    skipped: snapshots.slice(0, index),
+  };
+}
+
+/** The newest local snapshot (by createtxg) whose guid the remote also has. */
+export function newestCommon(local: readonly Snapshot[], remote: readonly Snapshot[]): CommonSnapshot | undefined {
+  const remoteByGuid = new Map(remote.map((snapshot) => [snapshot.guid, snapshot]));
+  for (let index = local.length - 1; index >= 0; index--) {
+    const twin = remoteByGuid.get(local[index]!.guid);
+    if (twin !== undefined) return { local: local[index]!, remote: twin };
+  }
+  return undefined;
+}
+
+function conflict(code: ConflictCode, message: string): ConflictPlan {
+  return { kind: 'conflict', code, message };
+}
+
+const LISTED_NAMES = 5;
+
+function describe(snapshots: readonly Snapshot[]): string {
+  const names = snapshots.slice(0, LISTED_NAMES).map((snapshot) => `@${snapshot.name}`);
+  const more = snapshots.length - LISTED_NAMES;
+  return more > 0 ? `${names.join(', ')} and ${more} more` : names.join(', ');
+}

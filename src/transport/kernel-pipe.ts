@@ -1,0 +1,43 @@
+import { closeSync, constants, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execaSync } from 'execa';
+
+export interface KernelPipe {
+  readFd: number;
+  writeFd: number;
+}
+
+/**
+ * Real kernel pipes for joining child processes. Node has no pipe(2), and its `stdio: 'pipe'` is a unix
+ * socketpair that runs at ~60% of a pipe's speed, so a pipe is made from a FIFO: opening it O_RDWR first lets
+ * the read and write opens proceed without blocking; the name is unlinked at once so nothing is left behind.
+ */
+export function makeKernelPipes(count: number): KernelPipe[] {
+  if (count === 0) return [];
+  const dir = mkdtempSync(join(tmpdir(), 'zfs_replicate-pipe-'));
+  try {
+    const paths = Array.from({ length: count }, (_, index) => join(dir, `p${index}`));
+    execaSync('mkfifo', ['-m', '600', ...paths]);
+    return paths.map((path) => {
+      const anchor = openSync(path, constants.O_RDWR);
+      try {
+        const readFd = openSync(path, constants.O_RDONLY);
+        const writeFd = openSync(path, constants.O_WRONLY);
+        return { readFd, writeFd };
+      } finally {
+        closeSync(anchor);
+      }
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed: nothing to release.
+  }
+}

@@ -1,0 +1,163 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { ReplicateError, lastLines } from '../errors.js';
+import type { Endpoint } from '../exec/endpoint.js';
+import { shellJoin } from '../exec/quote.js';
+import { closeQuietly, makeKernelPipes } from './kernel-pipe.js';
+
+export interface Stage {
+  /** Short role for messages: "send", "mbuffer", "recv". */
+  name: string;
+  endpoint: Endpoint;
+  argv: readonly string[];
+}
+
+export interface StageOutcome {
+  name: string;
+  command: string;
+  where: string;
+  exitStatus: number | undefined;
+  signal: string | undefined;
+  spawnError: string | undefined;
+  stderr: string;
+}
+
+export interface PipelineOptions {
+  cancelSignal?: AbortSignal;
+  /** Called with each stderr chunk of a stage (progress lines from mbuffer/pv, `zfs recv -v`). */
+  onStderr?: (stage: string, text: string) => void;
+  /** After one stage failed, how long the others get to exit on their own before they are killed. */
+  failureGraceMs?: number;
+}
+
+export class PipelineError extends ReplicateError {
+  readonly stages: StageOutcome[];
+  readonly failedStage: StageOutcome;
+
+  constructor(failedStage: StageOutcome, stages: StageOutcome[], cancelled: boolean) {
+    const others = stages.filter((stage) => stage !== failedStage && !stageSucceeded(stage));
+    const detail = describeFailure(failedStage);
+    const rest = others.length > 0 ? ` (then: ${others.map((stage) => `${stage.name} ${shortStatus(stage)}`).join(', ')})` : '';
+    super(cancelled ? 'EINTERRUPTED' : 'ETRANSFER', `${cancelled ? 'transfer interrupted' : 'transfer failed'}: ${detail}${rest}`);
+    this.name = 'PipelineError';
+    this.stages = stages;
+    this.failedStage = failedStage;
+  }
+}
+
+const STDERR_TAIL_BYTES = 16 * 1024;
+
+/**
+ * Runs `stages[0] | stages[1] | ... ` with a kernel pipe between each pair, so the stream never passes through
+ * JavaScript. Every stage's exit status and stderr is kept. The cause named is the first stage to fail in time,
+ * skipping stages killed by SIGPIPE: those only died because a later stage had already gone.
+ */
+export async function runPipeline(stages: readonly Stage[], options: PipelineOptions = {}): Promise<StageOutcome[]> {
+  if (stages.length === 0) throw new Error('empty pipeline');
+  const pipes = makeKernelPipes(stages.length - 1);
+  const outcomes: StageOutcome[] = stages.map((stage) => ({
+    name: stage.name,
+    command: shellJoin(stage.argv),
+    where: stage.endpoint.label,
+    exitStatus: undefined,
+    signal: undefined,
+    spawnError: undefined,
+    stderr: '',
+  }));
+  const children: ChildProcess[] = [];
+  const exits: Promise<void>[] = [];
+  const failuresInOrder: StageOutcome[] = [];
+  let cancelled = false;
+  let killTimer: NodeJS.Timeout | undefined;
+  const killAll = () => {
+    for (const child of children) terminate(child);
+  };
+  try {
+    stages.forEach((stage, index) => {
+      const { file, args } = stage.endpoint.wrap(stage.argv);
+      const outcome = outcomes[index]!;
+      // node:child_process, not execa: execa wraps an integer stdout fd in a Node stream (a socketpair that
+      // JavaScript copies through), while spawn hands the kernel pipe to the child as it is.
+      const child = spawn(file, args, {
+        stdio: [index === 0 ? 'ignore' : pipes[index - 1]!.readFd, index === stages.length - 1 ? 'pipe' : pipes[index]!.writeFd, 'pipe'],
+      });
+      const keep = (text: string) => {
+        outcome.stderr = (outcome.stderr + text).slice(-STDERR_TAIL_BYTES);
+      };
+      child.stderr?.setEncoding('utf8');
+      child.stderr?.on('data', (text: string) => {
+        keep(text);
+        options.onStderr?.(stage.name, text);
+      });
+      // The last stage's stdout carries messages only (e.g. `zfs recv -v`), never the stream.
+      child.stdout?.setEncoding('utf8');
+      child.stdout?.on('data', keep);
+      children.push(child);
+      exits.push(
+        new Promise<void>((resolve) => {
+          child.once('error', (error: NodeJS.ErrnoException) => {
+            outcome.spawnError = error.code === 'ENOENT' ? 'command not found' : error.message;
+          });
+          child.once('close', (code, signal) => {
+            outcome.exitStatus = code ?? undefined;
+            outcome.signal = signal ?? undefined;
+            if (!stageSucceeded(outcome)) {
+              if (failuresInOrder.length === 0) killTimer = setTimeout(killAll, options.failureGraceMs ?? 10_000);
+              failuresInOrder.push(outcome);
+            }
+            resolve();
+          });
+        }),
+      );
+    });
+  } finally {
+    // The parent must not keep pipe ends: a dead consumer would otherwise leave the producer blocked forever.
+    for (const pipe of pipes) {
+      closeQuietly(pipe.readFd);
+      closeQuietly(pipe.writeFd);
+    }
+  }
+
+  const onAbort = () => {
+    cancelled = true;
+    killAll();
+  };
+  if (options.cancelSignal?.aborted) onAbort();
+  options.cancelSignal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.all(exits);
+  } finally {
+    if (killTimer) clearTimeout(killTimer);
+    options.cancelSignal?.removeEventListener('abort', onAbort);
+  }
+  const cause = failuresInOrder.find((outcome) => outcome.signal !== 'SIGPIPE') ?? failuresInOrder[0];
+  if (cause !== undefined) throw new PipelineError(cause, outcomes, cancelled);
+  if (cancelled) throw new PipelineError(outcomes[0]!, outcomes, true);
+  return outcomes;
+}
+
+export function stageSucceeded(outcome: StageOutcome): boolean {
+  return outcome.exitStatus === 0 && outcome.spawnError === undefined;
+}
+
+const FORCE_KILL_AFTER_MS = 2000;
+
+/** SIGTERM, then SIGKILL for a stage that ignores it: nothing may hang. */
+function terminate(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, FORCE_KILL_AFTER_MS);
+  timer.unref();
+  child.once('close', () => clearTimeout(timer));
+}
+
+function shortStatus(outcome: StageOutcome): string {
+  if (outcome.spawnError) return outcome.spawnError;
+  return outcome.signal ? `killed by ${outcome.signal}` : `exit ${outcome.exitStatus}`;
+}
+
+function describeFailure(outcome: StageOutcome): string {
+  const tail = lastLines(outcome.stderr, 2);
+  return `${outcome.name} on ${outcome.where} (\`${outcome.command}\`) ${shortStatus(outcome)}${tail ? `: ${tail}` : ''}`;
+}

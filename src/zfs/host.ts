@@ -1,0 +1,106 @@
+import { CommandError, ReplicateError } from '../errors.js';
+import type { Endpoint } from '../exec/endpoint.js';
+import { commandError, succeeded, type CommandRunner } from '../exec/runner.js';
+import { getArgv, listArgv, parseGetOutput, parseListOutput } from './listing.js';
+import { snapshotName } from './names.js';
+import type { DatasetState, HostFeatures } from './types.js';
+
+const MISSING = /dataset does not exist/;
+
+export type HoldResult = 'added' | 'present';
+export type ReleaseResult = 'released' | 'absent';
+
+/** Typed zfs operations on one host; picks the best command form the host's features allow. */
+export class ZfsHost {
+  constructor(
+    readonly runner: CommandRunner,
+    readonly endpoint: Endpoint,
+    readonly features: HostFeatures,
+  ) {}
+
+  get label(): string {
+    return this.endpoint.label;
+  }
+
+  private run(argv: string[]) {
+    return this.runner.run(this.endpoint, argv);
+  }
+
+  /** The dataset and its snapshots in one command, whatever their number. */
+  async state(dataset: string): Promise<DatasetState> {
+    const argv = this.features.parsableList ? listArgv(dataset) : getArgv(dataset);
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (!succeeded(result)) {
+      if (MISSING.test(result.stderr) && result.stdout.trim() === '') return { dataset, exists: false, snapshots: [] };
+      throw commandError(this.endpoint, argv, result);
+    }
+    return this.features.parsableList ? parseListOutput(dataset, result.stdout) : parseGetOutput(dataset, result.stdout);
+  }
+
+  async exists(dataset: string): Promise<boolean> {
+    const argv = ['zfs', 'get', '-H', '-o', 'value', 'type', dataset];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (succeeded(result)) return true;
+    if (MISSING.test(result.stderr)) return false;
+    throw commandError(this.endpoint, argv, result);
+  }
+
+  /** Idempotent: an existing hold of the same tag is success. */
+  async hold(tag: string, dataset: string, snapshot: string): Promise<HoldResult> {
+    const argv = ['zfs', 'hold', tag, snapshotName(dataset, snapshot)];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (succeeded(result)) return 'added';
+    if (/tag already exists/.test(result.stderr)) return 'present';
+    throw commandError(this.endpoint, argv, result);
+  }
+
+  /** Idempotent: releasing a tag that is absent (or from a snapshot that is gone) is success. */
+  async release(tag: string, dataset: string, snapshot: string): Promise<ReleaseResult> {
+    const argv = ['zfs', 'release', tag, snapshotName(dataset, snapshot)];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (succeeded(result)) return 'released';
+    if (/no such tag/.test(result.stderr) || MISSING.test(result.stderr)) return 'absent';
+    throw commandError(this.endpoint, argv, result);
+  }
+
+  /** Tags held on each snapshot, where the host has `zfs holds`. */
+  async holds(dataset: string, snapshots: readonly string[]): Promise<Map<string, string[]>> {
+    const tags = new Map<string, string[]>(snapshots.map((snapshot) => [snapshot, []]));
+    if (snapshots.length === 0) return tags;
+    const { stdout } = await this.run(['zfs', 'holds', '-H', ...snapshots.map((snapshot) => snapshotName(dataset, snapshot))]);
+    const prefix = `${dataset}@`;
+    for (const line of stdout.split('\n')) {
+      const [name, tag] = line.split('\t');
+      if (name?.startsWith(prefix) && tag !== undefined) tags.get(name.slice(prefix.length))?.push(tag);
+    }
+    return tags;
+  }
+
+  async createParents(dataset: string): Promise<void> {
+    await this.run(['zfs', 'create', '-p', dataset]);
+  }
+
+  async setProperty(dataset: string, property: string, value: string): Promise<void> {
+    await this.run(['zfs', 'set', `${property}=${value}`, dataset]);
+  }
+
+  /** Rolls back to `snapshot`; `destroyLater` allows destroying the snapshots after it (`-r`). */
+  async rollback(dataset: string, snapshot: string, destroyLater: boolean): Promise<void> {
+    await this.run(['zfs', 'rollback', ...(destroyLater ? ['-r'] : []), snapshotName(dataset, snapshot)]);
+  }
+
+  /** Destroys one snapshot; a held or otherwise busy one is reported, not thrown. */
+  async destroySnapshot(dataset: string, snapshot: string): Promise<'destroyed' | 'busy'> {
+    const argv = ['zfs', 'destroy', snapshotName(dataset, snapshot)];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (succeeded(result)) return 'destroyed';
+    if (/dataset is busy|being held/.test(result.stderr)) return 'busy';
+    throw commandError(this.endpoint, argv, result);
+  }
+}
+
+export function isCommandError(error: unknown): error is CommandError {
+  return error instanceof CommandError;
+}
+
+export class DatasetMissingError extends ReplicateError {}

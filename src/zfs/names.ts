@@ -1,0 +1,41 @@
+/**
+ * ZFS naming rules (zfs_namecheck.c): components of letters, digits and `_ - . : ` (space); no empty component,
+ * no `.` or `..`, at most 255 bytes in all. Checked before anything runs, so a typo in a crontab line is a usage
+ * error, not a zfs error halfway through a run.
+ */
+const COMPONENT = /^[A-Za-z0-9_.: -]+$/;
+const MAX_NAME_LENGTH = 255;
+const MAX_TAG_LENGTH = 255;
+
+export function datasetNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'is empty';
+  if (Buffer.byteLength(name) > MAX_NAME_LENGTH) return `is longer than ${MAX_NAME_LENGTH} bytes`;
+  if (name.includes('@') || name.includes('#')) return 'must name a filesystem, not a snapshot or bookmark';
+  if (name.startsWith('/') || name.endsWith('/')) return 'must not start or end with "/"';
+  for (const component of name.split('/')) {
+    if (component.length === 0) return 'has an empty component ("//")';
+    if (component === '.' || component === '..') return `has a "${component}" component`;
+    const bad = [...component].find((character) => !COMPONENT.test(character));
+    if (bad !== undefined) return `has the invalid character ${JSON.stringify(bad)}`;
+  }
+  return undefined;
+}
+
+export function tagProblem(tag: string): string | undefined {
+  if (tag.length === 0) return 'is empty';
+  if (Buffer.byteLength(tag) > MAX_TAG_LENGTH) return `is longer than ${MAX_TAG_LENGTH} bytes`;
+  return undefined;
+}
+
+export function parentOf(dataset: string): string | undefined {
+  const slash = dataset.lastIndexOf('/');
+  return slash < 0 ? undefined : dataset.slice(0, slash);
+}
+
+export function poolOf(dataset: string): string {
+  return dataset.split('/')[0]!;
+}
+
+export function snapshotName(dataset: string, snapshot: string): string {
+  return `${dataset}@${snapshot}`;
+}

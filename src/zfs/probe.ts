@@ -1,0 +1,35 @@
+import type { CommandRunner } from '../exec/runner.js';
+import type { Endpoint } from '../exec/endpoint.js';
+import type { HostFeatures } from './types.js';
+
+export const STREAM_TOOLS = ['mbuffer', 'pv', 'lz4', 'zstd'] as const;
+
+/**
+ * One round trip per host learns what its zfs and stream tools can do. `zfs list -Hp -d 0` with no dataset
+ * lists only pools, so the check costs nothing even with many snapshots.
+ */
+const PROBE_SCRIPT = [
+  `for tool in ${STREAM_TOOLS.join(' ')}; do command -v "$tool" >/dev/null 2>&1 && echo "tool=$tool"; done`,
+  'zfs version >/dev/null 2>&1 && echo "zfs_version=$(zfs version 2>/dev/null | head -n 1)"',
+  'zfs list -Hp -o name -d 0 >/dev/null 2>&1 && echo list_p=1',
+  'command -v zfs >/dev/null 2>&1 && echo zfs=1',
+  'true',
+].join('; ');
+
+export async function probeHost(runner: CommandRunner, endpoint: Endpoint): Promise<HostFeatures> {
+  const { stdout } = await runner.run(endpoint, ['sh', '-c', PROBE_SCRIPT], { timeoutMs: 60_000 });
+  return parseProbe(stdout, endpoint.label);
+}
+
+export function parseProbe(stdout: string, label: string): HostFeatures {
+  const facts = stdout.split('\n').filter((line) => line.includes('='));
+  const value = (key: string) => facts.find((line) => line.startsWith(`${key}=`))?.slice(key.length + 1);
+  if (value('zfs') === undefined) throw new Error(`${label}: no zfs command found (is ZFS installed and in PATH?)`);
+  const zfsVersion = value('zfs_version');
+  return {
+    zfsVersion,
+    parsableList: value('list_p') === '1',
+    holdsCommand: zfsVersion !== undefined,
+    tools: new Set(facts.filter((line) => line.startsWith('tool=')).map((line) => line.slice('tool='.length))),
+  };
+}

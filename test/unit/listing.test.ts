@@ -1,0 +1,79 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseGetOutput, parseListOutput, ListingParseError } from '../../src/zfs/listing.js';
+import { parseProbe } from '../../src/zfs/probe.js';
+
+// Captured from zfs-fuse 0.7.0 on the test bed: `zfs get -Hp -d 1 -o name,property,value type,guid,... DS`.
+const ZFS_FUSE_GET = [
+  'tank/src/data\ttype\tfilesystem',
+  'tank/src/data\tguid\t12695405647637985226',
+  'tank/src/data\tcreatetxg\t8',
+  'tank/src/data\tcreation\t1795325235',
+  'tank/src/data\tuserrefs\t-',
+  'tank/src/data@s 2\ttype\tsnapshot',
+  'tank/src/data@s 2\tguid\t18247172126131047321',
+  'tank/src/data@s 2\tcreatetxg\t20',
+  'tank/src/data@s 2\tcreation\t1795325236',
+  'tank/src/data@s 2\tuserrefs\t0',
+  'tank/src/data@s1\ttype\tsnapshot',
+  'tank/src/data@s1\tguid\t7729248623947599458',
+  'tank/src/data@s1\tcreatetxg\t15',
+  'tank/src/data@s1\tcreation\t1795325235',
+  'tank/src/data@s1\tuserrefs\t1',
+  'tank/src/data/child\ttype\tfilesystem',
+  'tank/src/data/child\tguid\t15408460573992732981',
+  'tank/src/data/child\tcreatetxg\t10',
+  'tank/src/data/child\tcreation\t1795325235',
+  'tank/src/data/child\tuserrefs\t-',
+  '',
+].join('\n');
+
+test('zfs-fuse `get -Hp` output: snapshots of this dataset only, ordered by createtxg, guids exact', () => {
+  const state = parseGetOutput('tank/src/data', ZFS_FUSE_GET);
+  assert.equal(state.exists, true);
+  assert.equal(state.type, 'filesystem');
+  assert.deepEqual(state.snapshots, [
+    { name: 's1', guid: '7729248623947599458', createtxg: 15, creation: 1795325235, userrefs: 1 },
+    { name: 's 2', guid: '18247172126131047321', createtxg: 20, creation: 1795325236, userrefs: 0 },
+  ]);
+});
+
+test('OpenZFS `list -Hp` output parses to the same state', () => {
+  const stdout = [
+    'tank/src/data\tfilesystem\t12695405647637985226\t8\t1795325235\t-',
+    'tank/src/data@s1\tsnapshot\t7729248623947599458\t15\t1795325235\t1',
+    'tank/src/data/child\tfilesystem\t15408460573992732981\t10\t1795325235\t-',
+    'tank/src/data@s 2\tsnapshot\t18247172126131047321\t20\t1795325236\t0',
+    '',
+  ].join('\n');
+  assert.deepEqual(parseListOutput('tank/src/data', stdout), parseGetOutput('tank/src/data', ZFS_FUSE_GET));
+});
+
+test('a dataset whose name prefixes another is not confused with it', () => {
+  const stdout = 'tank/a\tfilesystem\t1\t1\t1\t-\ntank/ab@x\tsnapshot\t2\t2\t2\t0\ntank/a@y\tsnapshot\t3\t3\t3\t0\n';
+  assert.deepEqual(parseListOutput('tank/a', stdout).snapshots.map((snapshot) => snapshot.name), ['y']);
+});
+
+test('malformed output is an error, never a silently empty listing', () => {
+  assert.throws(() => parseListOutput('tank/a', 'tank/a\tfilesystem\n'), ListingParseError);
+  assert.throws(() => parseGetOutput('tank/a', 'tank/a@x\tguid\t1.31E\n'), /expected a number/);
+});
+
+test('probe output: zfs-fuse has no version, no list -p, no holds', () => {
+  const features = parseProbe('tool=mbuffer\ntool=zstd\nzfs=1\n', 'beta');
+  assert.equal(features.zfsVersion, undefined);
+  assert.equal(features.parsableList, false);
+  assert.equal(features.holdsCommand, false);
+  assert.deepEqual([...features.tools], ['mbuffer', 'zstd']);
+});
+
+test('probe output: OpenZFS 2.3', () => {
+  const features = parseProbe('tool=lz4\nzfs_version=zfs-2.3.2-2~bpo12+2\nlist_p=1\nzfs=1\n', 'gamma');
+  assert.equal(features.zfsVersion, 'zfs-2.3.2-2~bpo12+2');
+  assert.equal(features.parsableList, true);
+  assert.equal(features.holdsCommand, true);
+});
+
+test('probe output without zfs is an error naming the host', () => {
+  assert.throws(() => parseProbe('tool=pv\n', 'alpha'), /alpha: no zfs command found/);
+});

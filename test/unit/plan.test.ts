@@ -1,0 +1,178 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planReplication, type Plan, type PlanInput } from '../../src/replication/plan.js';
+import type { DatasetState, Snapshot } from '../../src/zfs/types.js';
+
+const DAY = 86_400;
+const NOW = 1_800_000_000;
+
+/** Snapshots named by letter; guid and createtxg derive from the letter unless given. */
+function snap(name: string, overrides: Partial<Snapshot> = {}): Snapshot {
+  const code = name.charCodeAt(0);
+  return { name, guid: String(1000 + code), createtxg: code * 10, creation: NOW - (200 - code) * DAY, userrefs: 0, ...overrides };
+}
+const dataset = (name: string, snapshots: Snapshot[] | undefined): DatasetState =>
+  snapshots === undefined ? { dataset: name, exists: false, snapshots: [] } : { dataset: name, exists: true, type: 'filesystem', snapshots };
+
+function plan(remote: Snapshot[] | undefined, local: Snapshot[] | undefined, extra: Partial<PlanInput> = {}): Plan {
+  return planReplication({
+    remote: dataset('tank/src', remote),
+    local: dataset('backup/dst', local),
+    remoteHost: 'alpha',
+    nowSeconds: NOW,
+    keepSeconds: 1000 * DAY,
+    rollback: false,
+    ...extra,
+  });
+}
+
+function names(snapshots: Snapshot[]): string[] {
+  return snapshots.map((snapshot) => snapshot.name);
+}
+
+test('no local dataset: initial, sending every remote snapshot inside keep', () => {
+  const result = plan([snap('a'), snap('b'), snap('c')], undefined);
+  assert.equal(result.kind, 'initial');
+  if (result.kind !== 'initial') return;
+  assert.equal(result.first.name, 'a');
+  assert.equal(result.target.name, 'c');
+  assert.deepEqual(names(result.incoming), ['a', 'b', 'c']);
+  assert.deepEqual(result.skipped, []);
+});
+
+test('initial starts at the oldest snapshot not older than keep', () => {
+  const remote = [snap('a', { creation: NOW - 10 * DAY }), snap('b', { creation: NOW - 5 * DAY }), snap('c', { creation: NOW - DAY })];
+  const result = plan(remote, undefined, { keepSeconds: 7 * DAY });
+  assert.ok(result.kind === 'initial');
+  assert.equal(result.first.name, 'b');
+  assert.deepEqual(names(result.incoming), ['b', 'c']);
+  assert.deepEqual(names(result.skipped), ['a']);
+});
+
+test('initial sends only the newest when every remote snapshot is older than keep', () => {
+  const remote = [snap('a', { creation: NOW - 10 * DAY }), snap('b', { creation: NOW - 9 * DAY })];
+  const result = plan(remote, undefined, { keepSeconds: DAY });
+  assert.ok(result.kind === 'initial');
+  assert.equal(result.first.name, 'b');
+  assert.deepEqual(names(result.incoming), ['b']);
+});
+
+test('incremental from the newest common snapshot, with every intermediate', () => {
+  const result = plan([snap('a'), snap('b'), snap('c'), snap('d'), snap('e')], [snap('a'), snap('b')]);
+  assert.ok(result.kind === 'incremental');
+  assert.equal(result.base.local.name, 'b');
+  assert.equal(result.target.name, 'e');
+  assert.deepEqual(names(result.incoming), ['c', 'd', 'e']);
+  assert.deepEqual(result.discard, []);
+});
+
+test('the base is matched by guid, never by name', () => {
+  // The replica's @b was made locally with a source name: same name, other guid. The real common one is @a.
+  const local = [snap('a'), snap('b', { guid: '999999' })];
+  const result = plan([snap('a'), snap('b'), snap('c')], local);
+  assert.equal(result.kind, 'conflict');
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'EDIVERGED');
+  assert.match(result.message, /@b is newer than the common snapshot @a/);
+});
+
+test('a renamed snapshot still counts as common (same guid)', () => {
+  const local = [snap('a'), snap('b', { name: 'renamed' })];
+  const result = plan([snap('a'), snap('b'), snap('c')], local);
+  assert.ok(result.kind === 'incremental');
+  assert.equal(result.base.local.name, 'renamed');
+  assert.equal(result.base.remote.name, 'b');
+  assert.deepEqual(names(result.incoming), ['c']);
+});
+
+test('up to date when the newest remote snapshot is the base', () => {
+  const result = plan([snap('a'), snap('b')], [snap('a'), snap('b')]);
+  assert.ok(result.kind === 'up-to-date');
+  assert.equal(result.base.remote.name, 'b');
+});
+
+test('up to date even when the remote expired old snapshots the replica still has', () => {
+  const result = plan([snap('c'), snap('d')], [snap('a'), snap('b'), snap('c'), snap('d')]);
+  assert.equal(result.kind, 'up-to-date');
+});
+
+test('the base may be older than the remote newest after remote expiry, with local history kept', () => {
+  const result = plan([snap('c'), snap('d'), snap('e')], [snap('a'), snap('b'), snap('c'), snap('d')]);
+  assert.ok(result.kind === 'incremental');
+  assert.equal(result.base.local.name, 'd');
+  assert.deepEqual(names(result.incoming), ['e']);
+});
+
+test('conflict: remote dataset missing', () => {
+  const result = plan(undefined, undefined);
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'EREMOTEMISSING');
+  assert.match(result.message, /alpha:tank\/src does not exist/);
+});
+
+test('conflict: remote without snapshots', () => {
+  const result = plan([], [snap('a')]);
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'EREMOTEEMPTY');
+});
+
+test('conflict: local exists without snapshots is not a replica, even when the remote is new', () => {
+  const result = plan([snap('a')], []);
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'ENOTREPLICA');
+  assert.match(result.message, /backup\/dst exists but has no snapshots/);
+});
+
+test('conflict: no common snapshot while the local dataset has snapshots', () => {
+  const result = plan([snap('c'), snap('d')], [snap('x', { guid: '1' }), snap('y', { guid: '2' })]);
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'ENOCOMMON');
+  assert.match(result.message, /shares no snapshot \(by guid\) with alpha:tank\/src/);
+});
+
+test('conflict: diverged names the local snapshots the remote lacks', () => {
+  const local = [snap('a'), snap('b'), snap('x', { guid: '77', createtxg: 5000 }), snap('y', { guid: '78', createtxg: 5001 })];
+  const result = plan([snap('a'), snap('b'), snap('c')], local);
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'EDIVERGED');
+  assert.match(result.message, /@x, @y are newer than the common snapshot @b/);
+  assert.match(result.message, /--rollback/);
+});
+
+test('diverged with --rollback: incremental that discards the local-only snapshots', () => {
+  const local = [snap('a'), snap('b'), snap('x', { guid: '77', createtxg: 5000 })];
+  const result = plan([snap('a'), snap('b'), snap('c')], local, { rollback: true });
+  assert.ok(result.kind === 'incremental');
+  assert.deepEqual(names(result.discard), ['x']);
+  assert.deepEqual(names(result.incoming), ['c']);
+});
+
+test('diverged with --rollback and nothing new on the remote still rolls back', () => {
+  const local = [snap('a'), snap('b'), snap('x', { guid: '77', createtxg: 5000 })];
+  const result = plan([snap('a'), snap('b')], local, { rollback: true });
+  assert.ok(result.kind === 'incremental');
+  assert.deepEqual(names(result.discard), ['x']);
+  assert.deepEqual(result.incoming, []);
+});
+
+test('--rollback refuses to destroy a held snapshot', () => {
+  const local = [snap('a'), snap('b'), snap('x', { guid: '77', createtxg: 5000, userrefs: 1 })];
+  const result = plan([snap('a'), snap('b'), snap('c')], local, { rollback: true });
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'EHELD');
+  assert.match(result.message, /@x carries a hold/);
+});
+
+test('a long list of diverged snapshots is summarized', () => {
+  const local = [snap('a'), ...Array.from({ length: 8 }, (_, index) => snap(`l${index}`, { guid: `9${index}`, createtxg: 9000 + index }))];
+  const result = plan([snap('a'), snap('b')], local);
+  assert.ok(result.kind === 'conflict');
+  assert.match(result.message, /@l0, @l1, @l2, @l3, @l4 and 3 more/);
+});
+
+test('with 20,000 snapshots per side the plan finds the base and exactly the 10 new ones', () => {
+  const many = (count: number) => Array.from({ length: count }, (_, index) => ({ name: `s${index}`, guid: String(index + 1), createtxg: index + 1, creation: NOW - count + index, userrefs: 0 }));
+  const result = plan(many(20_000), many(19_990));
+  assert.ok(result.kind === 'incremental');
+  assert.equal(result.incoming.length, 10);
+});
