@@ -8,6 +8,8 @@ export interface Endpoint {
   readonly isRemote: boolean;
   /** The program and arguments that run `argv` on this endpoint. */
   wrap(argv: readonly string[]): { file: string; args: string[] };
+  /** The program and arguments that run a POSIX shell script there (built with shellJoin from argvs). */
+  wrapScript(script: string): { file: string; args: string[] };
 }
 
 export const localEndpoint: Endpoint = {
@@ -17,5 +19,8 @@ export const localEndpoint: Endpoint = {
     const [file, ...args] = argv;
     if (file === undefined) throw new Error('empty command');
     return { file, args };
+  },
+  wrapScript(script) {
+    return { file: 'sh', args: ['-c', script] };
   },
 };

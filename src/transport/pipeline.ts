@@ -8,7 +8,8 @@ export interface Stage {
   /** Short role for messages: "send", "mbuffer", "recv". */
   name: string;
   endpoint: Endpoint;
-  argv: readonly string[];
+  /** The command, or for a stage that is itself a shell pipeline (compression on the remote side), a script. */
+  command: { argv: readonly string[] } | { script: string };
 }
 
 export interface StageOutcome {
@@ -56,7 +57,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
   const pipes = makeKernelPipes(stages.length - 1);
   const outcomes: StageOutcome[] = stages.map((stage) => ({
     name: stage.name,
-    command: shellJoin(stage.argv),
+    command: 'argv' in stage.command ? shellJoin(stage.command.argv) : stage.command.script,
     where: stage.endpoint.label,
     exitStatus: undefined,
     signal: undefined,
@@ -73,7 +74,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
   };
   try {
     stages.forEach((stage, index) => {
-      const { file, args } = stage.endpoint.wrap(stage.argv);
+      const { file, args } = 'argv' in stage.command ? stage.endpoint.wrap(stage.command.argv) : stage.endpoint.wrapScript(stage.command.script);
       const outcome = outcomes[index]!;
       // node:child_process, not execa: execa wraps an integer stdout fd in a Node stream (a socketpair that
       // JavaScript copies through), while spawn hands the kernel pipe to the child as it is.

@@ -63,10 +63,12 @@ export class SshEndpoint implements Endpoint {
   }
 
   wrap(argv: readonly string[]): { file: string; args: string[] } {
-    return {
-      file: 'ssh',
-      args: [...this.baseArgs(), '-o', 'ControlMaster=no', '--', this.destination(), shellJoin(argv)],
-    };
+    return this.wrapScript(shellJoin(argv));
+  }
+
+  /** ssh hands its command string to the remote user's shell, which is what runs the script. */
+  wrapScript(script: string): { file: string; args: string[] } {
+    return { file: 'ssh', args: [...this.baseArgs(), '-o', 'ControlMaster=no', '--', this.destination(), script] };
   }
 
   async open(): Promise<void> {

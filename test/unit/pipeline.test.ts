@@ -8,7 +8,7 @@ import { localEndpoint } from '../../src/exec/endpoint.js';
 import { PipelineError, runPipeline, type Stage } from '../../src/transport/pipeline.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zr-pipeline-test-'));
-const stage = (name: string, ...argv: string[]): Stage => ({ name, endpoint: localEndpoint, argv });
+const stage = (name: string, ...argv: string[]): Stage => ({ name, endpoint: localEndpoint, command: { argv } });
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 function openFdTargets(): string[] {

@@ -1,0 +1,166 @@
+import yargs from 'yargs';
+import { UsageError } from '../errors.js';
+import { datasetNameProblem, tagProblem } from '../zfs/names.js';
+import { parseDuration } from '../retention/duration.js';
+import type { Verbosity } from '../log/logger.js';
+import { exitCodeTable } from './exit-codes.js';
+
+export interface CliSettings {
+  host: string;
+  remoteDataset: string;
+  localDataset: string;
+  tag: string;
+  keepSeconds: number;
+  mbufferSize: string;
+  port: number | undefined;
+  compress: boolean;
+  sshOptions: string[];
+  identity: string | undefined;
+  user: string | undefined;
+  cipher: string | undefined;
+  rollback: boolean;
+  dryRun: boolean;
+  verbosity: Verbosity;
+  logFile: string | undefined;
+  logFormat: 'text' | 'json';
+  syslog: boolean;
+  lockDir: string;
+  lockWarnSeconds: number;
+}
+
+export const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1']);
+const HOSTNAME = /^[A-Za-z0-9_.:%[\]-]+$/;
+const MBUFFER_SIZE = /^\d+(\.\d+)?[kKmMgG]?$/;
+const SSH_OPTION = /^[A-Za-z]+[= ]\S/;
+
+const EPILOG = [
+  'Pulls the snapshots of REMOTE_DATASET on HOST into LOCAL_DATASET over ssh, keeping the newest common',
+  'snapshot held with TAG on both sides, and expires local snapshots older than the keep period.',
+  '',
+  'Exit codes:',
+  ...exitCodeTable.map(([code, meaning]) => `  ${code}  ${meaning}`),
+  '',
+  'Every option can also come from the environment: ZFS_REPLICATE_HOST, ZFS_REPLICATE_KEEP_DAYS, ...',
+].join('\n');
+
+/**
+ * Parses the command line and ZFS_REPLICATE_* variables (the command line wins); throws UsageError with one
+ * line on any problem. `-h` is the host, as in the ancestor's crontab lines: help is `--help` only.
+ */
+export function parseArgs(argv: readonly string[]): CliSettings | { help: string } | { version: true } {
+  let helpText: string | undefined;
+  const parser = yargs([...argv])
+    .scriptName('zfs_replicate')
+    .usage('$0 -h HOST -r REMOTE_DATASET -l LOCAL_DATASET -t TAG -k DAYS [options]')
+    .parserConfiguration({ 'boolean-negation': false, 'strip-aliased': true, 'strip-dashed': true, 'duplicate-arguments-array': false })
+    .env('ZFS_REPLICATE')
+    // Built-in help would claim -h; both are plain options here, answered by main().
+    .help(false)
+    .version(false)
+    .option('host', { alias: ['h', 'remote-host'], type: 'string', describe: 'remote host to pull from ("localhost": no ssh)' })
+    .option('remote', { alias: ['r', 'remote-fs'], type: 'string', describe: 'remote dataset' })
+    .option('local', { alias: ['l', 'local-fs'], type: 'string', describe: 'local dataset (the replica)' })
+    .option('tag', { alias: ['t'], type: 'string', describe: 'hold tag that protects the common snapshot on both sides' })
+    .option('keep-days', { alias: ['k'], type: 'string', describe: 'days of local history to keep' })
+    .option('keep', { type: 'string', describe: 'local history to keep as a duration (36h, 90m, 30d); overrides -k' })
+    .option('mbuffer', { alias: ['b'], type: 'string', default: '256M', describe: 'mbuffer memory on the receiving side' })
+    .option('port', { alias: ['p'], type: 'string', describe: 'ssh port' })
+    .option('no-compress', { alias: ['n', 'no-pigz'], type: 'boolean', default: false, describe: 'no wire compression (never dry-run)' })
+    .option('ssh-option', { type: 'string', array: true, default: [], describe: 'extra ssh -o option (repeatable), e.g. ConnectTimeout=5' })
+    .option('identity', { alias: ['i'], type: 'string', describe: 'ssh identity file' })
+    .option('user', { type: 'string', describe: 'ssh user' })
+    .option('cipher', { type: 'string', describe: 'ssh cipher (default: ssh chooses)' })
+    .option('rollback', { type: 'boolean', default: false, describe: 'roll the replica back to the common snapshot (destroying local-only snapshots that carry no hold) before receiving' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be done; change nothing' })
+    .option('verbose', { alias: ['v'], type: 'count', describe: 'more output (-v info, -vv commands)' })
+    .option('quiet', { alias: ['q'], type: 'boolean', default: false, describe: 'errors only' })
+    .option('log-file', { type: 'string', describe: 'also log (info and up) to this file' })
+    .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'log line format' })
+    .option('syslog', { type: 'boolean', default: false, describe: 'also log to syslog/journald' })
+    .option('lock-dir', { type: 'string', default: '/run/lock/zfs_replicate', describe: 'directory of the per-dataset lock files' })
+    .option('lock-warn', { type: 'string', default: '6h', describe: 'warn (instead of exiting quietly) when the lock holder has run longer than this' })
+    .option('help', { type: 'boolean', describe: 'show this help' })
+    .option('version', { type: 'boolean', describe: 'show the version' })
+    .strict()
+    .wrap(Math.min(120, process.stdout.columns || 100))
+    .epilog(EPILOG)
+    .exitProcess(false)
+    .fail((message, error) => {
+      throw new UsageError(message || error?.message || 'invalid command line');
+    });
+  const parsed = parser.parseSync();
+  if (parsed.help) {
+    parser.showHelp((text) => {
+      helpText = text;
+    });
+    return { help: helpText ?? '' };
+  }
+  if (parsed.version) return { version: true };
+  if (parsed._.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(String(parsed._[0]))}`);
+
+  const host = required(parsed.host, '-h/--host');
+  if (!HOSTNAME.test(host) || host.startsWith('-')) throw new UsageError(`invalid host ${JSON.stringify(host)}`);
+  const remoteDataset = dataset(required(parsed.remote, '-r/--remote'), '-r/--remote');
+  const localDataset = dataset(required(parsed.local, '-l/--local'), '-l/--local');
+  const tag = required(parsed.tag, '-t/--tag');
+  const tagIssue = tagProblem(tag);
+  if (tagIssue) throw new UsageError(`hold tag ${tagIssue}`);
+
+  return {
+    host,
+    remoteDataset,
+    localDataset,
+    tag,
+    keepSeconds: keepSeconds(parsed.keep, parsed.keepDays),
+    mbufferSize: checked(parsed.mbuffer, MBUFFER_SIZE, '-b/--mbuffer', 'a size such as 256M or 1G'),
+    port: parsed.port === undefined ? undefined : port(parsed.port),
+    compress: !parsed.noCompress,
+    sshOptions: (parsed.sshOption ?? []).map((option) => checked(String(option), SSH_OPTION, '--ssh-option', 'Name=value')),
+    identity: parsed.identity,
+    user: parsed.user === undefined ? undefined : checked(parsed.user, /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/, '--user', 'a user name'),
+    cipher: parsed.cipher === undefined ? undefined : checked(parsed.cipher, /^[A-Za-z0-9@.,-]+$/, '--cipher', 'an ssh cipher name'),
+    rollback: parsed.rollback,
+    dryRun: parsed.dryRun,
+    verbosity: parsed.quiet ? 'error' : (['warn', 'info', 'debug'] as const)[Math.min(parsed.verbose, 2)]!,
+    logFile: parsed.logFile,
+    logFormat: parsed.logFormat,
+    syslog: parsed.syslog,
+    lockDir: parsed.lockDir,
+    lockWarnSeconds: duration(parsed.lockWarn, '--lock-warn'),
+  };
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw new UsageError(`missing required option ${flag}`);
+  return value;
+}
+
+function dataset(name: string, flag: string): string {
+  const problem = datasetNameProblem(name);
+  if (problem) throw new UsageError(`${flag}: dataset name ${JSON.stringify(name)} ${problem}`);
+  return name;
+}
+
+function checked(value: string, pattern: RegExp, flag: string, expected: string): string {
+  if (!pattern.test(value)) throw new UsageError(`${flag}: ${JSON.stringify(value)} is not ${expected}`);
+  return value;
+}
+
+function port(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1 || value > 65535) throw new UsageError(`-p/--port: ${JSON.stringify(text)} is not a port number (1-65535)`);
+  return value;
+}
+
+function duration(text: string, flag: string): number {
+  const seconds = parseDuration(text);
+  if (seconds === undefined) throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a duration such as 90m, 36h or 30d`);
+  return seconds;
+}
+
+function keepSeconds(keep: string | undefined, keepDays: string | undefined): number {
+  if (keep !== undefined) return duration(keep, '--keep');
+  if (keepDays === undefined || keepDays === '') throw new UsageError('missing required option -k/--keep-days (or --keep)');
+  if (!/^\d+(\.\d+)?$/.test(keepDays)) throw new UsageError(`-k/--keep-days: ${JSON.stringify(keepDays)} is not a non-negative number of days`);
+  return Math.round(Number(keepDays) * 86_400);
+}

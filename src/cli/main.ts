@@ -1,0 +1,139 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { ReplicateError, UsageError } from '../errors.js';
+import { localEndpoint, type Endpoint } from '../exec/endpoint.js';
+import { shellJoin } from '../exec/quote.js';
+import { CommandRunner } from '../exec/runner.js';
+import { acquireLock, RunLockedError, type HeldLock } from '../lock/lock.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { replicate } from '../replication/replicate.js';
+import { SshEndpoint } from '../transport/ssh.js';
+import { ZfsHost } from '../zfs/host.js';
+import { probeHost } from '../zfs/probe.js';
+import { LOCAL_HOSTS, parseArgs, type CliSettings } from './args.js';
+import { ExitCode } from './exit-codes.js';
+import { withSbinPath } from './path.js';
+
+/** Runs one invocation and returns its exit code; never throws. */
+export async function main(argv: readonly string[]): Promise<ExitCode> {
+  let settings: CliSettings;
+  try {
+    const parsed = parseArgs(argv);
+    if ('help' in parsed) {
+      process.stdout.write(`${parsed.help}\n`);
+      return ExitCode.Ok;
+    }
+    if ('version' in parsed) {
+      process.stdout.write(`${packageVersion()}\n`);
+      return ExitCode.Ok;
+    }
+    settings = parsed;
+  } catch (error) {
+    const message = error instanceof UsageError ? error.message : String(error);
+    process.stderr.write(`zfs_replicate: error: ${message} (see --help)\n`);
+    return ExitCode.Usage;
+  }
+
+  // cron's PATH is /usr/bin:/bin, while zfs lives in /sbin or /usr/sbin.
+  process.env.PATH = withSbinPath(process.env.PATH);
+  const log = createLogger({ verbosity: settings.verbosity, format: settings.logFormat, file: settings.logFile, context: settings.localDataset });
+  try {
+    return await runLocked(settings, log);
+  } finally {
+    await log.close();
+  }
+}
+
+async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> {
+  let lock: HeldLock;
+  try {
+    lock = acquireLock(settings.lockDir, settings.localDataset, () => new Date());
+  } catch (error) {
+    if (error instanceof RunLockedError) {
+      // A long transfer still running is normal under cron: stay quiet unless it has run suspiciously long.
+      const overdue = error.heldForMs === undefined || error.heldForMs > settings.lockWarnSeconds * 1000;
+      if (overdue) log.warn(error.message);
+      else log.info(error.message);
+      return error.exitCode;
+    }
+    return reportFailure(error, log);
+  }
+
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.warn(`received ${signal}: stopping the transfer; the common snapshot stays held on both sides`);
+    controller.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const runner = new CommandRunner();
+  runner.observe((endpoint, argv) => log.debug(`${endpoint.label}$ ${shellJoin(argv)}`));
+  const ssh = LOCAL_HOSTS.has(settings.host)
+    ? undefined
+    : new SshEndpoint({
+        host: settings.host,
+        user: settings.user,
+        port: settings.port,
+        identity: settings.identity,
+        cipher: settings.cipher,
+        options: settings.sshOptions,
+      });
+  const remoteEndpoint: Endpoint = ssh ?? { ...localEndpoint, label: settings.host };
+  try {
+    await ssh?.open();
+    const [remoteFeatures, localFeatures] = await Promise.all([probeHost(runner, remoteEndpoint), probeHost(runner, localEndpoint)]);
+    log.debug(`remote zfs: ${remoteFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...remoteFeatures.tools].join(' ') || 'none'}`);
+    log.debug(`local zfs: ${localFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...localFeatures.tools].join(' ') || 'none'}`);
+    await replicate(
+      {
+        remoteDataset: settings.remoteDataset,
+        localDataset: settings.localDataset,
+        tag: settings.tag,
+        keepSeconds: settings.keepSeconds,
+        rollback: settings.rollback,
+        dryRun: settings.dryRun,
+        stream: { compress: settings.compress, mbufferSize: settings.mbufferSize },
+      },
+      {
+        remote: new ZfsHost(runner, remoteEndpoint, remoteFeatures),
+        local: new ZfsHost(runner, localEndpoint, localFeatures),
+        log,
+        print: (line) => process.stdout.write(`${line}\n`),
+        cancelSignal: controller.signal,
+        now: () => new Date(),
+      },
+    );
+    return controller.signal.aborted ? ExitCode.Interrupted : ExitCode.Ok;
+  } catch (error) {
+    if (controller.signal.aborted) {
+      log.error(`interrupted: ${error instanceof Error ? error.message : String(error)}`);
+      return ExitCode.Interrupted;
+    }
+    return reportFailure(error, log);
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    await ssh?.close();
+    lock.release();
+  }
+}
+
+function reportFailure(error: unknown, log: Logger): ExitCode {
+  if (error instanceof ReplicateError) {
+    log.error(error.message);
+    return error.exitCode;
+  }
+  // Not one of ours: a bug. One line for cron, the stack for whoever runs -vv.
+  log.error(`unexpected internal error: ${error instanceof Error ? error.message : String(error)}`);
+  if (error instanceof Error && error.stack) log.debug(error.stack);
+  return ExitCode.Failure;
+}
+
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,80 @@
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatDistanceStrict } from 'date-fns';
+import { LockedError, ReplicateError } from '../errors.js';
+
+export interface LockHolder {
+  pid: number;
+  /** Milliseconds since the epoch when the holder took the lock. */
+  since: number;
+}
+
+export interface HeldLock {
+  path: string;
+  release(): void;
+}
+
+/** flock(1) exits with this when the lock is taken (its -E option); chosen to stand apart from its own errors. */
+const BUSY_STATUS = 75;
+
+/**
+ * One run at a time per local dataset, with a kernel flock(2) lock: the kernel drops it when the process dies
+ * in any way (SIGKILL, power loss: the file survives, the lock does not), so no lock is ever stale.
+ * Node has no flock binding, so util-linux flock(1) takes the lock on the open file description it inherits
+ * from us; the lock then lives exactly as long as our own descriptor.
+ */
+export function acquireLock(directory: string, localDataset: string, now: () => Date): HeldLock {
+  mkdirSync(directory, { recursive: true, mode: 0o755 });
+  const path = join(directory, `${encodeURIComponent(localDataset)}.lock`);
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  const result = spawnSync('flock', ['--nonblock', '--conflict-exit-code', String(BUSY_STATUS), '3'], {
+    stdio: ['ignore', 'ignore', 'pipe', fd],
+    encoding: 'utf8',
+  });
+  if (result.status !== 0) {
+    closeSync(fd);
+    if (result.status === BUSY_STATUS) throw lockedError(localDataset, readHolder(path), now());
+    const why = result.error ? result.error.message : (result.stderr || `exit ${result.status}`).trim();
+    throw new ReplicateError('ELOCK', `cannot lock ${path}: ${why}`);
+  }
+  const holder: LockHolder = { pid: process.pid, since: now().getTime() };
+  ftruncateSync(fd, 0);
+  writeSync(fd, `${JSON.stringify(holder)}\n`, 0);
+  let released = false;
+  return {
+    path,
+    release() {
+      if (released) return;
+      released = true;
+      closeSync(fd);
+    },
+  };
+}
+
+export function readHolder(path: string): LockHolder | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockHolder>;
+    return typeof parsed.pid === 'number' && typeof parsed.since === 'number' ? { pid: parsed.pid, since: parsed.since } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class RunLockedError extends LockedError {
+  constructor(
+    message: string,
+    readonly heldForMs: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+function lockedError(localDataset: string, holder: LockHolder | undefined, now: Date): RunLockedError {
+  if (holder === undefined) return new RunLockedError(`another run is replicating into ${localDataset}; skipping this run`, undefined);
+  const heldForMs = Math.max(0, now.getTime() - holder.since);
+  return new RunLockedError(
+    `another run (pid ${holder.pid}) has been replicating into ${localDataset} for ${formatDistanceStrict(holder.since, now)}; skipping this run`,
+    heldForMs,
+  );
+}

@@ -1,0 +1,47 @@
+import type { Snapshot } from '../zfs/types.js';
+import type { Plan } from './plan.js';
+
+export interface DescribeContext {
+  remoteHost: string;
+  remoteDataset: string;
+  localDataset: string;
+  tag: string;
+  rollback: boolean;
+  parentMissing: string | undefined;
+}
+
+/** The dry-run report: what a run would send, create, roll back, hold and release. */
+export function describePlan(plan: Plan, context: DescribeContext): string[] {
+  const source = `${context.remoteHost}:${context.remoteDataset}`;
+  const names = (snapshots: readonly Snapshot[]) => snapshots.map((snapshot) => `@${snapshot.name}`).join(', ');
+  switch (plan.kind) {
+    case 'conflict':
+      return [`conflict (${plan.code}): ${plan.message}`];
+    case 'up-to-date':
+      return [
+        `up to date: ${source}@${plan.base.remote.name} is the newest snapshot and ${context.localDataset} has it; nothing to send`,
+        `would hold "${context.tag}" on ${source}@${plan.base.remote.name} and ${context.localDataset}@${plan.base.local.name} (repairing it if missing) and release it from any other snapshot`,
+      ];
+    case 'initial': {
+      const lines: string[] = [];
+      if (context.parentMissing) lines.push(`would create parent dataset ${context.parentMissing} (zfs create -p)`);
+      lines.push(`would receive a full stream of ${source}@${plan.first.name} into the new dataset ${context.localDataset} (unmounted), then set readonly=on`);
+      const rest = plan.incoming.slice(1);
+      if (rest.length > 0) lines.push(`would then send ${source}@${plan.first.name}..@${plan.target.name} as one incremental stream (${rest.length} snapshot${rest.length === 1 ? '' : 's'}: ${names(rest)})`);
+      if (plan.skipped.length > 0) lines.push(`would not send ${plan.skipped.length} older snapshot${plan.skipped.length === 1 ? '' : 's'} outside keep (${names(plan.skipped)})`);
+      lines.push(`would hold "${context.tag}" on @${plan.target.name} on both sides`);
+      return lines;
+    }
+    case 'incremental': {
+      const lines: string[] = [];
+      if (context.rollback) {
+        lines.push(`would roll ${context.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${names(plan.discard)}` : ''} (--rollback)`);
+      }
+      if (plan.incoming.length > 0) {
+        lines.push(`would send ${source}@${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} as one incremental stream (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`);
+      }
+      lines.push(`would hold "${context.tag}" on @${plan.target.name} on both sides, then release it from @${plan.base.remote.name} and any other snapshot`);
+      return lines;
+    }
+  }
+}

@@ -1,0 +1,154 @@
+import { ConflictError, ReplicateError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { PipelineError, runPipeline } from '../transport/pipeline.js';
+import { streamStages, type StreamSettings } from '../transport/stream.js';
+import type { ZfsHost } from '../zfs/host.js';
+import { parentOf, snapshotName } from '../zfs/names.js';
+import type { DatasetState, Snapshot } from '../zfs/types.js';
+import { moveHolds } from './holds.js';
+import { planReplication, type IncrementalPlan, type InitialPlan, type Plan } from './plan.js';
+import { describePlan } from './describe.js';
+
+export interface ReplicationSettings {
+  remoteDataset: string;
+  localDataset: string;
+  tag: string;
+  keepSeconds: number;
+  rollback: boolean;
+  dryRun: boolean;
+  stream: StreamSettings;
+}
+
+export interface ReplicationContext {
+  remote: ZfsHost;
+  local: ZfsHost;
+  log: Logger;
+  /** Dry-run output: the plan, for a human who asked for it. */
+  print: (line: string) => void;
+  cancelSignal: AbortSignal;
+  now: () => Date;
+}
+
+export interface ReplicationOutcome {
+  plan: Plan;
+  /** The local dataset as listed after the run (for expiry). */
+  localState: DatasetState;
+  remoteState: DatasetState;
+  /** The snapshot both sides hold after the run. */
+  base: { local: Snapshot; remote: Snapshot } | undefined;
+}
+
+/** One pull: list both sides, plan, transfer, verify, move the holds. */
+export async function replicate(settings: ReplicationSettings, context: ReplicationContext): Promise<ReplicationOutcome> {
+  const { remote, local, log } = context;
+  const [remoteState, localState] = await Promise.all([remote.state(settings.remoteDataset), local.state(settings.localDataset)]);
+  log.debug(`listed ${remoteState.snapshots.length} remote and ${localState.snapshots.length} local snapshots`);
+  const plan = planReplication({
+    remote: remoteState,
+    local: localState,
+    remoteHost: remote.label,
+    nowSeconds: Math.floor(context.now().getTime() / 1000),
+    keepSeconds: settings.keepSeconds,
+    rollback: settings.rollback,
+  });
+  if (plan.kind === 'conflict') throw new ConflictError(plan.code, plan.message);
+  if (settings.dryRun) {
+    const parentMissing = plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
+    for (const line of describePlan(plan, { ...settings, remoteHost: remote.label, parentMissing })) context.print(line);
+    return { plan, localState, remoteState, base: plan.kind === 'up-to-date' ? plan.base : undefined };
+  }
+
+  let received = localState;
+  if (plan.kind === 'initial') received = await pullInitial(plan, settings, context);
+  if (plan.kind === 'incremental') received = await pullIncremental(plan, settings, context);
+
+  const target = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
+  const localBase = received.snapshots.find((snapshot) => snapshot.guid === target.guid);
+  if (localBase === undefined) throw verifyError(settings, remote.label, [target]);
+  await moveHolds(
+    settings.tag,
+    [
+      { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteState.snapshots },
+      { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots },
+    ],
+    plan.kind !== 'up-to-date',
+    log,
+  );
+  return { plan, localState: received, remoteState, base: { local: localBase, remote: target } };
+}
+
+async function missingParent(local: ZfsHost, dataset: string): Promise<string | undefined> {
+  const parent = parentOf(dataset);
+  return parent !== undefined && !(await local.exists(parent)) ? parent : undefined;
+}
+
+async function pullInitial(plan: InitialPlan, settings: ReplicationSettings, context: ReplicationContext): Promise<DatasetState> {
+  const { local, log } = context;
+  const parent = await missingParent(local, settings.localDataset);
+  if (parent !== undefined) {
+    // Only the parents: the replica itself must come from the full stream, never from `zfs create`.
+    await local.createParents(parent);
+    log.info(`created parent dataset ${parent}`);
+  }
+  await transfer(['zfs', 'send', snapshotName(settings.remoteDataset, plan.first.name)], settings, context, `full @${plan.first.name}`);
+  // A mounted, writable replica drifts (atime, stray writes) and then refuses the next incremental.
+  await local.setProperty(settings.localDataset, 'readonly', 'on');
+  if (plan.target.guid !== plan.first.guid) {
+    await transfer(incrementalSend(settings, plan.first, plan.target), settings, context, `@${plan.first.name}..@${plan.target.name}`);
+  }
+  return verify(plan.incoming, settings, context);
+}
+
+async function pullIncremental(plan: IncrementalPlan, settings: ReplicationSettings, context: ReplicationContext): Promise<DatasetState> {
+  const { local, log } = context;
+  if (settings.rollback) {
+    await local.rollback(settings.localDataset, plan.base.local.name, plan.discard.length > 0);
+    log.warn(`rolled ${settings.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${plan.discard.map((snapshot) => `@${snapshot.name}`).join(', ')}` : ''} (--rollback)`);
+  }
+  if (plan.incoming.length > 0) {
+    await transfer(incrementalSend(settings, plan.base.remote, plan.target), settings, context, `@${plan.base.remote.name}..@${plan.target.name}`);
+  }
+  return verify(plan.incoming, settings, context);
+}
+
+function incrementalSend(settings: ReplicationSettings, from: Snapshot, to: Snapshot): string[] {
+  return ['zfs', 'send', '-I', snapshotName(settings.remoteDataset, from.name), snapshotName(settings.remoteDataset, to.name)];
+}
+
+async function transfer(sendArgv: string[], settings: ReplicationSettings, context: ReplicationContext, what: string): Promise<void> {
+  const { remote, local, log } = context;
+  const stream = streamStages(remote, local, sendArgv, ['zfs', 'recv', '-u', settings.localDataset], settings.stream);
+  log.info(`receiving ${what} from ${remote.label}:${settings.remoteDataset} into ${settings.localDataset} (compression: ${stream.codec ?? 'none'}, mbuffer: ${stream.buffered ? 'yes' : 'no'})`);
+  const started = Date.now();
+  try {
+    await runPipeline(stream.stages, { cancelSignal: context.cancelSignal });
+  } catch (error) {
+    if (error instanceof PipelineError && /has been modified/.test(error.stages.at(-1)!.stderr)) {
+      throw new ConflictError(
+        'EMODIFIED',
+        `local dataset ${settings.localDataset} was modified since its newest snapshot, so the incremental stream was refused: re-run with --rollback to discard the local changes (nothing was changed)`,
+      );
+    }
+    throw error;
+  }
+  log.info(`received ${what} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/**
+ * rc 0 can lie on zfs-fuse (an incremental into a missing target lands elsewhere; a duplicate receive
+ * "succeeds" with 0 bytes): the replica must now hold every expected snapshot with the remote's guid.
+ */
+async function verify(expected: readonly Snapshot[], settings: ReplicationSettings, context: ReplicationContext): Promise<DatasetState> {
+  const state = await context.local.state(settings.localDataset);
+  const present = new Set(state.snapshots.map((snapshot) => snapshot.guid));
+  const missing = expected.filter((snapshot) => !present.has(snapshot.guid));
+  if (missing.length > 0) throw verifyError(settings, context.remote.label, missing);
+  return state;
+}
+
+function verifyError(settings: ReplicationSettings, remoteHost: string, missing: readonly Snapshot[]): ReplicateError {
+  return new ReplicateError(
+    'EVERIFY',
+    `after receiving, ${settings.localDataset} lacks ${missing.map((snapshot) => `@${snapshot.name}`).join(', ')} of ${remoteHost}:${settings.remoteDataset} (matched by guid): the receive did not land where expected`,
+  );
+}

@@ -1,0 +1,171 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type Result } from 'execa';
+import type { Endpoint } from '../../src/exec/endpoint.js';
+import { shellJoin } from '../../src/exec/quote.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The project root (this file runs from dist/test/testbed/). */
+export const PROJECT_ROOT = resolve(here, '../../..');
+export const TESTBED_SCRIPT = join(PROJECT_ROOT, 'test/testbed/testbed.sh');
+export const CLI = join(PROJECT_ROOT, 'dist/src/cli/main.js');
+/** cron's environment: no sbin in PATH, no HOME assumptions beyond root's. */
+export const CRON_PATH = '/usr/bin:/bin';
+
+export interface CommandOutcome {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+let activeTestbed: Testbed | undefined;
+
+function teardownOnSignal(signal: NodeJS.Signals) {
+  activeTestbed?.downSync();
+  process.kill(process.pid, signal);
+}
+
+/**
+ * A set of isolated ZFS hosts for one test file. Bring-up fails loudly (never skips) where the machine cannot
+ * run them; teardown runs on success, failure and interruption.
+ */
+export class Testbed {
+  private constructor(readonly hosts: readonly string[]) {}
+
+  static async up(hosts: readonly string[]): Promise<Testbed> {
+    const missing = prerequisitesMissing();
+    if (missing) throw new Error(`the integration tier cannot run here: ${missing}. It needs root and zfs-fuse (see README: Tests).`);
+    // An earlier run that was killed may have left hosts behind.
+    spawnSync('bash', [TESTBED_SCRIPT, 'clean'], { stdio: 'ignore' });
+    const result = await execa('bash', [TESTBED_SCRIPT, 'up', ...hosts], { reject: false, all: true });
+    if (result.exitCode !== 0) {
+      spawnSync('bash', [TESTBED_SCRIPT, 'clean'], { stdio: 'ignore' });
+      throw new Error(`test bed bring-up failed: ${result.all}`);
+    }
+    const testbed = new Testbed(hosts);
+    activeTestbed = testbed;
+    process.once('SIGINT', teardownOnSignal);
+    process.once('SIGTERM', teardownOnSignal);
+    return testbed;
+  }
+
+  async down(): Promise<void> {
+    activeTestbed = undefined;
+    process.off('SIGINT', teardownOnSignal);
+    process.off('SIGTERM', teardownOnSignal);
+    await execa('bash', [TESTBED_SCRIPT, 'down']);
+  }
+
+  downSync(): void {
+    spawnSync('bash', [TESTBED_SCRIPT, 'down'], { stdio: 'ignore' });
+  }
+
+  /** Runs argv on `host` (its network, mount and uts namespaces). */
+  async on(host: string, argv: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CommandOutcome> {
+    const result: Result = await execa('bash', [TESTBED_SCRIPT, 'on', host, '--', ...argv], {
+      reject: false,
+      cwd: PROJECT_ROOT,
+      env: options.env ?? {},
+      extendEnv: options.env === undefined,
+      timeout: options.timeoutMs ?? 300_000,
+    });
+    return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+  }
+
+  /** Runs a shell script on `host`; fails the test if it fails. */
+  async sh(host: string, script: string): Promise<string> {
+    const outcome = await this.on(host, ['bash', '-euo', 'pipefail', '-c', script]);
+    if (outcome.exitCode !== 0) throw new Error(`on ${host}: script failed (exit ${outcome.exitCode}): ${outcome.stderr}\n--- script:\n${script}`);
+    return outcome.stdout;
+  }
+
+  /** Runs zfs_replicate on `host` the way cron does: PATH=/usr/bin:/bin, no terminal. */
+  cli(host: string, args: readonly string[]): Promise<CommandOutcome> {
+    return this.on(host, ['node', CLI, ...args], { env: { PATH: CRON_PATH, HOME: '/root', LANG: 'C' } });
+  }
+
+  /** An endpoint for the pipeline and runner modules: commands run on `host`. */
+  endpoint(host: string): Endpoint {
+    const wrap = (argv: readonly string[]) => ({ file: 'bash', args: [TESTBED_SCRIPT, 'on', host, '--', ...argv] });
+    return { label: host, isRemote: false, wrap, wrapScript: (script) => wrap(['sh', '-c', script]) };
+  }
+
+  async link(host: string, state: 'up' | 'down'): Promise<void> {
+    await execa('bash', [TESTBED_SCRIPT, 'link', host, state]);
+  }
+
+  async rate(host: string, rate: string): Promise<void> {
+    await execa('bash', [TESTBED_SCRIPT, 'rate', host, rate]);
+  }
+
+  // ---- ZFS helpers for arranging a test ----
+
+  async zfs(host: string, ...argv: string[]): Promise<string> {
+    const outcome = await this.on(host, ['zfs', ...argv]);
+    if (outcome.exitCode !== 0) throw new Error(`on ${host}: zfs ${shellJoin(argv)} failed: ${outcome.stderr}`);
+    return outcome.stdout;
+  }
+
+  async mountpoint(host: string, dataset: string): Promise<string> {
+    return (await this.zfs(host, 'get', '-H', '-o', 'value', 'mountpoint', dataset)).trim();
+  }
+
+  /** Writes `megabytes` of random data into a new file of the dataset and takes snapshot @name. */
+  async writeAndSnapshot(host: string, dataset: string, name: string, megabytes = 1): Promise<void> {
+    const mountpoint = await this.mountpoint(host, dataset);
+    await this.on(host, ['dd', 'if=/dev/urandom', `of=${mountpoint}/file-${name.replace(/[^A-Za-z0-9]/g, '_')}`, 'bs=1M', `count=${megabytes}`, 'status=none']);
+    await this.zfs(host, 'snapshot', `${dataset}@${name}`);
+  }
+
+  /** name -> guid of the dataset's snapshots, via the same listing command the tool uses on zfs-fuse. */
+  async snapshots(host: string, dataset: string): Promise<Map<string, { guid: string; userrefs: number; creation: number }>> {
+    const outcome = await this.on(host, ['zfs', 'get', '-Hp', '-d', '1', '-o', 'name,property,value', 'guid,userrefs,creation', dataset]);
+    const result = new Map<string, { guid: string; userrefs: number; creation: number }>();
+    if (outcome.exitCode !== 0) return result;
+    for (const line of outcome.stdout.split('\n')) {
+      const [name, property, value] = line.split('\t');
+      if (!name?.startsWith(`${dataset}@`) || value === undefined) continue;
+      const snapshot = name.slice(dataset.length + 1);
+      const entry = result.get(snapshot) ?? { guid: '', userrefs: 0, creation: 0 };
+      if (property === 'guid') entry.guid = value;
+      if (property === 'userrefs') entry.userrefs = Number(value);
+      if (property === 'creation') entry.creation = Number(value);
+      result.set(snapshot, entry);
+    }
+    return result;
+  }
+
+  /** Whether `tag` is held on host:snapshot, learnt the only way zfs-fuse allows: a hold attempt. */
+  async hasHold(host: string, snapshot: string, tag: string): Promise<boolean> {
+    const outcome = await this.on(host, ['zfs', 'hold', tag, snapshot]);
+    if (outcome.exitCode === 0) {
+      await this.zfs(host, 'release', tag, snapshot);
+      return false;
+    }
+    if (/tag already exists/.test(outcome.stderr)) return true;
+    throw new Error(`on ${host}: cannot test hold ${tag} on ${snapshot}: ${outcome.stderr}`);
+  }
+
+  /** sha256 of every file below the dataset's mountpoint, in a stable order. */
+  async contentDigest(host: string, dataset: string): Promise<string> {
+    const mountpoint = await this.mountpoint(host, dataset);
+    const mounted = (await this.zfs(host, 'get', '-H', '-o', 'value', 'mounted', dataset)).trim() === 'yes';
+    if (!mounted) await this.zfs(host, 'mount', dataset);
+    try {
+      return await this.sh(host, `cd ${shellJoin([mountpoint])} && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum`);
+    } finally {
+      if (!mounted) await this.zfs(host, 'unmount', dataset);
+    }
+  }
+}
+
+function prerequisitesMissing(): string | undefined {
+  if (process.getuid?.() !== 0) return 'not running as root';
+  if (!existsSync('/dev/fuse')) return '/dev/fuse is missing';
+  for (const tool of ['/usr/sbin/zfs-fuse', '/usr/sbin/sshd', '/usr/bin/nsenter']) {
+    if (!existsSync(tool)) return `${tool} is not installed`;
+  }
+  return undefined;
+}
