@@ -1,4 +1,5 @@
 import { ConflictError, ReplicateError } from '../errors.js';
+import { shellJoin } from '../exec/quote.js';
 import type { Logger } from '../log/logger.js';
 import { PipelineError, runPipeline } from '../transport/pipeline.js';
 import { streamStages, type StreamSettings } from '../transport/stream.js';
@@ -103,6 +104,8 @@ async function pullIncremental(plan: IncrementalPlan, settings: ReplicationSetti
   const { local, log } = context;
   if (settings.rollback) {
     await local.rollback(settings.localDataset, plan.base.local.name, plan.discard.length > 0);
+    // Whoever wrote to the replica had made it writable; the drift must not recur.
+    await local.setProperty(settings.localDataset, 'readonly', 'on');
     log.warn(`rolled ${settings.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${plan.discard.map((snapshot) => `@${snapshot.name}`).join(', ')}` : ''} (--rollback)`);
   }
   if (plan.incoming.length > 0) {
@@ -119,6 +122,7 @@ async function transfer(sendArgv: string[], settings: ReplicationSettings, conte
   const { remote, local, log } = context;
   const stream = streamStages(remote, local, sendArgv, ['zfs', 'recv', '-u', settings.localDataset], settings.stream);
   log.info(`receiving ${what} from ${remote.label}:${settings.remoteDataset} into ${settings.localDataset} (compression: ${stream.codec ?? 'none'}, mbuffer: ${stream.buffered ? 'yes' : 'no'})`);
+  log.debug(`pipeline: ${stream.stages.map((stage) => `${stage.endpoint.label}$ ${'argv' in stage.command ? shellJoin(stage.command.argv) : stage.command.script}`).join(' | ')}`);
   const started = Date.now();
   try {
     await runPipeline(stream.stages, { cancelSignal: context.cancelSignal });

@@ -1,0 +1,121 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { Testbed } from '../testbed/testbed.js';
+import { assertExit, poolSnapshot, pull, snapshotSeries, sshHandshakes } from './helpers.js';
+
+describe('replication core on real zfs-fuse hosts', () => {
+  let tb: Testbed;
+  before(async () => {
+    tb = await Testbed.up(['alpha', 'beta']);
+    await tb.zfs('alpha', 'create', '-p', 'tank/src/data');
+    await snapshotSeries(tb, 'alpha', 'tank/src/data', ['s1', 's2', 's3', 's4', 's5']);
+  });
+  after(async () => {
+    await tb?.down();
+  });
+
+  async function assertHeldOnlyOn(host: string, dataset: string, tag: string, expected: string): Promise<void> {
+    for (const name of (await tb.snapshots(host, dataset)).keys()) {
+      assert.equal(await tb.hasHold(host, `${dataset}@${name}`, tag), name === expected, `${host}:${dataset}@${name} hold ${tag}`);
+    }
+  }
+
+  test('initial pull creates the missing parents, then a second pull brings the new snapshots', async () => {
+    const first = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta');
+    assertExit(first, 0, 'initial');
+    assert.equal(first.stdout + first.stderr, '', 'a successful run is silent (cron mails any output)');
+    await snapshotSeries(tb, 'alpha', 'tank/src/data', ['s6', 's7', 's8']);
+    const second = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta');
+    assertExit(second, 0, 'incremental');
+
+    const source = await tb.snapshots('alpha', 'tank/src/data');
+    const replica = await tb.snapshots('beta', 'tank/backup/alpha/data');
+    assert.deepEqual([...replica.keys()], ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']);
+    for (const [name, { guid }] of source) assert.equal(replica.get(name)?.guid, guid, `guid of @${name}`);
+    assert.equal(await tb.contentDigest('beta', 'tank/backup/alpha/data'), await tb.contentDigest('alpha', 'tank/src/data'));
+    assert.equal((await tb.zfs('beta', 'get', '-H', '-o', 'value', 'readonly', 'tank/backup/alpha/data')).trim(), 'on');
+    await assertHeldOnlyOn('alpha', 'tank/src/data', 'beta', 's8');
+    await assertHeldOnlyOn('beta', 'tank/backup/alpha/data', 'beta', 's8');
+  });
+
+  test('a run with nothing new sends nothing, uses one ssh handshake, and repairs holds removed by hand', async () => {
+    await tb.zfs('alpha', 'release', 'beta', 'tank/src/data@s8');
+    await tb.zfs('beta', 'release', 'beta', 'tank/backup/alpha/data@s8');
+    const handshakesBefore = sshHandshakes('alpha');
+    const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta', ['-vv']);
+    assertExit(run, 0);
+    assert.equal(sshHandshakes('alpha') - handshakesBefore, 1, 'one ssh handshake per run');
+    assert.doesNotMatch(run.stderr, /zfs send/, 'no send on a no-op run');
+    assert.match(run.stderr, /repaired: hold "beta" was missing on alpha:tank\/src\/data@s8/);
+    assert.match(run.stderr, /repaired: hold "beta" was missing on local:tank\/backup\/alpha\/data@s8/);
+    await assertHeldOnlyOn('alpha', 'tank/src/data', 'beta', 's8');
+    await assertHeldOnlyOn('beta', 'tank/backup/alpha/data', 'beta', 's8');
+  });
+
+  test('a replica 50 snapshots behind catches up in one run with one stream', async () => {
+    const names = Array.from({ length: 50 }, (_, index) => `c${String(index).padStart(2, '0')}`);
+    for (const name of names) await tb.zfs('alpha', 'snapshot', `tank/src/data@${name}`);
+    const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta', ['-vv']);
+    assertExit(run, 0);
+    const sends = run.stderr.split('\n').filter((line) => line.includes('pipeline:') && line.includes('zfs send'));
+    assert.equal(sends.length, 1, sends.join('\n'));
+    assert.match(sends[0]!, /zfs send -I tank\/src\/data@s8 tank\/src\/data@c49/);
+    const replica = await tb.snapshots('beta', 'tank/backup/alpha/data');
+    for (const name of names) assert.ok(replica.has(name), `@${name} arrived`);
+    await assertHeldOnlyOn('alpha', 'tank/src/data', 'beta', 'c49');
+  });
+
+  test('--dry-run prints the plan and changes nothing on either side', async () => {
+    await tb.writeAndSnapshot('alpha', 'tank/src/data', 'd1');
+    const before = [await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')];
+    const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta', ['--dry-run']);
+    assertExit(run, 0);
+    assert.match(run.stdout, /would send alpha:tank\/src\/data@c49\.\.@d1 into tank\/backup\/alpha\/data as one incremental stream \(1 snapshot: @d1\)/);
+    assert.match(run.stdout, /would hold "beta" on @d1 on both sides, then release it from @c49/);
+    assert.deepEqual([await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')], before);
+    const initial = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/new/parent/copy', 'beta', ['--dry-run']);
+    assertExit(initial, 0);
+    assert.match(initial.stdout, /would create parent dataset tank\/new\/parent/);
+    assert.deepEqual([await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')], before);
+  });
+
+  test('-h localhost replicates on the same host without ssh', async () => {
+    const handshakesBefore = sshHandshakes('beta');
+    const run = await pull(tb, 'beta', 'localhost', 'tank/backup/alpha/data', 'tank/local-copy', 'copy');
+    assertExit(run, 0);
+    assert.equal(sshHandshakes('beta'), handshakesBefore);
+    const copy = await tb.snapshots('beta', 'tank/local-copy');
+    assert.equal(copy.get('c49')?.guid, (await tb.snapshots('alpha', 'tank/src/data')).get('c49')?.guid);
+  });
+
+  test('hostile names: spaces in datasets and snapshots, shell syntax in the tag; no injection on either side', async () => {
+    const canary = `/tmp/zr-pwned-${process.pid}`;
+    const tag = `t$(touch ${canary}-a); touch ${canary}-b; 'q" \`touch ${canary}-c\``;
+    await tb.zfs('alpha', 'create', '-p', 'tank/my data/sp ace');
+    await snapshotSeries(tb, 'alpha', 'tank/my data/sp ace', ['snap 1', 'snap:2.b-c_d']);
+    const run = await pull(tb, 'beta', 'alpha', 'tank/my data/sp ace', 'tank/back up/x y', tag);
+    assertExit(run, 0);
+    await tb.writeAndSnapshot('alpha', 'tank/my data/sp ace', 'snap 3');
+    assertExit(await pull(tb, 'beta', 'alpha', 'tank/my data/sp ace', 'tank/back up/x y', tag), 0);
+    const replica = await tb.snapshots('beta', 'tank/back up/x y');
+    assert.deepEqual([...replica.keys()], ['snap 1', 'snap:2.b-c_d', 'snap 3']);
+    assert.ok(await tb.hasHold('alpha', 'tank/my data/sp ace@snap 3', tag));
+    assert.ok(await tb.hasHold('beta', 'tank/back up/x y@snap 3', tag));
+    assert.ok(!(await tb.hasHold('alpha', 'tank/my data/sp ace@snap:2.b-c_d', tag)));
+    for (const suffix of ['-a', '-b', '-c']) assert.ok(!existsSync(canary + suffix), `${canary + suffix} was created: shell injection`);
+    const datasets = (await tb.zfs('beta', 'list', '-H', '-o', 'name', '-r', 'tank')).split('\n').filter(Boolean);
+    assert.deepEqual(datasets.sort(), ['tank', 'tank/back up', 'tank/back up/x y', 'tank/backup', 'tank/backup/alpha', 'tank/backup/alpha/data', 'tank/local-copy'].sort());
+  });
+
+  test('names outside ZFS rules are a usage error (exit 2) before anything runs', async () => {
+    const before = await poolSnapshot(tb, 'beta');
+    for (const local of ['tank/a;rm -rf /', 'tank/$(id)', 'tank//x', 'tank/x@snap', "tank/it's"]) {
+      const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', local, 'beta');
+      assertExit(run, 2, local);
+      assert.match(run.stderr, /^zfs_replicate: error: -l\/--local: dataset name .* \(see --help\)$/);
+      assert.ok(!run.stderr.includes('\n'), 'one line, no stack trace');
+    }
+    assert.equal(await poolSnapshot(tb, 'beta'), before);
+  });
+});
