@@ -11,6 +11,7 @@ export interface CliSettings {
   localDataset: string;
   tag: string;
   keepSeconds: number;
+  keepLabel: string;
   mbufferSize: string;
   port: number | undefined;
   compress: boolean;
@@ -111,7 +112,7 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     remoteDataset,
     localDataset,
     tag,
-    keepSeconds: keepSeconds(parsed.keep, parsed.keepDays),
+    ...keepWindow(parsed.keep, parsed.keepDays),
     mbufferSize: checked(parsed.mbuffer, MBUFFER_SIZE, '-b/--mbuffer', 'a size such as 256M or 1G'),
     port: parsed.port === undefined ? undefined : port(parsed.port),
     compress: !parsed.noCompress,
@@ -158,9 +159,9 @@ function duration(text: string, flag: string): number {
   return seconds;
 }
 
-function keepSeconds(keep: string | undefined, keepDays: string | undefined): number {
-  if (keep !== undefined) return duration(keep, '--keep');
+function keepWindow(keep: string | undefined, keepDays: string | undefined): { keepSeconds: number; keepLabel: string } {
+  if (keep !== undefined) return { keepSeconds: duration(keep, '--keep'), keepLabel: keep };
   if (keepDays === undefined || keepDays === '') throw new UsageError('missing required option -k/--keep-days (or --keep)');
   if (!/^\d+(\.\d+)?$/.test(keepDays)) throw new UsageError(`-k/--keep-days: ${JSON.stringify(keepDays)} is not a non-negative number of days`);
-  return Math.round(Number(keepDays) * 86_400);
+  return { keepSeconds: Math.round(Number(keepDays) * 86_400), keepLabel: `${keepDays} days` };
 }

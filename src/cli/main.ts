@@ -6,7 +6,7 @@ import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
 import { acquireLock, RunLockedError, type HeldLock } from '../lock/lock.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { replicate } from '../replication/replicate.js';
+import { runOnce } from '../replication/run-once.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { ZfsHost } from '../zfs/host.js';
 import { probeHost } from '../zfs/probe.js';
@@ -84,8 +84,9 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     const [remoteFeatures, localFeatures] = await Promise.all([probeHost(runner, remoteEndpoint), probeHost(runner, localEndpoint)]);
     log.debug(`remote zfs: ${remoteFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...remoteFeatures.tools].join(' ') || 'none'}`);
     log.debug(`local zfs: ${localFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...localFeatures.tools].join(' ') || 'none'}`);
-    await replicate(
+    await runOnce(
       {
+        keepLabel: settings.keepLabel,
         remoteDataset: settings.remoteDataset,
         localDataset: settings.localDataset,
         tag: settings.tag,

@@ -30,17 +30,21 @@ export interface ReplicationContext {
   now: () => Date;
 }
 
-export interface ReplicationOutcome {
-  plan: Plan;
-  /** The local dataset as listed after the run (for expiry). */
-  localState: DatasetState;
+export interface PreparedRun {
+  plan: Exclude<Plan, { kind: 'conflict' }>;
   remoteState: DatasetState;
-  /** The snapshot both sides hold after the run. */
-  base: { local: Snapshot; remote: Snapshot } | undefined;
+  localState: DatasetState;
 }
 
-/** One pull: list both sides, plan, transfer, verify, move the holds. */
-export async function replicate(settings: ReplicationSettings, context: ReplicationContext): Promise<ReplicationOutcome> {
+export interface ExecutedRun {
+  /** The local dataset as listed after the receive. */
+  localState: DatasetState;
+  /** The snapshot both sides hold from now on. */
+  base: { local: Snapshot; remote: Snapshot };
+}
+
+/** Lists both sides (one command each) and plans; a conflict is thrown before anything changes. */
+export async function prepareReplication(settings: ReplicationSettings, context: ReplicationContext): Promise<PreparedRun> {
   const { remote, local, log } = context;
   const [remoteState, localState] = await Promise.all([remote.state(settings.remoteDataset), local.state(settings.localDataset)]);
   log.debug(`listed ${remoteState.snapshots.length} remote and ${localState.snapshots.length} local snapshots`);
@@ -53,13 +57,19 @@ export async function replicate(settings: ReplicationSettings, context: Replicat
     rollback: settings.rollback,
   });
   if (plan.kind === 'conflict') throw new ConflictError(plan.code, plan.message);
-  if (settings.dryRun) {
-    const parentMissing = plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
-    for (const line of describePlan(plan, { ...settings, remoteHost: remote.label, parentMissing })) context.print(line);
-    return { plan, localState, remoteState, base: plan.kind === 'up-to-date' ? plan.base : undefined };
-  }
+  return { plan, remoteState, localState };
+}
 
-  let received = localState;
+export async function printPlan(prepared: PreparedRun, settings: ReplicationSettings, context: ReplicationContext): Promise<void> {
+  const parentMissing = prepared.plan.kind === 'initial' ? await missingParent(context.local, settings.localDataset) : undefined;
+  for (const line of describePlan(prepared.plan, { ...settings, remoteHost: context.remote.label, parentMissing })) context.print(line);
+}
+
+/** Transfers what the plan says, verifies it by guid, and moves the holds. */
+export async function executePlan(prepared: PreparedRun, settings: ReplicationSettings, context: ReplicationContext): Promise<ExecutedRun> {
+  const { remote, local, log } = context;
+  const { plan, remoteState } = prepared;
+  let received = prepared.localState;
   if (plan.kind === 'initial') received = await pullInitial(plan, settings, context);
   if (plan.kind === 'incremental') received = await pullIncremental(plan, settings, context);
 
@@ -75,7 +85,7 @@ export async function replicate(settings: ReplicationSettings, context: Replicat
     plan.kind !== 'up-to-date',
     log,
   );
-  return { plan, localState: received, remoteState, base: { local: localBase, remote: target } };
+  return { localState: received, base: { local: localBase, remote: target } };
 }
 
 async function missingParent(local: ZfsHost, dataset: string): Promise<string | undefined> {

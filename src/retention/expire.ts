@@ -1,0 +1,70 @@
+import { ReplicateError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { ZfsHost } from '../zfs/host.js';
+import type { ExpiryCandidate, ExpiryPlan } from './plan.js';
+
+export interface ExpiryContext {
+  remote: ZfsHost;
+  local: ZfsHost;
+  remoteDataset: string;
+  localDataset: string;
+  tag: string;
+  log: Logger;
+}
+
+export interface ExpiryResult {
+  destroyed: string[];
+  /** Held by another tag (e.g. a downstream host in a chain): kept, not an error. */
+  keptHeld: string[];
+}
+
+/**
+ * Releases our hold on each candidate's remote twin and confirms it is gone, then destroys the local snapshots
+ * one by one (zfs-fuse takes one per call; one busy snapshot never stops the others). If the remote cannot be
+ * reached, nothing is destroyed: unreachable is never read as "absent".
+ */
+export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<ExpiryResult> {
+  const result: ExpiryResult = { destroyed: [], keptHeld: [] };
+  if (plan.expire.length === 0) return result;
+  const twins = plan.expire.filter((candidate): candidate is ExpiryCandidate & { remoteTwin: NonNullable<ExpiryCandidate['remoteTwin']> } => candidate.remoteTwin !== undefined);
+  try {
+    for (const { remoteTwin } of twins) await context.remote.release(context.tag, context.remoteDataset, remoteTwin.name);
+    await confirmReleased(context, twins.map((candidate) => candidate.remoteTwin.name));
+  } catch (error) {
+    const why = error instanceof ReplicateError ? error.message : String(error);
+    throw new ReplicateError('EEXPIRY', `expiry skipped, nothing destroyed: could not release hold "${context.tag}" on ${context.remote.label}:${context.remoteDataset}: ${why}`, undefined, { cause: error });
+  }
+
+  for (const { snapshot } of plan.expire) {
+    if (snapshot.userrefs > 0) await context.local.release(context.tag, context.localDataset, snapshot.name);
+    const outcome = await context.local.destroySnapshot(context.localDataset, snapshot.name);
+    if (outcome === 'destroyed') {
+      result.destroyed.push(snapshot.name);
+      context.log.info(`expired ${context.localDataset}@${snapshot.name}`);
+    } else {
+      result.keptHeld.push(snapshot.name);
+      context.log.info(`kept ${context.localDataset}@${snapshot.name} past keep: another hold protects it (a downstream host?)`);
+    }
+  }
+  return result;
+}
+
+/**
+ * Asks the remote again: with `zfs holds` where it exists; on zfs-fuse a second release must answer "no such
+ * tag" (a hold count alone cannot tell whose hold remains).
+ */
+async function confirmReleased(context: ExpiryContext, snapshots: readonly string[]): Promise<void> {
+  if (snapshots.length === 0) return;
+  const { remote, remoteDataset, tag } = context;
+  if (remote.features.holdsCommand) {
+    const holds = await remote.holds(remoteDataset, snapshots);
+    const still = snapshots.filter((snapshot) => holds.get(snapshot)?.includes(tag));
+    if (still.length > 0) throw new ReplicateError('EEXPIRY', `hold still present on ${still.map((name) => `@${name}`).join(', ')}`);
+    return;
+  }
+  for (const snapshot of snapshots) {
+    if ((await remote.release(tag, remoteDataset, snapshot)) !== 'absent') {
+      throw new ReplicateError('EEXPIRY', `hold "${tag}" reappeared on @${snapshot}`);
+    }
+  }
+}
