@@ -25,6 +25,7 @@ export interface CliSettings {
   logFile: string | undefined;
   logFormat: 'text' | 'json';
   syslog: boolean;
+  syslogSocket: string;
   lockDir: string;
   lockWarnSeconds: number;
 }
@@ -53,7 +54,7 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
   const parser = yargs([...argv])
     .scriptName('zfs_replicate')
     .usage('$0 -h HOST -r REMOTE_DATASET -l LOCAL_DATASET -t TAG -k DAYS [options]')
-    .parserConfiguration({ 'boolean-negation': false, 'strip-aliased': true, 'strip-dashed': true, 'duplicate-arguments-array': false })
+    .parserConfiguration({ 'boolean-negation': false, 'strip-aliased': true, 'strip-dashed': true, 'duplicate-arguments-array': true })
     .env('ZFS_REPLICATE')
     // Built-in help would claim -h; both are plain options here, answered by main().
     .help(false)
@@ -77,7 +78,8 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     .option('quiet', { alias: ['q'], type: 'boolean', default: false, describe: 'errors only' })
     .option('log-file', { type: 'string', describe: 'also log (info and up) to this file' })
     .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'log line format' })
-    .option('syslog', { type: 'boolean', default: false, describe: 'also log to syslog/journald' })
+    .option('syslog', { type: 'boolean', default: false, describe: 'also log (info and up) to syslog/journald' })
+    .option('syslog-socket', { type: 'string', default: '/dev/log', describe: 'syslog socket for --syslog' })
     .option('lock-dir', { type: 'string', default: '/run/lock/zfs_replicate', describe: 'directory of the per-dataset lock files' })
     .option('lock-warn', { type: 'string', default: '6h', describe: 'warn (instead of exiting quietly) when the lock holder has run longer than this' })
     .option('help', { type: 'boolean', describe: 'show this help' })
@@ -97,7 +99,10 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     return { help: helpText ?? '' };
   }
   if (parsed.version) return { version: true };
-  if (parsed._.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(String(parsed._[0]))}`);
+  for (const [key, value] of Object.entries(parsed)) {
+    // Only --ssh-option repeats; a repeated -t or -l in a crontab line is a mistake, not "the last one wins".
+    if (Array.isArray(value) && key !== '_' && key !== 'sshOption') throw new UsageError(`option --${kebab(key)} was given more than once`);
+  }
 
   const host = required(parsed.host, '-h/--host');
   if (!HOSTNAME.test(host) || host.startsWith('-')) throw new UsageError(`invalid host ${JSON.stringify(host)}`);
@@ -126,9 +131,14 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     logFile: parsed.logFile,
     logFormat: parsed.logFormat,
     syslog: parsed.syslog,
+    syslogSocket: parsed.syslogSocket,
     lockDir: parsed.lockDir,
     lockWarnSeconds: duration(parsed.lockWarn, '--lock-warn'),
   };
+}
+
+function kebab(camel: string): string {
+  return camel.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }
 
 function required(value: string | undefined, flag: string): string {

@@ -36,7 +36,7 @@ export async function main(argv: readonly string[]): Promise<ExitCode> {
 
   // cron's PATH is /usr/bin:/bin, while zfs lives in /sbin or /usr/sbin.
   process.env.PATH = withSbinPath(process.env.PATH);
-  const log = createLogger({ verbosity: settings.verbosity, format: settings.logFormat, file: settings.logFile, context: settings.localDataset });
+  const log = createLogger({ verbosity: settings.verbosity, format: settings.logFormat, file: settings.logFile, syslogSocket: settings.syslog ? settings.syslogSocket : undefined, context: settings.localDataset });
   try {
     return await runLocked(settings, log);
   } finally {
@@ -102,6 +102,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
         print: (line) => process.stdout.write(`${line}\n`),
         cancelSignal: controller.signal,
         now: () => new Date(),
+        lockFd: lock.fd,
       },
     );
     return controller.signal.aborted ? ExitCode.Interrupted : ExitCode.Ok;

@@ -12,6 +12,11 @@ export interface LockHolder {
 
 export interface HeldLock {
   path: string;
+  /**
+   * The locked descriptor. Handing it to the transfer's processes keeps the lock held while any of them runs,
+   * even if this process is SIGKILLed: a new run must not receive into the dataset while orphans still do.
+   */
+  fd: number;
   release(): void;
 }
 
@@ -44,6 +49,7 @@ export function acquireLock(directory: string, localDataset: string, now: () => 
   let released = false;
   return {
     path,
+    fd,
     release() {
       if (released) return;
       released = true;
@@ -73,8 +79,18 @@ export class RunLockedError extends LockedError {
 function lockedError(localDataset: string, holder: LockHolder | undefined, now: Date): RunLockedError {
   if (holder === undefined) return new RunLockedError(`another run is replicating into ${localDataset}; skipping this run`, undefined);
   const heldForMs = Math.max(0, now.getTime() - holder.since);
+  const orphaned = processGone(holder.pid) ? ', and has died, but its transfer processes are still running' : '';
   return new RunLockedError(
-    `another run (pid ${holder.pid}) has been replicating into ${localDataset} for ${formatDistanceStrict(holder.since, now)}; skipping this run`,
+    `another run (pid ${holder.pid}) has been replicating into ${localDataset} for ${formatDistanceStrict(holder.since, now)}${orphaned}; skipping this run`,
     heldForMs,
   );
+}
+
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }

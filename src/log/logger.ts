@@ -1,4 +1,5 @@
 import winston from 'winston';
+import { SyslogTransport } from './syslog.js';
 
 export type Verbosity = 'error' | 'warn' | 'info' | 'debug';
 
@@ -8,6 +9,8 @@ export interface LogSettings {
   file?: string | undefined;
   /** Shown in every line, so a mail from several crontab lines says which one spoke. */
   context: string;
+  /** The syslog socket to log to (normally /dev/log); undefined: no syslog. */
+  syslogSocket?: string | undefined;
 }
 
 export type Logger = Pick<winston.Logger, 'error' | 'warn' | 'info' | 'debug'> & { close(): Promise<void> };
@@ -43,12 +46,18 @@ export function createLogger(settings: LogSettings): Logger {
       }),
     );
   }
+  const syslog = settings.syslogSocket
+    ? new SyslogTransport(`zfs_replicate[${settings.context}]`, settings.syslogSocket, { level: settings.verbosity === 'debug' ? 'debug' : 'info', format: winston.format.printf((entry) => String(entry.message)) })
+    : undefined;
+  if (syslog) transports.push(syslog);
   const logger = winston.createLogger({ levels: { error: 0, warn: 1, info: 2, debug: 3 }, level: 'debug', transports, exitOnError: false });
   return Object.assign(logger, {
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await syslog?.flush();
+      await new Promise<void>((resolve) => {
         logger.on('finish', () => resolve());
         logger.end();
-      }),
+      });
+    },
   }) as unknown as Logger;
 }

@@ -28,6 +28,8 @@ export interface ReplicationContext {
   print: (line: string) => void;
   cancelSignal: AbortSignal;
   now: () => Date;
+  /** The run lock's descriptor, inherited by the transfer's processes (see HeldLock.fd). */
+  lockFd?: number;
 }
 
 export interface PreparedRun {
@@ -135,8 +137,11 @@ async function transfer(sendArgv: string[], settings: ReplicationSettings, conte
   log.debug(`pipeline: ${stream.stages.map((stage) => `${stage.endpoint.label}$ ${'argv' in stage.command ? shellJoin(stage.command.argv) : stage.command.script}`).join(' | ')}`);
   const started = Date.now();
   try {
-    await runPipeline(stream.stages, { cancelSignal: context.cancelSignal });
+    await runPipeline(stream.stages, { cancelSignal: context.cancelSignal, inheritFds: context.lockFd === undefined ? [] : [context.lockFd] });
   } catch (error) {
+    if (error instanceof PipelineError) {
+      for (const stage of error.stages) log.debug(`stage ${stage.name}: ${stage.signal ?? `exit ${stage.exitStatus}`} after ${stage.exitedAfterMs} ms`);
+    }
     if (error instanceof PipelineError && /has been modified/.test(error.stages.at(-1)!.stderr)) {
       throw new ConflictError(
         'EMODIFIED',

@@ -20,6 +20,8 @@ export interface StageOutcome {
   signal: string | undefined;
   spawnError: string | undefined;
   stderr: string;
+  /** Milliseconds from the start of the pipeline to this stage's exit. */
+  exitedAfterMs: number | undefined;
 }
 
 export interface PipelineOptions {
@@ -28,6 +30,8 @@ export interface PipelineOptions {
   onStderr?: (stage: string, text: string) => void;
   /** After one stage failed, how long the others get to exit on their own before they are killed. */
   failureGraceMs?: number;
+  /** Descriptors every stage inherits (as fd 3, 4, ...): the run lock, so orphans of a killed run keep it. */
+  inheritFds?: readonly number[];
 }
 
 export class PipelineError extends ReplicateError {
@@ -63,7 +67,9 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
     signal: undefined,
     spawnError: undefined,
     stderr: '',
+    exitedAfterMs: undefined,
   }));
+  const started = Date.now();
   const children: ChildProcess[] = [];
   const exits: Promise<void>[] = [];
   const failuresInOrder: StageOutcome[] = [];
@@ -79,7 +85,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
       // node:child_process, not execa: execa wraps an integer stdout fd in a Node stream (a socketpair that
       // JavaScript copies through), while spawn hands the kernel pipe to the child as it is.
       const child = spawn(file, args, {
-        stdio: [index === 0 ? 'ignore' : pipes[index - 1]!.readFd, index === stages.length - 1 ? 'pipe' : pipes[index]!.writeFd, 'pipe'],
+        stdio: [index === 0 ? 'ignore' : pipes[index - 1]!.readFd, index === stages.length - 1 ? 'pipe' : pipes[index]!.writeFd, 'pipe', ...(options.inheritFds ?? [])],
       });
       const keep = (text: string) => {
         outcome.stderr = (outcome.stderr + text).slice(-STDERR_TAIL_BYTES);
@@ -99,6 +105,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
             outcome.spawnError = error.code === 'ENOENT' ? 'command not found' : error.message;
           });
           child.once('close', (code, signal) => {
+            outcome.exitedAfterMs = Date.now() - started;
             outcome.exitStatus = code ?? undefined;
             outcome.signal = signal ?? undefined;
             if (!stageSucceeded(outcome)) {

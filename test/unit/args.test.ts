@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseArgs, type CliSettings } from '../../src/cli/args.js';
+import { UsageError } from '../../src/errors.js';
+
+const base = ['-h', 'backuphost', '-r', 'backuppool/virt/machines', '-l', 'offsite/virt/machines', '-t', 'offsite', '-k', '30'];
+
+function settings(argv: string[]): CliSettings {
+  const parsed = parseArgs(argv);
+  assert.ok(!('help' in parsed) && !('version' in parsed));
+  return parsed as CliSettings;
+}
+
+function usageError(argv: string[], message: RegExp): void {
+  assert.throws(() => parseArgs(argv), (error: unknown) => {
+    assert.ok(error instanceof UsageError, String(error));
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, message);
+    assert.ok(!error.message.includes('\n'), 'one line');
+    return true;
+  });
+}
+
+test("the ancestor's crontab line parses unchanged: -h is the host, not help", () => {
+  const parsed = settings(base);
+  assert.equal(parsed.host, 'backuphost');
+  assert.equal(parsed.remoteDataset, 'backuppool/virt/machines');
+  assert.equal(parsed.localDataset, 'offsite/virt/machines');
+  assert.equal(parsed.tag, 'offsite');
+  assert.equal(parsed.keepSeconds, 30 * 86_400);
+  assert.equal(parsed.compress, true);
+  assert.equal(parsed.dryRun, false);
+  assert.equal(parsed.verbosity, 'warn');
+});
+
+test("the ancestor's long options are accepted as aliases", () => {
+  const parsed = settings(['--remote-host', 'h1', '--remote-fs', 'p/a', '--local-fs', 'q/b', '--tag', 'x', '--keep-days', '7', '--port', '2222', '--mbuffer', '1G', '--no-pigz']);
+  assert.deepEqual([parsed.host, parsed.remoteDataset, parsed.localDataset, parsed.tag, parsed.keepSeconds, parsed.port, parsed.mbufferSize, parsed.compress], ['h1', 'p/a', 'q/b', 'x', 7 * 86_400, 2222, '1G', false]);
+});
+
+test('-n means no compression and never dry-run; dry-run is --dry-run only', () => {
+  const parsed = settings([...base, '-n']);
+  assert.equal(parsed.compress, false);
+  assert.equal(parsed.dryRun, false);
+  assert.equal(settings([...base, '--dry-run']).dryRun, true);
+});
+
+test('--help and --version are long options only', () => {
+  assert.ok('help' in parseArgs(['--help']));
+  assert.match((parseArgs(['--help']) as { help: string }).help, /Exit codes:\n\s+0\s+success/);
+  assert.ok('version' in parseArgs(['--version']));
+});
+
+test('--ssh-option repeats; other options given twice are an error', () => {
+  assert.deepEqual(settings([...base, '--ssh-option', 'ServerAliveInterval=1', '--ssh-option', 'ConnectTimeout=2']).sshOptions, ['ServerAliveInterval=1', 'ConnectTimeout=2']);
+  usageError([...base, '-t', 'other'], /option --tag was given more than once/);
+});
+
+test('--keep takes durations and overrides -k', () => {
+  assert.equal(settings([...base, '--keep', '36h']).keepSeconds, 36 * 3600);
+  assert.equal(settings([...base, '--keep', '90m']).keepSeconds, 90 * 60);
+  assert.equal(settings([...base, '--keep', '1.5d']).keepSeconds, 1.5 * 86_400);
+  usageError([...base, '--keep', '36'], /--keep: "36" is not a duration/);
+});
+
+test('-v, -vv and -q set the verbosity', () => {
+  assert.equal(settings([...base, '-v']).verbosity, 'info');
+  assert.equal(settings([...base, '-vv']).verbosity, 'debug');
+  assert.equal(settings([...base, '-q']).verbosity, 'error');
+});
+
+test('bad input is one clear line', () => {
+  usageError([...base, '--bogus'], /Unknown argument: bogus/);
+  usageError(['-r', 'a/b', '-l', 'c/d', '-t', 'x', '-k', '1'], /missing required option -h\/--host/);
+  usageError(['-h', 'x', '-l', 'c/d', '-t', 'x', '-k', '1'], /missing required option -r\/--remote/);
+  usageError(['-h', 'x', '-r', 'a/b', '-l', 'c/d', '-t', 'x'], /missing required option -k\/--keep-days/);
+  usageError([...base.slice(0, 8), '-k', '-3'], /-k\/--keep-days: "-3" is not a non-negative number of days/);
+  usageError([...base.slice(0, 8), '-k', 'ten'], /-k\/--keep-days: "ten" is not a non-negative number of days/);
+  usageError(['-h', 'x', '-r', 'a/b', '-l', 'tank/$(reboot)', '-t', 'x', '-k', '1'], /-l\/--local: dataset name "tank\/\$\(reboot\)" has the invalid character "\$"/);
+  usageError(['-h', 'x', '-r', 'a/b@snap', '-l', 'c/d', '-t', 'x', '-k', '1'], /must name a filesystem, not a snapshot/);
+  usageError(['-h', '-oProxyCommand=evil', '-r', 'a/b', '-l', 'c/d', '-t', 'x', '-k', '1'], /invalid host|Unknown argument/);
+  usageError([...base, '-p', '70000'], /not a port number/);
+  usageError([...base, '-b', 'lots'], /-b\/--mbuffer: "lots" is not a size/);
+  usageError([...base, "extra"], /Unknown argument: extra/);
+  usageError([...base.slice(0, 6), '-t', 'x'.repeat(256), '-k', '1'], /hold tag is longer than 255 bytes/);
+});
+
+test('values can come from ZFS_REPLICATE_* variables; the command line wins', () => {
+  process.env.ZFS_REPLICATE_HOST = 'envhost';
+  process.env.ZFS_REPLICATE_KEEP_DAYS = '3';
+  try {
+    const parsed = settings(['-r', 'a/b', '-l', 'c/d', '-t', 'x']);
+    assert.equal(parsed.host, 'envhost');
+    assert.equal(parsed.keepSeconds, 3 * 86_400);
+    assert.equal(settings(['-h', 'cli', '-r', 'a/b', '-l', 'c/d', '-t', 'x']).host, 'cli');
+  } finally {
+    delete process.env.ZFS_REPLICATE_HOST;
+    delete process.env.ZFS_REPLICATE_KEEP_DAYS;
+  }
+});

@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { acquireLock, RunLockedError } from '../../src/lock/lock.js';
+import { LockedError } from '../../src/errors.js';
+
+const directory = mkdtempSync(join(tmpdir(), 'zr-lock-test-'));
+const now = () => new Date();
+const lockModule = fileURLToPath(new URL('../../src/lock/lock.js', import.meta.url));
+
+test('a second lock on the same dataset is refused with the holder pid; another dataset is free', () => {
+  const first = acquireLock(directory, 'tank/a', now);
+  try {
+    assert.throws(() => acquireLock(directory, 'tank/a', now), (error: unknown) => {
+      assert.ok(error instanceof RunLockedError && error instanceof LockedError);
+      assert.equal(error.exitCode, 3);
+      assert.match(error.message, new RegExp(`another run \\(pid ${process.pid}\\) has been replicating into tank/a for \\d+ seconds?; skipping this run`));
+      return true;
+    });
+    acquireLock(directory, 'tank/b', now).release();
+  } finally {
+    first.release();
+  }
+  acquireLock(directory, 'tank/a', now).release();
+});
+
+test('dataset names map to distinct lock files (slashes, spaces)', () => {
+  const one = acquireLock(directory, 'tank/x y', now);
+  const two = acquireLock(directory, 'tank/x/y', now);
+  assert.notEqual(one.path, two.path);
+  one.release();
+  two.release();
+});
+
+async function holderProcess(dataset: string): Promise<ReturnType<typeof spawn>> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+    const { acquireLock } = await import(${JSON.stringify(lockModule)});
+    acquireLock(${JSON.stringify(directory)}, ${JSON.stringify(dataset)}, () => new Date());
+    console.log('locked');
+    setInterval(() => {}, 1000);
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+  return child;
+}
+
+test('a SIGKILLed holder leaves no stuck lock', async () => {
+  const child = await holderProcess('tank/killed');
+  assert.throws(() => acquireLock(directory, 'tank/killed', now), RunLockedError);
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.once('exit', resolve));
+  acquireLock(directory, 'tank/killed', now).release();
+});
+
+test('a process that inherited the lock descriptor keeps the lock after the holder lets go', async () => {
+  const lock = acquireLock(directory, 'tank/inherited', now);
+  const orphan = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', lock.fd] });
+  lock.release();
+  assert.throws(() => acquireLock(directory, 'tank/inherited', now), RunLockedError);
+  orphan.kill('SIGKILL');
+  await new Promise((resolve) => orphan.once('exit', resolve));
+  acquireLock(directory, 'tank/inherited', now).release();
+});
