@@ -19,7 +19,7 @@ export class SyslogTransport extends Transport {
   }
 
   override log(entry: { level: string; message: unknown }, next: () => void): void {
-    const sent = execa('logger', ['--socket', this.socket, '--id', String(process.pid), '-t', this.tag, '-p', PRIORITY[entry.level] ?? 'user.notice', '--', String(entry.message)], {
+    const sent = execa('logger', ['--socket', this.socket, `--id=${process.pid}`, '-t', this.tag, '-p', PRIORITY[entry.level] ?? 'user.notice', '--', String(entry.message)], {
       reject: false,
       stdin: 'ignore',
       stdout: 'ignore',
