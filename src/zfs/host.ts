@@ -1,4 +1,3 @@
-import { CommandError, ReplicateError } from '../errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
 import { commandError, succeeded, type CommandRunner } from '../exec/runner.js';
 import { getArgv, listArgv, parseGetOutput, parseListOutput } from './listing.js';
@@ -38,29 +37,17 @@ export class ZfsHost {
   }
 
   async exists(dataset: string): Promise<boolean> {
-    const argv = ['zfs', 'get', '-H', '-o', 'value', 'type', dataset];
-    const result = await this.runner.attempt(this.endpoint, argv);
-    if (succeeded(result)) return true;
-    if (MISSING.test(result.stderr)) return false;
-    throw commandError(this.endpoint, argv, result);
+    return this.succeedsUnless(['zfs', 'get', '-H', '-o', 'value', 'type', dataset], MISSING);
   }
 
   /** Idempotent: an existing hold of the same tag is success. */
   async hold(tag: string, dataset: string, snapshot: string): Promise<HoldResult> {
-    const argv = ['zfs', 'hold', tag, snapshotName(dataset, snapshot)];
-    const result = await this.runner.attempt(this.endpoint, argv);
-    if (succeeded(result)) return 'added';
-    if (/tag already exists/.test(result.stderr)) return 'present';
-    throw commandError(this.endpoint, argv, result);
+    return (await this.succeedsUnless(['zfs', 'hold', tag, snapshotName(dataset, snapshot)], /tag already exists/)) ? 'added' : 'present';
   }
 
   /** Idempotent: releasing a tag that is absent (or from a snapshot that is gone) is success. */
   async release(tag: string, dataset: string, snapshot: string): Promise<ReleaseResult> {
-    const argv = ['zfs', 'release', tag, snapshotName(dataset, snapshot)];
-    const result = await this.runner.attempt(this.endpoint, argv);
-    if (succeeded(result)) return 'released';
-    if (/no such tag/.test(result.stderr) || MISSING.test(result.stderr)) return 'absent';
-    throw commandError(this.endpoint, argv, result);
+    return (await this.succeedsUnless(['zfs', 'release', tag, snapshotName(dataset, snapshot)], /no such tag|dataset does not exist/)) ? 'released' : 'absent';
   }
 
   /** Tags held on each snapshot, where the host has `zfs holds`. */
@@ -91,16 +78,17 @@ export class ZfsHost {
 
   /** Destroys one snapshot; a held or otherwise busy one is reported, not thrown. */
   async destroySnapshot(dataset: string, snapshot: string): Promise<'destroyed' | 'busy'> {
-    const argv = ['zfs', 'destroy', snapshotName(dataset, snapshot)];
+    return (await this.succeedsUnless(['zfs', 'destroy', snapshotName(dataset, snapshot)], /dataset is busy|being held/)) ? 'destroyed' : 'busy';
+  }
+
+  /**
+   * Runs argv: true when it succeeded, false when it failed with the known answer `expected` in stderr (an
+   * existing tag, a missing dataset); any other failure is thrown.
+   */
+  private async succeedsUnless(argv: string[], expected: RegExp): Promise<boolean> {
     const result = await this.runner.attempt(this.endpoint, argv);
-    if (succeeded(result)) return 'destroyed';
-    if (/dataset is busy|being held/.test(result.stderr)) return 'busy';
+    if (succeeded(result)) return true;
+    if (expected.test(result.stderr)) return false;
     throw commandError(this.endpoint, argv, result);
   }
 }
-
-export function isCommandError(error: unknown): error is CommandError {
-  return error instanceof CommandError;
-}
-
-export class DatasetMissingError extends ReplicateError {}

@@ -32,10 +32,6 @@ export function parentOf(dataset: string): string | undefined {
   return slash < 0 ? undefined : dataset.slice(0, slash);
 }
 
-export function poolOf(dataset: string): string {
-  return dataset.split('/')[0]!;
-}
-
 export function snapshotName(dataset: string, snapshot: string): string {
   return `${dataset}@${snapshot}`;
 }
