@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The one test command (README: `npm test`): sets the machine up, builds, then runs the unit tier (no root) and
 # the integration tier (real zfs-fuse hosts in namespaces, as root).
-# ZFS_REPLICATE_TEST_TIER=unit runs only the unit tier, for development. Otherwise the integration tier always
+# ZR_TEST_TIER=unit runs only the unit tier, for development. Otherwise the integration tier always
 # runs, and where it cannot (not root, no zfs-fuse) its tests fail with the reason: they never count as passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tier=${ZFS_REPLICATE_TEST_TIER:-all}
+tier=${ZR_TEST_TIER:-all}
 if [ "$tier" = unit ]; then bash test/setup.sh --unit-only; else bash test/setup.sh; fi
 files=(dist/test/unit/*.test.js)
 if [ "$tier" != unit ]; then

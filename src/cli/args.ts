@@ -15,6 +15,7 @@ export interface CliSettings {
   mbufferSize: string;
   port: number | undefined;
   compress: boolean;
+  raw: boolean;
   sshOptions: string[];
   identity: string | undefined;
   user: string | undefined;
@@ -30,6 +31,7 @@ export interface CliSettings {
   lockWarnSeconds: number;
 }
 
+const ENV_PREFIX = 'ZFS_REPLICATE_';
 export const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1']);
 const HOSTNAME = /^[A-Za-z0-9_.:%[\]-]+$/;
 const MBUFFER_SIZE = /^\d+(\.\d+)?[kKmMgG]?$/;
@@ -55,7 +57,7 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     .scriptName('zfs_replicate')
     .usage('$0 -h HOST -r REMOTE_DATASET -l LOCAL_DATASET -t TAG -k DAYS [options]')
     .parserConfiguration({ 'boolean-negation': false, 'strip-aliased': true, 'strip-dashed': true, 'duplicate-arguments-array': true })
-    .env('ZFS_REPLICATE')
+    .env(ENV_PREFIX.slice(0, -1))
     // Built-in help would claim -h; both are plain options here, answered by main().
     .help(false)
     .version(false)
@@ -68,6 +70,7 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     .option('mbuffer', { alias: ['b'], type: 'string', default: '256M', describe: 'mbuffer memory on the receiving side' })
     .option('port', { alias: ['p'], type: 'string', describe: 'ssh port' })
     .option('no-compress', { alias: ['n', 'no-pigz'], type: 'boolean', default: false, describe: 'no wire compression (never dry-run)' })
+    .option('no-raw', { type: 'boolean', default: false, describe: 'send encrypted datasets decrypted, so the backup holds the plaintext (default: raw, the backup never needs the key)' })
     .option('ssh-option', { type: 'string', array: true, default: [], describe: 'extra ssh -o option (repeatable), e.g. ConnectTimeout=5' })
     .option('identity', { alias: ['i'], type: 'string', describe: 'ssh identity file' })
     .option('user', { type: 'string', describe: 'ssh user' })
@@ -91,6 +94,8 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     .fail((message, error) => {
       throw new UsageError(message || error?.message || 'invalid command line');
     });
+  // getOptions() is public yargs API that @types/yargs does not declare.
+  rejectUnknownEnvironment(Object.keys((parser as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key));
   const parsed = parser.parseSync();
   if (parsed.help) {
     parser.showHelp((text) => {
@@ -121,6 +126,7 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     mbufferSize: checked(parsed.mbuffer, MBUFFER_SIZE, '-b/--mbuffer', 'a size such as 256M or 1G'),
     port: parsed.port === undefined ? undefined : port(parsed.port),
     compress: !parsed.noCompress,
+    raw: !parsed.noRaw,
     sshOptions: (parsed.sshOption ?? []).map((option) => checked(String(option), SSH_OPTION, '--ssh-option', 'Name=value')),
     identity: parsed.identity,
     user: parsed.user === undefined ? undefined : checked(parsed.user, /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/, '--user', 'a user name'),
@@ -135,6 +141,16 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     lockDir: parsed.lockDir,
     lockWarnSeconds: duration(parsed.lockWarn, '--lock-warn'),
   };
+}
+
+/** A misspelt ZFS_REPLICATE_* variable must not be silently ignored, nor reported as an "argument". */
+function rejectUnknownEnvironment(knownKeys: readonly string[]): void {
+  const known = new Set(knownKeys);
+  for (const name of Object.keys(process.env)) {
+    if (!name.startsWith(ENV_PREFIX)) continue;
+    const key = name.slice(ENV_PREFIX.length).toLowerCase().replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
+    if (!known.has(key) && !known.has(kebab(key))) throw new UsageError(`unknown environment variable ${name}: no option --${kebab(key)}`);
+  }
 }
 
 function kebab(camel: string): string {

@@ -93,6 +93,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
         keepSeconds: settings.keepSeconds,
         rollback: settings.rollback,
         dryRun: settings.dryRun,
+        raw: settings.raw,
         stream: { compress: settings.compress, mbufferSize: settings.mbufferSize },
       },
       {

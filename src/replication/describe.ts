@@ -37,7 +37,9 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
       if (context.rollback) {
         lines.push(`would roll ${context.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${names(plan.discard)}` : ''} (--rollback)`);
       }
-      if (plan.incoming.length > 0) {
+      if (plan.incoming.length > 0 && plan.base.viaBookmark) {
+        lines.push(`would send ${source}#${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} incrementally from the bookmark (the common snapshot @${plan.base.local.name} is gone on ${context.remoteHost}) (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`);
+      } else if (plan.incoming.length > 0) {
         lines.push(`would send ${source}@${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} as one incremental stream (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`);
       }
       lines.push(`would hold "${context.tag}" on @${plan.target.name} on both sides, then release it from @${plan.base.remote.name} and any other snapshot`);

@@ -3,7 +3,9 @@ import type { DatasetState, Snapshot } from '../zfs/types.js';
 /** The same snapshot on both sides (same guid); names may differ if one side renamed it. */
 export interface CommonSnapshot {
   local: Snapshot;
+  /** The remote snapshot, or the remote bookmark when the snapshot itself is gone there. */
   remote: Snapshot;
+  viaBookmark: boolean;
 }
 
 export interface UpToDatePlan {
@@ -75,7 +77,7 @@ export function planReplication(input: PlanInput): Plan {
     );
   }
 
-  const base = newestCommon(local.snapshots, remote.snapshots);
+  const base = commonBase(local.snapshots, remote);
   if (base === undefined) {
     return conflict(
       'ENOCOMMON',
@@ -126,12 +128,28 @@ function planInitial(input: PlanInput, target: Snapshot): InitialPlan {
   };
 }
 
-/** The newest local snapshot (by createtxg) whose guid the remote also has. */
-export function newestCommon(local: readonly Snapshot[], remote: readonly Snapshot[]): CommonSnapshot | undefined {
-  const remoteByGuid = new Map(remote.map((snapshot) => [snapshot.guid, snapshot]));
+/**
+ * The newest local snapshot (by createtxg) whose guid the remote still has as a snapshot or, where the admin
+ * destroyed that snapshot, as a bookmark: an incremental from a bookmark beats a full resend. A bookmark is
+ * only useful with newer remote snapshots to send from it.
+ */
+function commonBase(local: readonly Snapshot[], remote: DatasetState): CommonSnapshot | undefined {
+  const base = newestCommon(local, remote.snapshots, remote.bookmarks);
+  if (base?.viaBookmark && !remote.snapshots.some((snapshot) => snapshot.createtxg > base.remote.createtxg)) {
+    return newestCommon(local, remote.snapshots, []);
+  }
+  return base;
+}
+
+function newestCommon(local: readonly Snapshot[], remote: readonly Snapshot[], bookmarks: readonly Snapshot[]): CommonSnapshot | undefined {
+  const snapshotByGuid = new Map(remote.map((snapshot) => [snapshot.guid, snapshot]));
+  const bookmarkByGuid = new Map(bookmarks.map((bookmark) => [bookmark.guid, bookmark]));
   for (let index = local.length - 1; index >= 0; index--) {
-    const twin = remoteByGuid.get(local[index]!.guid);
-    if (twin !== undefined) return { local: local[index]!, remote: twin };
+    const guid = local[index]!.guid;
+    const twin = snapshotByGuid.get(guid);
+    if (twin !== undefined) return { local: local[index]!, remote: twin, viaBookmark: false };
+    const bookmark = bookmarkByGuid.get(guid);
+    if (bookmark !== undefined) return { local: local[index]!, remote: bookmark, viaBookmark: true };
   }
   return undefined;
 }

@@ -1,10 +1,13 @@
 import { ConflictError, ReplicateError } from '../errors.js';
-import { shellJoin } from '../exec/quote.js';
 import type { Logger } from '../log/logger.js';
-import { PipelineError, runPipeline } from '../transport/pipeline.js';
-import { streamStages, type StreamSettings } from '../transport/stream.js';
+import type { StreamSettings } from '../transport/stream.js';
 import type { ZfsHost } from '../zfs/host.js';
-import { parentOf, snapshotName } from '../zfs/names.js';
+import { parentOf } from '../zfs/names.js';
+import { receiveArgv, replicaProperties, sendFlags } from '../zfs/stream-args.js';
+import { plannedSends } from './sends.js';
+import { keepBookmark } from './bookmarks.js';
+import { settleInterruptedReceive } from './resume.js';
+import { formatBytes, transfer } from './transfer.js';
 import type { DatasetState, Snapshot } from '../zfs/types.js';
 import { moveHolds } from './holds.js';
 import { planReplication, type IncrementalPlan, type InitialPlan, type Plan } from './plan.js';
@@ -17,6 +20,8 @@ export interface ReplicationSettings {
   keepSeconds: number;
   rollback: boolean;
   dryRun: boolean;
+  /** Send encrypted datasets raw (the backup never sees the key); false sends them decrypted. */
+  raw: boolean;
   stream: StreamSettings;
 }
 
@@ -48,7 +53,12 @@ export interface ExecutedRun {
 /** Lists both sides (one command each) and plans; a conflict is thrown before anything changes. */
 export async function prepareReplication(settings: ReplicationSettings, context: ReplicationContext): Promise<PreparedRun> {
   const { remote, local, log } = context;
-  const [remoteState, localState] = await Promise.all([remote.state(settings.remoteDataset), local.state(settings.localDataset)]);
+  const [remoteState, listedLocal] = await Promise.all([remote.state(settings.remoteDataset), local.state(settings.localDataset)]);
+  let localState = listedLocal;
+  if (localState.resumeToken !== undefined) {
+    if (settings.dryRun) context.print(`would first resume (or abort) the interrupted receive into ${settings.localDataset}`);
+    else if (await settleInterruptedReceive(localState, settings, context)) localState = await local.state(settings.localDataset);
+  }
   log.debug(`listed ${remoteState.snapshots.length} remote and ${localState.snapshots.length} local snapshots`);
   const plan = planReplication({
     remote: remoteState,
@@ -63,17 +73,24 @@ export async function prepareReplication(settings: ReplicationSettings, context:
 }
 
 export async function printPlan(prepared: PreparedRun, settings: ReplicationSettings, context: ReplicationContext): Promise<void> {
-  const parentMissing = prepared.plan.kind === 'initial' ? await missingParent(context.local, settings.localDataset) : undefined;
-  for (const line of describePlan(prepared.plan, { ...settings, remoteHost: context.remote.label, parentMissing })) context.print(line);
+  const { local, remote } = context;
+  const parentMissing = prepared.plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
+  for (const line of describePlan(prepared.plan, { ...settings, remoteHost: remote.label, parentMissing })) context.print(line);
+  const sends = plannedSends(prepared.plan, settings.remoteDataset);
+  if (sends.length === 0) return;
+  const flags = sendFlags(remote.features, local.features, settings.raw && prepared.remoteState.encrypted === true);
+  const estimates = await Promise.all(sends.map((send) => remote.estimateSendBytes([...flags, ...send.arguments])));
+  const known = estimates.filter((estimate): estimate is number => estimate !== undefined);
+  context.print(known.length === sends.length
+    ? `estimated stream size: ${formatBytes(known.reduce((sum, estimate) => sum + estimate, 0))}${flags.length > 0 ? ` (zfs send ${flags.join(' ')})` : ''}`
+    : `estimated stream size: unknown (${remote.label} cannot estimate: zfs send -nvP is missing)`);
 }
 
 /** Transfers what the plan says, verifies it by guid, and moves the holds. */
 export async function executePlan(prepared: PreparedRun, settings: ReplicationSettings, context: ReplicationContext): Promise<ExecutedRun> {
   const { remote, local, log } = context;
   const { plan, remoteState } = prepared;
-  let received = prepared.localState;
-  if (plan.kind === 'initial') received = await pullInitial(plan, settings, context);
-  if (plan.kind === 'incremental') received = await pullIncremental(plan, settings, context);
+  const received = plan.kind === 'up-to-date' ? prepared.localState : await pull(plan, prepared, settings, context);
 
   const target = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
   const localBase = received.snapshots.find((snapshot) => snapshot.guid === target.guid);
@@ -87,6 +104,7 @@ export async function executePlan(prepared: PreparedRun, settings: ReplicationSe
     plan.kind !== 'up-to-date',
     log,
   );
+  await keepBookmark(remote, settings.remoteDataset, settings.tag, target, remoteState.bookmarks, log);
   return { localState: received, base: { local: localBase, remote: target } };
 }
 
@@ -95,62 +113,31 @@ async function missingParent(local: ZfsHost, dataset: string): Promise<string | 
   return parent !== undefined && !(await local.exists(parent)) ? parent : undefined;
 }
 
-async function pullInitial(plan: InitialPlan, settings: ReplicationSettings, context: ReplicationContext): Promise<DatasetState> {
-  const { local, log } = context;
-  const parent = await missingParent(local, settings.localDataset);
-  if (parent !== undefined) {
-    // Only the parents: the replica itself must come from the full stream, never from `zfs create`.
-    await local.createParents(parent);
-    log.info(`created parent dataset ${parent}`);
-  }
-  await transfer(['zfs', 'send', snapshotName(settings.remoteDataset, plan.first.name)], settings, context, `full @${plan.first.name}`);
-  // A mounted, writable replica drifts (atime, stray writes) and then refuses the next incremental.
-  await local.setProperty(settings.localDataset, 'readonly', 'on');
-  if (plan.target.guid !== plan.first.guid) {
-    await transfer(incrementalSend(settings, plan.first, plan.target), settings, context, `@${plan.first.name}..@${plan.target.name}`);
-  }
-  return verify(plan.incoming, settings, context);
-}
-
-async function pullIncremental(plan: IncrementalPlan, settings: ReplicationSettings, context: ReplicationContext): Promise<DatasetState> {
-  const { local, log } = context;
-  if (settings.rollback) {
+/** Runs the plan's sends, creating the parents first and rolling back first where the plan says so. */
+async function pull(plan: InitialPlan | IncrementalPlan, prepared: PreparedRun, settings: ReplicationSettings, context: ReplicationContext): Promise<DatasetState> {
+  const { local, remote, log } = context;
+  if (plan.kind === 'initial') {
+    const parent = await missingParent(local, settings.localDataset);
+    if (parent !== undefined) {
+      // Only the parents: the replica itself must come from the full stream, never from `zfs create`.
+      await local.createParents(parent);
+      log.info(`created parent dataset ${parent}`);
+    }
+  } else if (settings.rollback) {
     await local.rollback(settings.localDataset, plan.base.local.name, plan.discard.length > 0);
     // Whoever wrote to the replica had made it writable; the drift must not recur.
     await local.setProperty(settings.localDataset, 'readonly', 'on');
     log.warn(`rolled ${settings.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${plan.discard.map((snapshot) => `@${snapshot.name}`).join(', ')}` : ''} (--rollback)`);
   }
-  if (plan.incoming.length > 0) {
-    await transfer(incrementalSend(settings, plan.base.remote, plan.target), settings, context, `@${plan.base.remote.name}..@${plan.target.name}`);
+  const flags = sendFlags(remote.features, local.features, settings.raw && prepared.remoteState.encrypted === true);
+  for (const send of plannedSends(plan, settings.remoteDataset)) {
+    const recv = receiveArgv(local.features, settings.localDataset, send.full ? prepared.remoteState.type : undefined);
+    await transfer([...flags, ...send.arguments], recv, send.what, settings, context);
+    if (send.full && !local.features.openzfs) {
+      for (const [property, value] of replicaProperties(prepared.remoteState.type)) await local.setProperty(settings.localDataset, property, value);
+    }
   }
   return verify(plan.incoming, settings, context);
-}
-
-function incrementalSend(settings: ReplicationSettings, from: Snapshot, to: Snapshot): string[] {
-  return ['zfs', 'send', '-I', snapshotName(settings.remoteDataset, from.name), snapshotName(settings.remoteDataset, to.name)];
-}
-
-async function transfer(sendArgv: string[], settings: ReplicationSettings, context: ReplicationContext, what: string): Promise<void> {
-  const { remote, local, log } = context;
-  const stream = streamStages(remote, local, sendArgv, ['zfs', 'recv', '-u', settings.localDataset], settings.stream);
-  log.info(`receiving ${what} from ${remote.label}:${settings.remoteDataset} into ${settings.localDataset} (compression: ${stream.codec ?? 'none'}, mbuffer: ${stream.buffered ? 'yes' : 'no'})`);
-  log.debug(`pipeline: ${stream.stages.map((stage) => `${stage.endpoint.label}$ ${'argv' in stage.command ? shellJoin(stage.command.argv) : stage.command.script}`).join(' | ')}`);
-  const started = Date.now();
-  try {
-    await runPipeline(stream.stages, { cancelSignal: context.cancelSignal, inheritFds: context.lockFd === undefined ? [] : [context.lockFd] });
-  } catch (error) {
-    if (error instanceof PipelineError) {
-      for (const stage of error.stages) log.debug(`stage ${stage.name}: ${stage.signal ?? `exit ${stage.exitStatus}`} after ${stage.exitedAfterMs} ms`);
-    }
-    if (error instanceof PipelineError && /has been modified/.test(error.stages.at(-1)!.stderr)) {
-      throw new ConflictError(
-        'EMODIFIED',
-        `local dataset ${settings.localDataset} was modified since its newest snapshot, so the incremental stream was refused: re-run with --rollback to discard the local changes (nothing was changed)`,
-      );
-    }
-    throw error;
-  }
-  log.info(`received ${what} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
 /**

@@ -20,8 +20,8 @@ export interface ExpiryResult {
 
 /**
  * Releases our hold on each candidate's remote twin and confirms it is gone, then destroys the local snapshots
- * one by one (zfs-fuse takes one per call; one busy snapshot never stops the others). If the remote cannot be
- * reached, nothing is destroyed: unreachable is never read as "absent".
+ * (one busy snapshot never stops the others). If the remote cannot be reached, nothing is destroyed:
+ * unreachable is never read as "absent".
  */
 export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<ExpiryResult> {
   const result: ExpiryResult = { destroyed: [], keptHeld: [] };
@@ -37,13 +37,15 @@ export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext):
 
   for (const { snapshot } of plan.expire) {
     if (snapshot.userrefs > 0) await context.local.release(context.tag, context.localDataset, snapshot.name);
-    const outcome = await context.local.destroySnapshot(context.localDataset, snapshot.name);
+  }
+  const outcomes = await context.local.destroySnapshots(context.localDataset, plan.expire.map(({ snapshot }) => snapshot.name));
+  for (const [name, outcome] of outcomes) {
     if (outcome === 'destroyed') {
-      result.destroyed.push(snapshot.name);
-      context.log.info(`expired ${context.localDataset}@${snapshot.name}`);
+      result.destroyed.push(name);
+      context.log.info(`expired ${context.localDataset}@${name}`);
     } else {
-      result.keptHeld.push(snapshot.name);
-      context.log.info(`kept ${context.localDataset}@${snapshot.name} past keep: another hold protects it (a downstream host?)`);
+      result.keptHeld.push(name);
+      context.log.info(`kept ${context.localDataset}@${name} past keep: another hold protects it (a downstream host?)`);
     }
   }
   return result;

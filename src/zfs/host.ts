@@ -30,7 +30,7 @@ export class ZfsHost {
     const argv = this.features.parsableList ? listArgv(dataset) : getArgv(dataset);
     const result = await this.runner.attempt(this.endpoint, argv);
     if (!succeeded(result)) {
-      if (MISSING.test(result.stderr) && result.stdout.trim() === '') return { dataset, exists: false, snapshots: [] };
+      if (MISSING.test(result.stderr) && result.stdout.trim() === '') return { dataset, exists: false, snapshots: [], bookmarks: [] };
       throw commandError(this.endpoint, argv, result);
     }
     return this.features.parsableList ? parseListOutput(dataset, result.stdout) : parseGetOutput(dataset, result.stdout);
@@ -76,6 +76,44 @@ export class ZfsHost {
     await this.run(['zfs', 'rollback', ...(destroyLater ? ['-r'] : []), snapshotName(dataset, snapshot)]);
   }
 
+  /** Ends a partial resumable receive (`zfs recv -A`), which otherwise blocks every later receive. */
+  async abortReceive(dataset: string): Promise<void> {
+    await this.run(['zfs', 'recv', '-A', dataset]);
+  }
+
+  async bookmark(dataset: string, snapshot: string, bookmark: string): Promise<void> {
+    await this.run(['zfs', 'bookmark', snapshotName(dataset, snapshot), `${dataset}#${bookmark}`]);
+  }
+
+  async destroyBookmark(dataset: string, bookmark: string): Promise<void> {
+    await this.run(['zfs', 'destroy', `${dataset}#${bookmark}`]);
+  }
+
+  /** The bytes a `zfs send` with these arguments would produce (`send -nvP`); undefined where unknown. */
+  async estimateSendBytes(sendArguments: readonly string[]): Promise<number | undefined> {
+    if (!this.features.openzfs) return undefined;
+    const { stdout, stderr } = await this.run(['zfs', 'send', '-nvP', ...sendArguments]);
+    const size = /^size\s+(\d+)$/m.exec(`${stdout}\n${stderr}`);
+    return size ? Number(size[1]) : undefined;
+  }
+
+  /**
+   * Destroys snapshots: on OpenZFS in one `zfs destroy fs@a,b,c` (atomic: all or none), falling back to one
+   * by one when that fails, so one busy snapshot never stops the others; zfs-fuse takes one per call.
+   */
+  async destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, 'destroyed' | 'busy'>> {
+    const results = new Map<string, 'destroyed' | 'busy'>();
+    for (const batch of this.features.openzfs ? batches(snapshots) : []) {
+      if (batch.length > 1 && succeeded(await this.runner.attempt(this.endpoint, ['zfs', 'destroy', `${dataset}@${batch.join(',')}`]))) {
+        for (const snapshot of batch) results.set(snapshot, 'destroyed');
+      }
+    }
+    for (const snapshot of snapshots) {
+      if (!results.has(snapshot)) results.set(snapshot, await this.destroySnapshot(dataset, snapshot));
+    }
+    return results;
+  }
+
   /** Destroys one snapshot; a held or otherwise busy one is reported, not thrown. */
   async destroySnapshot(dataset: string, snapshot: string): Promise<'destroyed' | 'busy'> {
     return (await this.succeedsUnless(['zfs', 'destroy', snapshotName(dataset, snapshot)], /dataset is busy|being held/)) ? 'destroyed' : 'busy';
@@ -91,4 +129,24 @@ export class ZfsHost {
     if (expected.test(result.stderr)) return false;
     throw commandError(this.endpoint, argv, result);
   }
+}
+
+/** Keeps each `fs@a,b,c` argument well below the kernel's argument size limit. */
+const BATCH_CHARACTERS = 64 * 1024;
+
+function batches(snapshots: readonly string[]): string[][] {
+  const result: string[][] = [];
+  let current: string[] = [];
+  let length = 0;
+  for (const snapshot of snapshots) {
+    if (current.length > 0 && length + snapshot.length + 1 > BATCH_CHARACTERS) {
+      result.push(current);
+      current = [];
+      length = 0;
+    }
+    current.push(snapshot);
+    length += snapshot.length + 1;
+  }
+  if (current.length > 0) result.push(current);
+  return result;
 }

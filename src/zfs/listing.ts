@@ -1,40 +1,43 @@
 import type { DatasetState, Snapshot } from './types.js';
 
 /** Properties read for every snapshot: the least the planner needs, so 10k snapshots stay one cheap call. */
-export const SNAPSHOT_PROPERTIES = ['type', 'guid', 'createtxg', 'creation', 'userrefs'] as const;
+const SNAPSHOT_PROPERTIES = ['type', 'guid', 'createtxg', 'creation', 'userrefs'] as const;
+/** Read on OpenZFS only (zfs-fuse rejects unknown properties): the dataset's resume token and encryption. */
+const OPENZFS_PROPERTIES = [...SNAPSHOT_PROPERTIES, 'receive_resume_token', 'encryption'] as const;
 
-/** `zfs list -Hp -o name,type,guid,createtxg,creation,userrefs -t filesystem,volume,snapshot -d 1 DS` (OpenZFS). */
+type Property = (typeof OPENZFS_PROPERTIES)[number];
+type Row = Partial<Record<Property, string>>;
+
+/** OpenZFS: the dataset, its snapshots and bookmarks in one `zfs list -Hp` call. */
 export function listArgv(dataset: string): string[] {
-  return ['zfs', 'list', '-Hp', '-o', `name,${SNAPSHOT_PROPERTIES.join(',')}`, '-t', 'filesystem,volume,snapshot', '-d', '1', '-s', 'createtxg', dataset];
+  return ['zfs', 'list', '-Hp', '-o', `name,${OPENZFS_PROPERTIES.join(',')}`, '-t', 'filesystem,volume,snapshot,bookmark', '-d', '1', '-s', 'createtxg', dataset];
 }
 
-/** `zfs get -Hp -d 1 ...` for zfs-fuse, which has no `list -p` and prints guids humanized without it. */
+/** zfs-fuse has no `list -p` and prints guids humanized without it: `zfs get -Hp -d 1` instead. */
 export function getArgv(dataset: string): string[] {
   return ['zfs', 'get', '-Hp', '-d', '1', '-o', 'name,property,value', SNAPSHOT_PROPERTIES.join(','), dataset];
 }
-
-type Row = Record<(typeof SNAPSHOT_PROPERTIES)[number], string>;
 
 export function parseListOutput(dataset: string, stdout: string): DatasetState {
   const rows = new Map<string, Row>();
   for (const line of stdout.split('\n')) {
     if (line.length === 0) continue;
     const [name, ...values] = line.split('\t');
-    if (name === undefined || values.length !== SNAPSHOT_PROPERTIES.length) throw new ListingParseError(line);
-    rows.set(name, Object.fromEntries(SNAPSHOT_PROPERTIES.map((property, index) => [property, values[index]!])) as Row);
+    if (name === undefined || values.length !== OPENZFS_PROPERTIES.length) throw new ListingParseError(line);
+    rows.set(name, Object.fromEntries(OPENZFS_PROPERTIES.map((property, index) => [property, values[index]!])));
   }
   return stateFromRows(dataset, rows);
 }
 
 export function parseGetOutput(dataset: string, stdout: string): DatasetState {
-  const rows = new Map<string, Partial<Row>>();
+  const rows = new Map<string, Row>();
   for (const line of stdout.split('\n')) {
     if (line.length === 0) continue;
     const fields = line.split('\t');
     if (fields.length !== 3) throw new ListingParseError(line);
     const [name, property, value] = fields as [string, string, string];
     const row = rows.get(name) ?? {};
-    row[property as keyof Row] = value;
+    row[property as Property] = value;
     rows.set(name, row);
   }
   return stateFromRows(dataset, rows);
@@ -46,23 +49,36 @@ export class ListingParseError extends Error {
   }
 }
 
-function stateFromRows(dataset: string, rows: Map<string, Partial<Row>>): DatasetState {
+function stateFromRows(dataset: string, rows: Map<string, Row>): DatasetState {
   const own = rows.get(dataset);
-  const prefix = `${dataset}@`;
   const snapshots: Snapshot[] = [];
+  const bookmarks: Snapshot[] = [];
   for (const [name, row] of rows) {
-    // `-d 1` also lists child filesystems; only this dataset's snapshots count.
-    if (!name.startsWith(prefix)) continue;
-    snapshots.push({
-      name: name.slice(prefix.length),
-      guid: requireNumeric(name, 'guid', row.guid),
-      createtxg: Number(requireNumeric(name, 'createtxg', row.createtxg)),
-      creation: Number(requireNumeric(name, 'creation', row.creation)),
-      userrefs: row.userrefs === undefined || row.userrefs === '-' ? 0 : Number(requireNumeric(name, 'userrefs', row.userrefs)),
-    });
+    // `-d 1` also lists child filesystems; only this dataset's snapshots and bookmarks count.
+    if (name.startsWith(`${dataset}@`)) snapshots.push(snapshotFromRow(name, dataset.length + 1, row));
+    else if (name.startsWith(`${dataset}#`)) bookmarks.push(snapshotFromRow(name, dataset.length + 1, row));
   }
-  snapshots.sort((a, b) => a.createtxg - b.createtxg);
-  return { dataset, exists: own !== undefined, ...(own?.type ? { type: own.type } : {}), snapshots };
+  const byTxg = (a: Snapshot, b: Snapshot) => a.createtxg - b.createtxg;
+  const token = own?.receive_resume_token;
+  return {
+    dataset,
+    exists: own !== undefined,
+    ...(own?.type ? { type: own.type } : {}),
+    snapshots: snapshots.sort(byTxg),
+    bookmarks: bookmarks.sort(byTxg),
+    ...(token !== undefined && token !== '-' && token !== '' ? { resumeToken: token } : {}),
+    ...(own?.encryption !== undefined ? { encrypted: own.encryption !== 'off' && own.encryption !== '-' } : {}),
+  };
+}
+
+function snapshotFromRow(name: string, prefixLength: number, row: Row): Snapshot {
+  return {
+    name: name.slice(prefixLength),
+    guid: requireNumeric(name, 'guid', row.guid),
+    createtxg: Number(requireNumeric(name, 'createtxg', row.createtxg)),
+    creation: Number(requireNumeric(name, 'creation', row.creation)),
+    userrefs: row.userrefs === undefined || row.userrefs === '-' ? 0 : Number(requireNumeric(name, 'userrefs', row.userrefs)),
+  };
 }
 
 function requireNumeric(name: string, property: string, value: string | undefined): string {

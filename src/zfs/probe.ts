@@ -30,6 +30,7 @@ export function parseProbe(stdout: string, label: string): HostFeatures {
     zfsVersion,
     parsableList: value('list_p') === '1',
     holdsCommand: zfsVersion !== undefined,
+    openzfs: zfsVersion !== undefined,
     tools: new Set(facts.filter((line) => line.startsWith('tool=')).map((line) => line.slice('tool='.length))),
   };
 }

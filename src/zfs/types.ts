@@ -16,6 +16,12 @@ export interface DatasetState {
   type?: string;
   /** Ordered by createtxg, oldest first. */
   snapshots: Snapshot[];
+  /** Bookmarks (`#name`), ordered by createtxg; only where the host has them. userrefs is always 0. */
+  bookmarks: Snapshot[];
+  /** Token of an interrupted `zfs recv -s` into this dataset (OpenZFS). */
+  resumeToken?: string;
+  /** Whether the dataset is encrypted (OpenZFS native encryption). */
+  encrypted?: boolean;
 }
 
 /** What a host's zfs can do, detected at run time; every optional code path hangs off one of these. */
@@ -26,6 +32,11 @@ export interface HostFeatures {
   parsableList: boolean;
   /** `zfs holds` works (zfs-fuse lacks it: its python helper is missing). */
   holdsCommand: boolean;
+  /**
+   * The OpenZFS feature set (every OpenZFS with `zfs version`, >= 0.8): resumable receive (`recv -s`,
+   * `send -t`, `recv -A`), bookmarks, `destroy fs@a,b`, `send -L -e -c -w`, `send -nvP`, `recv -o`.
+   */
+  openzfs: boolean;
   /** Stream helpers installed on the host. */
   tools: ReadonlySet<string>;
 }

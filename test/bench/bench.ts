@@ -104,8 +104,8 @@ async function main(): Promise<void> {
   for (const count of [100, 1_000, 10_000, 20_000]) {
     const snapshots = (offset: number): Snapshot[] =>
       Array.from({ length: count }, (_, index) => ({ name: `s${index}`, guid: String(index + 1 + offset), createtxg: index + 1, creation: index, userrefs: 0 }));
-    const remote = { dataset: 'tank/a', exists: true, snapshots: snapshots(0) };
-    const local = { dataset: 'tank/b', exists: true, snapshots: snapshots(0).slice(0, count - 10) };
+    const remote = { dataset: 'tank/a', exists: true, snapshots: snapshots(0), bookmarks: [] };
+    const local = { dataset: 'tank/b', exists: true, snapshots: snapshots(0).slice(0, count - 10), bookmarks: [] };
     const rounds = 20;
     const started = performance.now();
     for (let round = 0; round < rounds; round++) planReplication({ remote, local, remoteHost: 'a', nowSeconds: count, keepSeconds: 1, rollback: false });

@@ -25,7 +25,7 @@ describe('life under cron: output, log destinations, exit codes', () => {
     assert.equal(run.stdout + run.stderr, '');
     const log = readFileSync(logFile, 'utf8');
     assert.match(log, /^\S+Z \[tank\/dst\] info: receiving full @s1 from alpha:tank\/src into tank\/dst/m);
-    assert.match(log, /info: received full @s1 in [\d.]+ s/);
+    assert.match(log, /info: received full @s1 \([\d.]+[KMG]?B\) in [\d.]+ s/, "with the size zfs recv reports");
   });
 
   test('-q shows errors only; a conflict is one error line with exit 4', async () => {

@@ -37,7 +37,7 @@ describe('locking and signals on real zfs-fuse hosts', () => {
 
   async function waitForTransfer(): Promise<void> {
     for (let tries = 0; tries < 100; tries++) {
-      if ((await tb.on('beta', ['pgrep', '-f', 'zfs rec[v] -u tank/dst'])).exitCode === 0) return;
+      if ((await tb.on('beta', ['pgrep', '-f', 'zfs rec[v] .*tank/dst$'])).exitCode === 0) return;
       await sleep(100);
     }
     throw new Error('the transfer never started');

@@ -98,3 +98,12 @@ test('values can come from ZFS_REPLICATE_* variables; the command line wins', ()
     delete process.env.ZFS_REPLICATE_KEEP_DAYS;
   }
 });
+
+test('an unknown ZFS_REPLICATE_* variable is named in a usage error', () => {
+  process.env.ZFS_REPLICATE_KEEP_DAZE = '3';
+  try {
+    usageError(base, /unknown environment variable ZFS_REPLICATE_KEEP_DAZE: no option --keep-daze/);
+  } finally {
+    delete process.env.ZFS_REPLICATE_KEEP_DAZE;
+  }
+});

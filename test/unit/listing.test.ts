@@ -38,19 +38,34 @@ test('zfs-fuse `get -Hp` output: snapshots of this dataset only, ordered by crea
   ]);
 });
 
-test('OpenZFS `list -Hp` output parses to the same state', () => {
+test('OpenZFS `list -Hp` output: the same snapshots, plus bookmarks, the resume token and encryption', () => {
   const stdout = [
-    'tank/src/data\tfilesystem\t12695405647637985226\t8\t1795325235\t-',
-    'tank/src/data@s1\tsnapshot\t7729248623947599458\t15\t1795325235\t1',
-    'tank/src/data/child\tfilesystem\t15408460573992732981\t10\t1795325235\t-',
-    'tank/src/data@s 2\tsnapshot\t18247172126131047321\t20\t1795325236\t0',
+    'tank/src/data\tfilesystem\t12695405647637985226\t8\t1795325235\t-\t1-e604ea4bf-e0-789c63a2\taes-256-gcm',
+    'tank/src/data@s1\tsnapshot\t7729248623947599458\t15\t1795325235\t1\t-\taes-256-gcm',
+    'tank/src/data/child\tfilesystem\t15408460573992732981\t10\t1795325235\t-\t-\taes-256-gcm',
+    'tank/src/data#s1\tbookmark\t7729248623947599458\t15\t1795325235\t-\t-\t-',
+    'tank/src/data@s 2\tsnapshot\t18247172126131047321\t20\t1795325236\t0\t-\taes-256-gcm',
     '',
   ].join('\n');
-  assert.deepEqual(parseListOutput('tank/src/data', stdout), parseGetOutput('tank/src/data', ZFS_FUSE_GET));
+  const state = parseListOutput('tank/src/data', stdout);
+  const fuse = parseGetOutput('tank/src/data', ZFS_FUSE_GET);
+  assert.deepEqual(state.snapshots, fuse.snapshots);
+  assert.deepEqual(state.bookmarks, [{ name: 's1', guid: '7729248623947599458', createtxg: 15, creation: 1795325235, userrefs: 0 }]);
+  assert.equal(state.resumeToken, '1-e604ea4bf-e0-789c63a2');
+  assert.equal(state.encrypted, true);
+  assert.equal(fuse.resumeToken, undefined);
+  assert.deepEqual(fuse.bookmarks, []);
+});
+
+test('an unencrypted dataset without a partial receive', () => {
+  const state = parseListOutput('tank/a', 'tank/a\tvolume\t1\t1\t1\t-\t-\toff\n');
+  assert.equal(state.type, 'volume');
+  assert.equal(state.resumeToken, undefined);
+  assert.equal(state.encrypted, false);
 });
 
 test('a dataset whose name prefixes another is not confused with it', () => {
-  const stdout = 'tank/a\tfilesystem\t1\t1\t1\t-\ntank/ab@x\tsnapshot\t2\t2\t2\t0\ntank/a@y\tsnapshot\t3\t3\t3\t0\n';
+  const stdout = 'tank/a\tfilesystem\t1\t1\t1\t-\t-\toff\ntank/ab@x\tsnapshot\t2\t2\t2\t0\t-\toff\ntank/a@y\tsnapshot\t3\t3\t3\t0\t-\toff\n';
   assert.deepEqual(parseListOutput('tank/a', stdout).snapshots.map((snapshot) => snapshot.name), ['y']);
 });
 
@@ -64,6 +79,7 @@ test('probe output: zfs-fuse has no version, no list -p, no holds', () => {
   assert.equal(features.zfsVersion, undefined);
   assert.equal(features.parsableList, false);
   assert.equal(features.holdsCommand, false);
+  assert.equal(features.openzfs, false);
   assert.deepEqual([...features.tools], ['mbuffer', 'zstd']);
 });
 
@@ -72,6 +88,7 @@ test('probe output: OpenZFS 2.3', () => {
   assert.equal(features.zfsVersion, 'zfs-2.3.2-2~bpo12+2');
   assert.equal(features.parsableList, true);
   assert.equal(features.holdsCommand, true);
+  assert.equal(features.openzfs, true);
 });
 
 test('probe output without zfs is an error naming the host', () => {

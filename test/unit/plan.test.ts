@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planReplication, type Plan, type PlanInput } from '../../src/replication/plan.js';
+import { plannedSends } from '../../src/replication/sends.js';
 import type { DatasetState, Snapshot } from '../../src/zfs/types.js';
 
 const DAY = 86_400;
@@ -11,12 +12,12 @@ function snap(name: string, overrides: Partial<Snapshot> = {}): Snapshot {
   const code = name.charCodeAt(0);
   return { name, guid: String(1000 + code), createtxg: code * 10, creation: NOW - (200 - code) * DAY, userrefs: 0, ...overrides };
 }
-const dataset = (name: string, snapshots: Snapshot[] | undefined): DatasetState =>
-  snapshots === undefined ? { dataset: name, exists: false, snapshots: [] } : { dataset: name, exists: true, type: 'filesystem', snapshots };
+const dataset = (name: string, snapshots: Snapshot[] | undefined, bookmarks: Snapshot[] = []): DatasetState =>
+  snapshots === undefined ? { dataset: name, exists: false, snapshots: [], bookmarks: [] } : { dataset: name, exists: true, type: 'filesystem', snapshots, bookmarks };
 
-function plan(remote: Snapshot[] | undefined, local: Snapshot[] | undefined, extra: Partial<PlanInput> = {}): Plan {
+function plan(remote: Snapshot[] | undefined, local: Snapshot[] | undefined, extra: Partial<PlanInput> = {}, bookmarks: Snapshot[] = []): Plan {
   return planReplication({
-    remote: dataset('tank/src', remote),
+    remote: dataset('tank/src', remote, bookmarks),
     local: dataset('backup/dst', local),
     remoteHost: 'alpha',
     nowSeconds: NOW,
@@ -175,4 +176,41 @@ test('with 20,000 snapshots per side the plan finds the base and exactly the 10 
   const result = plan(many(20_000), many(19_990));
   assert.ok(result.kind === 'incremental');
   assert.equal(result.incoming.length, 10);
+});
+
+test('the base snapshot destroyed on the remote: incremental from its bookmark, not a full resend', () => {
+  const result = plan([snap('a'), snap('c'), snap('d')], [snap('a'), snap('b')], {}, [snap('b', { name: 'zfs_replicate-x-b' })]);
+  assert.ok(result.kind === 'incremental');
+  assert.equal(result.base.viaBookmark, true);
+  assert.equal(result.base.remote.name, 'zfs_replicate-x-b');
+  assert.equal(result.base.local.name, 'b');
+  assert.deepEqual(names(result.incoming), ['c', 'd']);
+  assert.deepEqual(plannedSends(result, 'tank/src').map((send) => send.arguments), [
+    ['-i', 'tank/src#zfs_replicate-x-b', 'tank/src@c'],
+    ['-I', 'tank/src@c', 'tank/src@d'],
+  ]);
+});
+
+test('a snapshot beats a bookmark of the same guid, and a newer bookmark beats an older snapshot', () => {
+  const both = plan([snap('a'), snap('b'), snap('c')], [snap('a'), snap('b')], {}, [snap('b', { name: 'bm' })]);
+  assert.ok(both.kind === 'incremental' && !both.base.viaBookmark && both.base.remote.name === 'b');
+  const newer = plan([snap('a'), snap('c')], [snap('a'), snap('b')], {}, [snap('b', { name: 'bm' })]);
+  assert.ok(newer.kind === 'incremental' && newer.base.viaBookmark);
+});
+
+test('a bookmark with nothing newer on the remote is no base: the plan falls back to snapshots', () => {
+  const result = plan([snap('a')], [snap('a'), snap('b')], {}, [snap('b', { name: 'bm' })]);
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'EDIVERGED');
+});
+
+test('plannedSends: initial is a full stream then one -I; incremental is one -I; up to date sends nothing', () => {
+  const initial = plan([snap('a'), snap('b'), snap('c')], undefined);
+  assert.deepEqual(plannedSends(initial, 'tank/src').map((send) => [send.arguments, send.full]), [
+    [['tank/src@a'], true],
+    [['-I', 'tank/src@a', 'tank/src@c'], false],
+  ]);
+  assert.deepEqual(plannedSends(plan([snap('a')], undefined), 'tank/src').map((send) => send.arguments), [['tank/src@a']]);
+  assert.deepEqual(plannedSends(plan([snap('a'), snap('b'), snap('c')], [snap('a')]), 'tank/src').map((send) => send.arguments), [['-I', 'tank/src@a', 'tank/src@c']]);
+  assert.deepEqual(plannedSends(plan([snap('a')], [snap('a')]), 'tank/src'), []);
 });

@@ -1,0 +1,34 @@
+import { snapshotName } from '../zfs/names.js';
+import type { Plan } from './plan.js';
+
+export interface PlannedSend {
+  /** `zfs send` arguments after the feature flags: the snapshot(s) to send. */
+  arguments: string[];
+  /** For messages: "full @a", "@a..@d", "#bookmark..@e". */
+  what: string;
+  /** A full stream, which creates the replica. */
+  full: boolean;
+}
+
+/**
+ * The `zfs send` invocations a plan needs, in order. `-I` carries every intermediate snapshot in one stream;
+ * from a bookmark only `-i` exists, so that hop goes to the first newer snapshot and `-I` does the rest.
+ */
+export function plannedSends(plan: Plan, remoteDataset: string): PlannedSend[] {
+  const at = (name: string) => snapshotName(remoteDataset, name);
+  const range = (from: string, to: string): PlannedSend[] => (from === to ? [] : [{ arguments: ['-I', at(from), at(to)], what: `@${from}..@${to}`, full: false }]);
+  switch (plan.kind) {
+    case 'conflict':
+    case 'up-to-date':
+      return [];
+    case 'initial':
+      return [{ arguments: [at(plan.first.name)], what: `full @${plan.first.name}`, full: true }, ...range(plan.first.name, plan.target.name)];
+    case 'incremental': {
+      const first = plan.incoming[0];
+      if (first === undefined) return [];
+      if (!plan.base.viaBookmark) return range(plan.base.remote.name, plan.target.name);
+      const bookmark = `${remoteDataset}#${plan.base.remote.name}`;
+      return [{ arguments: ['-i', bookmark, at(first.name)], what: `#${plan.base.remote.name}..@${first.name}`, full: false }, ...range(first.name, plan.target.name)];
+    }
+  }
+}
