@@ -89,12 +89,15 @@ export class ZfsHost {
     await this.run(['zfs', 'destroy', `${dataset}#${bookmark}`]);
   }
 
-  /** The bytes a `zfs send` with these arguments would produce (`send -nvP`); undefined where unknown. */
+  /**
+   * The bytes a `zfs send` with these arguments would produce (`send -nvP`); undefined where unknown. Only
+   * informational: a failing estimate never fails a run (the send itself reports the real problem).
+   */
   async estimateSendBytes(sendArguments: readonly string[]): Promise<number | undefined> {
     if (!this.features.openzfs) return undefined;
-    const { stdout, stderr } = await this.run(['zfs', 'send', '-nvP', ...sendArguments]);
-    const size = /^size\s+(\d+)$/m.exec(`${stdout}\n${stderr}`);
-    return size ? Number(size[1]) : undefined;
+    const result = await this.runner.attempt(this.endpoint, ['zfs', 'send', '-nvP', ...sendArguments]);
+    const size = /^size\s+(\d+)$/m.exec(`${result.stdout}\n${result.stderr}`);
+    return succeeded(result) && size ? Number(size[1]) : undefined;
   }
 
   /**
