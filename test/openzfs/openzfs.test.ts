@@ -97,21 +97,25 @@ describe('real OpenZFS in QEMU guests', () => {
   });
 
   test('2.3: a token that can no longer be resumed is aborted (zfs recv -A) and the run goes on', async () => {
-    await v23.sh('head -c 48000000 /dev/urandom > /src/t2/big2 && zfs snapshot src/t2@c');
+    await v23.sh('zfs create src/t3 && echo a > /src/t3/a && zfs snapshot src/t3@a');
+    assertExit(await pull(v23, v23, 'src/t3', 'backup/t3', 'tag3'), 0);
+    await v23.sh('head -c 48000000 /dev/urandom > /src/t3/big && zfs snapshot src/t3@b');
     await v23.sh('tc qdisc replace dev eth0 root tbf rate 24mbit burst 32kb latency 400ms');
     try {
-      const running = pull(v23, v23, 'src/t2', 'backup/t2', 'tag2');
-      await v23.sh('for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t2" >/dev/null && break; sleep 0.1; done; sleep 5; pkill -TERM -f "main.j[s] .*backup/t2"');
+      const running = pull(v23, v23, 'src/t3', 'backup/t3', 'tag3');
+      await v23.sh('for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t3" >/dev/null && break; sleep 0.1; done; sleep 5; pkill -TERM -f "main.j[s] .*backup/t3"');
       assertExit(await running, 5);
     } finally {
       await v23.sh('tc qdisc del dev eth0 root || true');
     }
-    assert.notEqual((await v23.sh('zfs get -H -o value receive_resume_token backup/t2')).trim(), '-');
-    await v23.sh('zfs destroy src/t2@c && echo d > /src/t2/d && zfs snapshot src/t2@d');
-    const run = await pull(v23, v23, 'src/t2', 'backup/t2', 'tag2');
+    assert.notEqual((await v23.sh('zfs get -H -o value receive_resume_token backup/t3')).trim(), '-');
+    // The snapshot the interrupted stream was bringing is destroyed on the source: the token is dead.
+    await v23.sh('zfs destroy src/t3@b && echo c > /src/t3/c && zfs snapshot src/t3@c');
+    const run = await pull(v23, v23, 'src/t3', 'backup/t3', 'tag3');
     assertExit(run, 0);
-    assert.match(run.stderr, /warning: the interrupted receive into backup\/t2 cannot be resumed .*aborted it \(zfs recv -A\)/);
-    assert.deepEqual([...(await v23.guids('backup/t2')).keys()], ['a', 'b', 'd']);
+    assert.match(run.stderr, /warning: the interrupted receive into backup\/t3 cannot be resumed .*aborted it \(zfs recv -A\)/);
+    assert.deepEqual([...(await v23.guids('backup/t3')).keys()], ['a', 'c']);
+    assert.equal((await v23.sh('zfs get -H -o value receive_resume_token backup/t3')).trim(), '-');
   });
 
   test('2.3: the base destroyed on the remote: the next run sends from its bookmark, not in full', async () => {

@@ -117,7 +117,7 @@ build() {
   cp "$root/boot/vmlinuz-$kernel" "$staging/vmlinuz"; cp "$root/boot/initrd.img-$kernel" "$staging/initrd.img"
   used=$(du -sxm "$root" | cut -f1)
   mkfs.ext4 -q -F -m 0 -d "$root" "$staging/rootfs.img" "$((used + used / 5 + 1024))M"
-  chroot "$root" zfs version 2>/dev/null | head -1 >"$staging/zfs-version" || true
+  chroot "$root" dpkg-query -W -f 'zfsutils-linux ${Version}\n' zfsutils-linux >"$staging/zfs-version"
   rm -rf "$IMAGE"; mv "$staging" "$IMAGE"; touch "$IMAGE/ready"; rm -rf "$work"
   log "zfs-$version: built in $((SECONDS - started)) s"
 }
