@@ -78,7 +78,7 @@ export async function printPlan(prepared: PreparedRun, settings: ReplicationSett
   for (const line of describePlan(prepared.plan, { ...settings, remoteHost: remote.label, parentMissing })) context.print(line);
   const sends = plannedSends(prepared.plan, settings.remoteDataset);
   if (sends.length === 0) return;
-  const flags = sendFlags(remote.features, local.features, settings.raw && prepared.remoteState.encrypted === true);
+  const flags = runSendFlags(prepared, settings, context);
   const estimates = await Promise.all(sends.map((send) => remote.estimateSendBytes([...flags, ...send.arguments])));
   const known = estimates.filter((estimate): estimate is number => estimate !== undefined);
   context.print(known.length === sends.length
@@ -108,6 +108,11 @@ export async function executePlan(prepared: PreparedRun, settings: ReplicationSe
   return { localState: received, base: { local: localBase, remote: target } };
 }
 
+/** This run's `zfs send` options: what both hosts support, raw where the source is encrypted. */
+function runSendFlags(prepared: PreparedRun, settings: ReplicationSettings, context: ReplicationContext): string[] {
+  return sendFlags(context.remote.features, context.local.features, settings.raw && prepared.remoteState.encrypted === true);
+}
+
 async function missingParent(local: ZfsHost, dataset: string): Promise<string | undefined> {
   const parent = parentOf(dataset);
   return parent !== undefined && !(await local.exists(parent)) ? parent : undefined;
@@ -115,7 +120,7 @@ async function missingParent(local: ZfsHost, dataset: string): Promise<string | 
 
 /** Runs the plan's sends, creating the parents first and rolling back first where the plan says so. */
 async function pull(plan: InitialPlan | IncrementalPlan, prepared: PreparedRun, settings: ReplicationSettings, context: ReplicationContext): Promise<DatasetState> {
-  const { local, remote, log } = context;
+  const { local, log } = context;
   if (plan.kind === 'initial') {
     const parent = await missingParent(local, settings.localDataset);
     if (parent !== undefined) {
@@ -129,7 +134,7 @@ async function pull(plan: InitialPlan | IncrementalPlan, prepared: PreparedRun, 
     await local.setProperty(settings.localDataset, 'readonly', 'on');
     log.warn(`rolled ${settings.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${plan.discard.map((snapshot) => `@${snapshot.name}`).join(', ')}` : ''} (--rollback)`);
   }
-  const flags = sendFlags(remote.features, local.features, settings.raw && prepared.remoteState.encrypted === true);
+  const flags = runSendFlags(prepared, settings, context);
   for (const send of plannedSends(plan, settings.remoteDataset)) {
     const recv = receiveArgv(local.features, settings.localDataset, send.full ? prepared.remoteState.type : undefined);
     await transfer([...flags, ...send.arguments], recv, send.what, settings, context);

@@ -1,9 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Testbed } from '../testbed/testbed.js';
-import { assertExit, pull } from './helpers.js';
+import { assertExit, pull, sleep } from './helpers.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('chains and fan-out on real zfs-fuse hosts', () => {
   let tb: Testbed;

@@ -1,9 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Testbed } from '../testbed/testbed.js';
-import { assertExit, pull, snapshotSeries } from './helpers.js';
+import { assertExit, pull, sleep, snapshotSeries } from './helpers.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('expiry with --keep on real zfs-fuse hosts', () => {
   let tb: Testbed;

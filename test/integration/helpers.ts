@@ -27,3 +27,5 @@ export function pull(tb: Testbed, on: string, from: string, remote: string, loca
 export async function snapshotSeries(tb: Testbed, host: string, dataset: string, names: string[]): Promise<void> {
   for (const name of names) await tb.writeAndSnapshot(host, dataset, name);
 }
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,9 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Testbed, type CommandOutcome } from '../testbed/testbed.js';
-import { assertExit, pull } from './helpers.js';
+import { assertExit, pull, sleep } from './helpers.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const LOCKED = 3;
 const INTERRUPTED = 5;
 

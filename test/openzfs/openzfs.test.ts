@@ -2,12 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Guest } from './guest.js';
 import type { CommandOutcome } from '../testbed/testbed.js';
+import { assertExit, sleep } from '../integration/helpers.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function assertExit(outcome: CommandOutcome, expected: number, context = ''): void {
-  assert.equal(outcome.exitCode, expected, `${context} exit ${outcome.exitCode}, expected ${expected}\nstdout: ${outcome.stdout}\nstderr: ${outcome.stderr}`);
-}
 
 /** `zfs send -nvP` size of a send, as the guest's OpenZFS estimates it. */
 async function estimate(guest: Guest, sendArguments: string): Promise<number> {
@@ -65,7 +61,7 @@ describe('real OpenZFS in QEMU guests', () => {
     assert.ok(lines[0]!.endsWith(`\t${(await v23.guids('src/t1')).get('c')}`));
   });
 
-  test('2.3: a receive cut part-way resumes with zfs send -t and sends only the rest', async () => {
+  test('2.3: a receive cut part-way resumes with zfs send -t and sends only the rest', async (context) => {
     await v23.sh('zfs create src/t2 && echo a > /src/t2/a && zfs snapshot src/t2@a');
     assertExit(await pull(v23, v23, 'src/t2', 'backup/t2', 'tag2'), 0);
     await v23.sh('head -c 48000000 /dev/urandom > /src/t2/big && zfs snapshot src/t2@b');
@@ -91,6 +87,7 @@ describe('real OpenZFS in QEMU guests', () => {
     const received = /received the rest of an interrupted receive \((\S+)\)/.exec(resumed.stderr);
     assert.ok(received, resumed.stderr);
     assert.ok(bytes(received[1]!) < full * 0.9, `resume sent ${received[1]} of ${full} bytes`);
+    context.diagnostic(`stream ${full} bytes; cut with ${remaining} bytes left (zfs send -nvP -t); the resume received ${received[1]}`);
     assert.equal((await v23.sh('zfs get -H -o value receive_resume_token backup/t2')).trim(), '-');
     assert.equal((await v23.guids('backup/t2')).get('b'), (await v23.guids('src/t2')).get('b'));
     await v23.sh('zfs mount backup/t2 && cmp /src/t2/big /backup/t2/big && zfs unmount backup/t2');
