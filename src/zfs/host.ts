@@ -118,7 +118,7 @@ export class ZfsHost {
   }
 
   /** Destroys one snapshot; a held or otherwise busy one is reported, not thrown. */
-  async destroySnapshot(dataset: string, snapshot: string): Promise<'destroyed' | 'busy'> {
+  private async destroySnapshot(dataset: string, snapshot: string): Promise<'destroyed' | 'busy'> {
     return (await this.succeedsUnless(['zfs', 'destroy', snapshotName(dataset, snapshot)], /dataset is busy|being held/)) ? 'destroyed' : 'busy';
   }
 
