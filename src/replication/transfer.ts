@@ -1,6 +1,5 @@
 import { ConflictError } from '../errors.js';
-import { shellJoin } from '../exec/quote.js';
-import { PipelineError, runPipeline } from '../transport/pipeline.js';
+import { commandText, PipelineError, runPipeline } from '../transport/pipeline.js';
 import { streamStages } from '../transport/stream.js';
 import type { ReplicationContext, ReplicationSettings } from './replicate.js';
 
@@ -10,7 +9,7 @@ export async function transfer(sendArguments: string[], recvArgv: string[], what
   const stream = streamStages(remote, local, ['zfs', 'send', ...sendArguments], recvArgv, settings.stream);
   const estimate = await remote.estimateSendBytes(sendArguments);
   log.info(`receiving ${what} from ${remote.label}:${settings.remoteDataset} into ${settings.localDataset}${estimate === undefined ? '' : ` (about ${formatBytes(estimate)})`} (compression: ${stream.codec ?? 'none'}, mbuffer: ${stream.buffered ? 'yes' : 'no'})`);
-  log.debug(`pipeline: ${stream.stages.map((stage) => `${stage.endpoint.label}$ ${'argv' in stage.command ? shellJoin(stage.command.argv) : stage.command.script}`).join(' | ')}`);
+  log.debug(`pipeline: ${stream.stages.map((stage) => `${stage.endpoint.label}$ ${commandText(stage)}`).join(' | ')}`);
   const started = Date.now();
   let outcomes;
   try {

@@ -51,6 +51,11 @@ export class PipelineError extends ReplicateError {
 
 const STDERR_TAIL_BYTES = 16 * 1024;
 
+/** The stage's command as a shell would read it, for messages and logs. */
+export function commandText(stage: Stage): string {
+  return 'argv' in stage.command ? shellJoin(stage.command.argv) : stage.command.script;
+}
+
 /**
  * Runs `stages[0] | stages[1] | ... ` with a kernel pipe between each pair, so the stream never passes through
  * JavaScript. Every stage's exit status and stderr is kept. The cause named is the first stage to fail in time,
@@ -61,7 +66,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
   const pipes = makeKernelPipes(stages.length - 1);
   const outcomes: StageOutcome[] = stages.map((stage) => ({
     name: stage.name,
-    command: 'argv' in stage.command ? shellJoin(stage.command.argv) : stage.command.script,
+    command: commandText(stage),
     where: stage.endpoint.label,
     exitStatus: undefined,
     signal: undefined,
