@@ -60,8 +60,12 @@ export class ConflictError extends ReplicateError {
   }
 }
 
+/** Another run holds the lock; `heldForMs` says for how long, where the holder recorded when it started. */
 export class LockedError extends ReplicateError {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly heldForMs: number | undefined,
+  ) {
     super('ELOCKED', message, ExitCode.Locked);
     this.name = 'LockedError';
   }

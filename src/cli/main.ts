@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { ReplicateError, UsageError } from '../errors.js';
+import { LockedError, ReplicateError, UsageError } from '../errors.js';
 import { localEndpoint, type Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
-import { acquireLock, RunLockedError, type HeldLock } from '../lock/lock.js';
+import { acquireLock, type HeldLock } from '../lock/lock.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { runOnce } from '../replication/run-once.js';
 import { SshEndpoint } from '../transport/ssh.js';
@@ -49,7 +49,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
   try {
     lock = acquireLock(settings.lockDir, settings.localDataset, () => new Date());
   } catch (error) {
-    if (error instanceof RunLockedError) {
+    if (error instanceof LockedError) {
       // A long transfer still running is normal under cron: stay quiet unless it has run suspiciously long.
       const overdue = error.heldForMs === undefined || error.heldForMs > settings.lockWarnSeconds * 1000;
       if (overdue) log.warn(error.message);

@@ -58,7 +58,7 @@ export function acquireLock(directory: string, localDataset: string, now: () => 
   };
 }
 
-export function readHolder(path: string): LockHolder | undefined {
+function readHolder(path: string): LockHolder | undefined {
   try {
     const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockHolder>;
     return typeof parsed.pid === 'number' && typeof parsed.since === 'number' ? { pid: parsed.pid, since: parsed.since } : undefined;
@@ -67,20 +67,11 @@ export function readHolder(path: string): LockHolder | undefined {
   }
 }
 
-export class RunLockedError extends LockedError {
-  constructor(
-    message: string,
-    readonly heldForMs: number | undefined,
-  ) {
-    super(message);
-  }
-}
-
-function lockedError(localDataset: string, holder: LockHolder | undefined, now: Date): RunLockedError {
-  if (holder === undefined) return new RunLockedError(`another run is replicating into ${localDataset}; skipping this run`, undefined);
+function lockedError(localDataset: string, holder: LockHolder | undefined, now: Date): LockedError {
+  if (holder === undefined) return new LockedError(`another run is replicating into ${localDataset}; skipping this run`, undefined);
   const heldForMs = Math.max(0, now.getTime() - holder.since);
   const orphaned = processGone(holder.pid) ? ', and has died, but its transfer processes are still running' : '';
-  return new RunLockedError(
+  return new LockedError(
     `another run (pid ${holder.pid}) has been replicating into ${localDataset} for ${formatDistanceStrict(holder.since, now)}${orphaned}; skipping this run`,
     heldForMs,
   );
