@@ -79,3 +79,8 @@ export function lastLines(text: string, count: number): string {
     .slice(-count)
     .join(' | ');
 }
+
+/** The one line to show for anything thrown. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

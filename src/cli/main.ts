@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { LockedError, ReplicateError, UsageError } from '../errors.js';
+import { errorMessage, LockedError, ReplicateError } from '../errors.js';
 import { localEndpoint, type Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
@@ -29,7 +29,7 @@ export async function main(argv: readonly string[]): Promise<ExitCode> {
     }
     settings = parsed;
   } catch (error) {
-    const message = error instanceof UsageError ? error.message : String(error);
+    const message = errorMessage(error);
     process.stderr.write(`zfs_replicate: error: ${message} (see --help)\n`);
     return ExitCode.Usage;
   }
@@ -109,7 +109,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     return controller.signal.aborted ? ExitCode.Interrupted : ExitCode.Ok;
   } catch (error) {
     if (controller.signal.aborted) {
-      log.error(`interrupted: ${error instanceof Error ? error.message : String(error)}`);
+      log.error(`interrupted: ${errorMessage(error)}`);
       return ExitCode.Interrupted;
     }
     return reportFailure(error, log);
@@ -127,7 +127,7 @@ function reportFailure(error: unknown, log: Logger): ExitCode {
     return error.exitCode;
   }
   // Not one of ours: a bug. One line for cron, the stack for whoever runs -vv.
-  log.error(`unexpected internal error: ${error instanceof Error ? error.message : String(error)}`);
+  log.error(`unexpected internal error: ${errorMessage(error)}`);
   if (error instanceof Error && error.stack) log.debug(error.stack);
   return ExitCode.Failure;
 }

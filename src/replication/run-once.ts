@@ -1,4 +1,4 @@
-import { ConflictError, ReplicateError } from '../errors.js';
+import { ConflictError, errorMessage } from '../errors.js';
 import { describeExpiry } from '../retention/describe.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
@@ -53,7 +53,7 @@ export async function runOnce(settings: RunSettings, context: ReplicationContext
     });
   } catch (expiryError) {
     if (transferError === undefined) throw expiryError;
-    context.log.error(expiryError instanceof ReplicateError ? expiryError.message : String(expiryError));
+    context.log.error(errorMessage(expiryError));
   }
   if (transferError !== undefined) throw transferError;
 }

@@ -1,4 +1,4 @@
-import { ReplicateError } from '../errors.js';
+import { errorMessage, ReplicateError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ZfsHost } from '../zfs/host.js';
 import type { ExpiryCandidate, ExpiryPlan } from './plan.js';
@@ -31,7 +31,7 @@ export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext):
     for (const { remoteTwin } of twins) await context.remote.release(context.tag, context.remoteDataset, remoteTwin.name);
     await confirmReleased(context, twins.map((candidate) => candidate.remoteTwin.name));
   } catch (error) {
-    const why = error instanceof ReplicateError ? error.message : String(error);
+    const why = errorMessage(error);
     throw new ReplicateError('EEXPIRY', `expiry skipped, nothing destroyed: could not release hold "${context.tag}" on ${context.remote.label}:${context.remoteDataset}: ${why}`, undefined, { cause: error });
   }
 
