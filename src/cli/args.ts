@@ -9,6 +9,8 @@ export interface CliSettings {
   host: string;
   remoteDataset: string;
   localDataset: string;
+  recursive: boolean;
+  exclude: string[];
   tag: string;
   keepSeconds: number;
   keepLabel: string;
@@ -36,6 +38,7 @@ export const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1']);
 const HOSTNAME = /^[A-Za-z0-9_.:%[\]-]+$/;
 const MBUFFER_SIZE = /^\d+(\.\d+)?[kKmMgG]?$/;
 const SSH_OPTION = /^[A-Za-z]+[= ]\S/;
+const REPEATABLE = new Set(['_', 'sshOption', 'exclude']);
 
 const EPILOG = [
   'Pulls the snapshots of REMOTE_DATASET on HOST into LOCAL_DATASET over ssh, keeping the newest common',
@@ -64,6 +67,8 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     .option('host', { alias: ['h', 'remote-host'], type: 'string', describe: 'remote host to pull from ("localhost": no ssh)' })
     .option('remote', { alias: ['r', 'remote-fs'], type: 'string', describe: 'remote dataset' })
     .option('local', { alias: ['l', 'local-fs'], type: 'string', describe: 'local dataset (the replica)' })
+    .option('recursive', { alias: ['R'], type: 'boolean', default: false, describe: 'also replicate every filesystem and volume under REMOTE_DATASET, each from its own common snapshot' })
+    .option('exclude', { type: 'string', array: true, default: [], describe: 'with -R: leave out this remote dataset and everything under it (repeatable)' })
     .option('tag', { alias: ['t'], type: 'string', describe: 'hold tag that protects the common snapshot on both sides' })
     .option('keep-days', { alias: ['k'], type: 'string', describe: 'days of local history to keep' })
     .option('keep', { type: 'string', describe: 'local history to keep as a duration (36h, 90m, 30d); overrides -k' })
@@ -105,14 +110,15 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
   }
   if (parsed.version) return { version: true };
   for (const [key, value] of Object.entries(parsed)) {
-    // Only --ssh-option repeats; a repeated -t or -l in a crontab line is a mistake, not "the last one wins".
-    if (Array.isArray(value) && key !== '_' && key !== 'sshOption') throw new UsageError(`option --${kebab(key)} was given more than once`);
+    // Only --ssh-option and --exclude repeat; a repeated -t or -l in a crontab line is a mistake, not "the last one wins".
+    if (Array.isArray(value) && !REPEATABLE.has(key)) throw new UsageError(`option --${kebab(key)} was given more than once`);
   }
 
   const host = required(parsed.host, '-h/--host');
   if (!HOSTNAME.test(host) || host.startsWith('-')) throw new UsageError(`invalid host ${JSON.stringify(host)}`);
   const remoteDataset = dataset(required(parsed.remote, '-r/--remote'), '-r/--remote');
   const localDataset = dataset(required(parsed.local, '-l/--local'), '-l/--local');
+  const exclude = (parsed.exclude ?? []).map((name) => excluded(String(name), remoteDataset, parsed.recursive));
   const tag = required(parsed.tag, '-t/--tag');
   const tagIssue = tagProblem(tag);
   if (tagIssue) throw new UsageError(`hold tag ${tagIssue}`);
@@ -121,6 +127,8 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     host,
     remoteDataset,
     localDataset,
+    recursive: parsed.recursive,
+    exclude,
     tag,
     ...keepWindow(parsed.keep, parsed.keepDays),
     mbufferSize: checked(parsed.mbuffer, MBUFFER_SIZE, '-b/--mbuffer', 'a size such as 256M or 1G'),
@@ -165,6 +173,13 @@ function required(value: string | undefined, flag: string): string {
 function dataset(name: string, flag: string): string {
   const problem = datasetNameProblem(name);
   if (problem) throw new UsageError(`${flag}: dataset name ${JSON.stringify(name)} ${problem}`);
+  return name;
+}
+
+function excluded(name: string, remoteDataset: string, recursive: boolean): string {
+  if (!recursive) throw new UsageError('--exclude only applies with -R/--recursive');
+  dataset(name, '--exclude');
+  if (!name.startsWith(`${remoteDataset}/`)) throw new UsageError(`--exclude: ${JSON.stringify(name)} is not a dataset under -r ${remoteDataset} (give its full name)`);
   return name;
 }
 

@@ -7,6 +7,7 @@ import { CommandRunner } from '../exec/runner.js';
 import { acquireLock, type HeldLock } from '../lock/lock.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { runOnce } from '../replication/run-once.js';
+import { runTree } from '../replication/run-tree.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { ZfsHost } from '../zfs/host.js';
 import { probeHost } from '../zfs/probe.js';
@@ -45,17 +46,12 @@ export async function main(argv: readonly string[]): Promise<ExitCode> {
 }
 
 async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> {
+  const lockDataset = (dataset: string) => acquireLock(settings.lockDir, dataset, () => new Date());
   let lock: HeldLock;
   try {
-    lock = acquireLock(settings.lockDir, settings.localDataset, () => new Date());
+    lock = lockDataset(settings.localDataset);
   } catch (error) {
-    if (error instanceof LockedError) {
-      // A long transfer still running is normal under cron: stay quiet unless it has run suspiciously long.
-      const overdue = error.heldForMs === undefined || error.heldForMs > settings.lockWarnSeconds * 1000;
-      if (overdue) log.warn(error.message);
-      else log.info(error.message);
-      return error.exitCode;
-    }
+    if (error instanceof LockedError) return reportLocked(error, settings, log);
     return reportFailure(error, log);
   }
 
@@ -84,28 +80,41 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     const [remoteFeatures, localFeatures] = await Promise.all([probeHost(runner, remoteEndpoint), probeHost(runner, localEndpoint)]);
     log.debug(`remote zfs: ${remoteFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...remoteFeatures.tools].join(' ') || 'none'}`);
     log.debug(`local zfs: ${localFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...localFeatures.tools].join(' ') || 'none'}`);
-    await runOnce(
-      {
-        keepLabel: settings.keepLabel,
-        remoteDataset: settings.remoteDataset,
-        localDataset: settings.localDataset,
-        tag: settings.tag,
-        keepSeconds: settings.keepSeconds,
-        rollback: settings.rollback,
-        dryRun: settings.dryRun,
-        raw: settings.raw,
-        stream: { compress: settings.compress, mbufferSize: settings.mbufferSize },
-      },
-      {
-        remote: new ZfsHost(runner, remoteEndpoint, remoteFeatures),
-        local: new ZfsHost(runner, localEndpoint, localFeatures),
-        log,
-        print: (line) => process.stdout.write(`${line}\n`),
-        cancelSignal: controller.signal,
-        now: () => new Date(),
-        lockFd: lock.fd,
-      },
-    );
+    const runSettings = {
+      keepLabel: settings.keepLabel,
+      remoteDataset: settings.remoteDataset,
+      localDataset: settings.localDataset,
+      tag: settings.tag,
+      keepSeconds: settings.keepSeconds,
+      rollback: settings.rollback,
+      dryRun: settings.dryRun,
+      raw: settings.raw,
+      stream: { compress: settings.compress, mbufferSize: settings.mbufferSize },
+    };
+    const context = {
+      remote: new ZfsHost(runner, remoteEndpoint, remoteFeatures),
+      local: new ZfsHost(runner, localEndpoint, localFeatures),
+      log,
+      print: (line: string) => process.stdout.write(`${line}\n`),
+      cancelSignal: controller.signal,
+      now: () => new Date(),
+      lockFd: lock.fd,
+    };
+    if (settings.recursive) {
+      // Each member is locked for its turn too, so a single-dataset job on one of them never races this run.
+      const lockMember = (dataset: string) => {
+        try {
+          return lockDataset(dataset);
+        } catch (error) {
+          if (error instanceof LockedError) reportLocked(error, settings, log);
+          else throw error;
+          return undefined;
+        }
+      };
+      await runTree({ ...runSettings, exclude: settings.exclude }, { ...context, lockMember });
+    } else {
+      await runOnce(runSettings, context);
+    }
     return controller.signal.aborted ? ExitCode.Interrupted : ExitCode.Ok;
   } catch (error) {
     if (controller.signal.aborted) {
@@ -119,6 +128,14 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     await ssh?.close();
     lock.release();
   }
+}
+
+/** A long transfer still running is normal under cron: stay quiet unless it has run suspiciously long. */
+function reportLocked(error: LockedError, settings: CliSettings, log: Logger): ExitCode {
+  const overdue = error.heldForMs === undefined || error.heldForMs > settings.lockWarnSeconds * 1000;
+  if (overdue) log.warn(error.message);
+  else log.info(error.message);
+  return error.exitCode;
 }
 
 function reportFailure(error: unknown, log: Logger): ExitCode {

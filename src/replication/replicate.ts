@@ -50,10 +50,21 @@ export interface ExecutedRun {
   base: { local: Snapshot; remote: Snapshot };
 }
 
-/** Lists both sides (one command each) and plans; a conflict is thrown before anything changes. */
-export async function prepareReplication(settings: ReplicationSettings, context: ReplicationContext): Promise<PreparedRun> {
+/** Both sides of one dataset as listed (by a recursive run, which lists whole trees at once). */
+export interface ListedPair {
+  remote: DatasetState;
+  local: DatasetState;
+}
+
+/**
+ * Lists both sides (one command each) unless `listed` already has them, and plans; a conflict is thrown
+ * before anything changes.
+ */
+export async function prepareReplication(settings: ReplicationSettings, context: ReplicationContext, listed?: ListedPair): Promise<PreparedRun> {
   const { remote, local, log } = context;
-  const [remoteState, listedLocal] = await Promise.all([remote.state(settings.remoteDataset), local.state(settings.localDataset)]);
+  const [remoteState, listedLocal] = listed
+    ? [listed.remote, listed.local]
+    : await Promise.all([remote.state(settings.remoteDataset), local.state(settings.localDataset)]);
   let localState = listedLocal;
   if (localState.resumeToken !== undefined) {
     if (settings.dryRun) context.print(`would first resume (or abort) the interrupted receive into ${settings.localDataset}`);

@@ -4,7 +4,7 @@ import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
 import type { Snapshot } from '../zfs/types.js';
 import type { Plan } from './plan.js';
-import { executePlan, prepareReplication, printPlan, type ExecutedRun, type PreparedRun, type ReplicationContext, type ReplicationSettings } from './replicate.js';
+import { executePlan, prepareReplication, printPlan, type ExecutedRun, type ListedPair, type PreparedRun, type ReplicationContext, type ReplicationSettings } from './replicate.js';
 
 export interface RunSettings extends ReplicationSettings {
   /** How keep reads in messages ("30 days", "36h"). */
@@ -15,8 +15,8 @@ export interface RunSettings extends ReplicationSettings {
  * One run: plan, transfer, then expiry. Expiry runs on every run, also when nothing new arrived, and also
  * after a failed transfer whose listings are still valid; never after a conflict or an interruption.
  */
-export async function runOnce(settings: RunSettings, context: ReplicationContext): Promise<void> {
-  const prepared = await prepareReplication(settings, context);
+export async function runOnce(settings: RunSettings, context: ReplicationContext, listed?: ListedPair): Promise<void> {
+  const prepared = await prepareReplication(settings, context, listed);
   if (settings.dryRun) {
     await printPlan(prepared, settings, context);
     const after = expectedAfter(prepared);

@@ -1,6 +1,6 @@
 import type { Endpoint } from '../exec/endpoint.js';
 import { commandError, succeeded, type CommandRunner } from '../exec/runner.js';
-import { getArgv, listArgv, parseGetOutput, parseListOutput } from './listing.js';
+import { datasetState, getArgv, listArgv, parseGetOutput, parseListOutput, type Listing, type ListingScope } from './listing.js';
 import { snapshotName } from './names.js';
 import type { DatasetState, HostFeatures } from './types.js';
 
@@ -27,13 +27,22 @@ export class ZfsHost {
 
   /** The dataset and its snapshots in one command, whatever their number. */
   async state(dataset: string): Promise<DatasetState> {
-    const argv = this.features.parsableList ? listArgv(dataset) : getArgv(dataset);
+    return datasetState(await this.list(dataset, 'dataset'), dataset);
+  }
+
+  /** Every filesystem and volume under `root` (itself included) with its snapshots, in one command; empty if root is missing. */
+  async tree(root: string): Promise<Listing> {
+    return this.list(root, 'tree');
+  }
+
+  private async list(dataset: string, scope: ListingScope): Promise<Listing> {
+    const argv = this.features.parsableList ? listArgv(dataset, scope) : getArgv(dataset, scope);
     const result = await this.runner.attempt(this.endpoint, argv);
     if (!succeeded(result)) {
-      if (MISSING.test(result.stderr) && result.stdout.trim() === '') return { dataset, exists: false, snapshots: [], bookmarks: [] };
+      if (MISSING.test(result.stderr) && result.stdout.trim() === '') return new Map();
       throw commandError(this.endpoint, argv, result);
     }
-    return this.features.parsableList ? parseListOutput(dataset, result.stdout) : parseGetOutput(dataset, result.stdout);
+    return this.features.parsableList ? parseListOutput(result.stdout) : parseGetOutput(result.stdout);
   }
 
   async exists(dataset: string): Promise<boolean> {

@@ -8,17 +8,27 @@ const OPENZFS_PROPERTIES = [...SNAPSHOT_PROPERTIES, 'receive_resume_token', 'enc
 type Property = (typeof OPENZFS_PROPERTIES)[number];
 type Row = Partial<Record<Property, string>>;
 
-/** OpenZFS: the dataset, its snapshots and bookmarks in one `zfs list -Hp` call. */
-export function listArgv(dataset: string): string[] {
-  return ['zfs', 'list', '-Hp', '-o', `name,${OPENZFS_PROPERTIES.join(',')}`, '-t', 'filesystem,volume,snapshot,bookmark', '-d', '1', '-s', 'createtxg', dataset];
+/** One dataset (its snapshots and bookmarks, and its direct children's rows), or the whole tree under it. */
+export type ListingScope = 'dataset' | 'tree';
+
+/** Every dataset a listing saw, by name, with its own snapshots and bookmarks. */
+export type Listing = ReadonlyMap<string, DatasetState>;
+
+function depthArguments(scope: ListingScope): string[] {
+  return scope === 'tree' ? ['-r'] : ['-d', '1'];
 }
 
-/** zfs-fuse has no `list -p` and prints guids humanized without it: `zfs get -Hp -d 1` instead. */
-export function getArgv(dataset: string): string[] {
-  return ['zfs', 'get', '-Hp', '-d', '1', '-o', 'name,property,value', SNAPSHOT_PROPERTIES.join(','), dataset];
+/** OpenZFS: datasets, snapshots and bookmarks in one `zfs list -Hp` call. */
+export function listArgv(dataset: string, scope: ListingScope): string[] {
+  return ['zfs', 'list', '-Hp', '-o', `name,${OPENZFS_PROPERTIES.join(',')}`, '-t', 'filesystem,volume,snapshot,bookmark', ...depthArguments(scope), '-s', 'createtxg', dataset];
 }
 
-export function parseListOutput(dataset: string, stdout: string): DatasetState {
+/** zfs-fuse has no `list -p` and prints guids humanized without it: `zfs get -Hp` instead. */
+export function getArgv(dataset: string, scope: ListingScope): string[] {
+  return ['zfs', 'get', '-Hp', ...depthArguments(scope), '-o', 'name,property,value', SNAPSHOT_PROPERTIES.join(','), dataset];
+}
+
+export function parseListOutput(stdout: string): Listing {
   const rows = new Map<string, Row>();
   for (const line of stdout.split('\n')) {
     if (line.length === 0) continue;
@@ -26,10 +36,10 @@ export function parseListOutput(dataset: string, stdout: string): DatasetState {
     if (name === undefined || values.length !== OPENZFS_PROPERTIES.length) throw new ListingParseError(line);
     rows.set(name, Object.fromEntries(OPENZFS_PROPERTIES.map((property, index) => [property, values[index]!])));
   }
-  return stateFromRows(dataset, rows);
+  return listingFromRows(rows);
 }
 
-export function parseGetOutput(dataset: string, stdout: string): DatasetState {
+export function parseGetOutput(stdout: string): Listing {
   const rows = new Map<string, Row>();
   for (const line of stdout.split('\n')) {
     if (line.length === 0) continue;
@@ -40,7 +50,12 @@ export function parseGetOutput(dataset: string, stdout: string): DatasetState {
     row[property as Property] = value;
     rows.set(name, row);
   }
-  return stateFromRows(dataset, rows);
+  return listingFromRows(rows);
+}
+
+/** A dataset's state from a listing; a dataset the listing did not see does not exist. */
+export function datasetState(listing: Listing, dataset: string): DatasetState {
+  return listing.get(dataset) ?? { dataset, exists: false, snapshots: [], bookmarks: [] };
 }
 
 export class ListingParseError extends Error {
@@ -49,25 +64,47 @@ export class ListingParseError extends Error {
   }
 }
 
-function stateFromRows(dataset: string, rows: Map<string, Row>): DatasetState {
-  const own = rows.get(dataset);
-  const snapshots: Snapshot[] = [];
-  const bookmarks: Snapshot[] = [];
+interface DatasetRows {
+  own?: Row;
+  snapshots: Snapshot[];
+  bookmarks: Snapshot[];
+}
+
+/** Groups rows by the dataset they belong to in one pass, so a tree of any size costs one walk over its rows. */
+function listingFromRows(rows: Map<string, Row>): Listing {
+  const datasets = new Map<string, DatasetRows>();
+  const entry = (dataset: string) => {
+    let found = datasets.get(dataset);
+    if (found === undefined) datasets.set(dataset, (found = { snapshots: [], bookmarks: [] }));
+    return found;
+  };
   for (const [name, row] of rows) {
-    // `-d 1` also lists child filesystems; only this dataset's snapshots and bookmarks count.
-    if (name.startsWith(`${dataset}@`)) snapshots.push(snapshotFromRow(name, dataset.length + 1, row));
-    else if (name.startsWith(`${dataset}#`)) bookmarks.push(snapshotFromRow(name, dataset.length + 1, row));
+    const separator = name.search(/[@#]/);
+    if (separator < 0) {
+      entry(name).own = row;
+      continue;
+    }
+    const owner = entry(name.slice(0, separator));
+    (name[separator] === '@' ? owner.snapshots : owner.bookmarks).push(snapshotFromRow(name, separator + 1, row));
   }
+  const listing = new Map<string, DatasetState>();
+  for (const [dataset, { own, snapshots, bookmarks }] of datasets) {
+    if (own !== undefined) listing.set(dataset, stateFromRows(dataset, own, snapshots, bookmarks));
+  }
+  return listing;
+}
+
+function stateFromRows(dataset: string, own: Row, snapshots: Snapshot[], bookmarks: Snapshot[]): DatasetState {
   const byTxg = (a: Snapshot, b: Snapshot) => a.createtxg - b.createtxg;
-  const token = own?.receive_resume_token;
+  const token = own.receive_resume_token;
   return {
     dataset,
-    exists: own !== undefined,
-    ...(own?.type ? { type: own.type } : {}),
+    exists: true,
+    ...(own.type ? { type: own.type } : {}),
     snapshots: snapshots.sort(byTxg),
     bookmarks: bookmarks.sort(byTxg),
     ...(token !== undefined && token !== '-' && token !== '' ? { resumeToken: token } : {}),
-    ...(own?.encryption !== undefined ? { encrypted: own.encryption !== 'off' && own.encryption !== '-' } : {}),
+    ...(own.encryption !== undefined ? { encrypted: own.encryption !== 'off' && own.encryption !== '-' } : {}),
   };
 }
 

@@ -107,3 +107,14 @@ test('an unknown ZFS_REPLICATE_* variable is named in a usage error', () => {
     delete process.env.ZFS_REPLICATE_KEEP_DAZE;
   }
 });
+
+test('-R replicates the tree; --exclude (repeatable) takes full remote names under -r, and only with -R', () => {
+  const parsed = settings([...base, '-R', '--exclude', 'backuppool/virt/machines/swap', '--exclude', 'backuppool/virt/machines/scratch space']);
+  assert.equal(parsed.recursive, true);
+  assert.deepEqual(parsed.exclude, ['backuppool/virt/machines/swap', 'backuppool/virt/machines/scratch space']);
+  assert.equal(settings(base).recursive, false);
+  usageError([...base, '--exclude', 'backuppool/virt/machines/swap'], /--exclude only applies with -R/);
+  usageError([...base, '-R', '--exclude', 'swap'], /--exclude: "swap" is not a dataset under -r backuppool\/virt\/machines/);
+  usageError([...base, '-R', '--exclude', 'backuppool/virt/machines'], /is not a dataset under -r/);
+  usageError([...base, '-R', '--exclude', 'backuppool/virt/machines/a@b'], /--exclude: dataset name .* must name a filesystem/);
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseGetOutput, parseListOutput, ListingParseError } from '../../src/zfs/listing.js';
+import { datasetState, parseGetOutput, parseListOutput, ListingParseError } from '../../src/zfs/listing.js';
 import { parseProbe } from '../../src/zfs/probe.js';
 
 // Captured from zfs-fuse 0.7.0 on the test bed: `zfs get -Hp -d 1 -o name,property,value type,guid,... DS`.
@@ -29,7 +29,7 @@ const ZFS_FUSE_GET = [
 ].join('\n');
 
 test('zfs-fuse `get -Hp` output: snapshots of this dataset only, ordered by createtxg, guids exact', () => {
-  const state = parseGetOutput('tank/src/data', ZFS_FUSE_GET);
+  const state = datasetState(parseGetOutput(ZFS_FUSE_GET), 'tank/src/data');
   assert.equal(state.exists, true);
   assert.equal(state.type, 'filesystem');
   assert.deepEqual(state.snapshots, [
@@ -47,8 +47,8 @@ test('OpenZFS `list -Hp` output: the same snapshots, plus bookmarks, the resume 
     'tank/src/data@s 2\tsnapshot\t18247172126131047321\t20\t1795325236\t0\t-\taes-256-gcm',
     '',
   ].join('\n');
-  const state = parseListOutput('tank/src/data', stdout);
-  const fuse = parseGetOutput('tank/src/data', ZFS_FUSE_GET);
+  const state = datasetState(parseListOutput(stdout), 'tank/src/data');
+  const fuse = datasetState(parseGetOutput(ZFS_FUSE_GET), 'tank/src/data');
   assert.deepEqual(state.snapshots, fuse.snapshots);
   assert.deepEqual(state.bookmarks, [{ name: 's1', guid: '7729248623947599458', createtxg: 15, creation: 1795325235, userrefs: 0 }]);
   assert.equal(state.resumeToken, '1-e604ea4bf-e0-789c63a2');
@@ -58,7 +58,7 @@ test('OpenZFS `list -Hp` output: the same snapshots, plus bookmarks, the resume 
 });
 
 test('an unencrypted dataset without a partial receive', () => {
-  const state = parseListOutput('tank/a', 'tank/a\tvolume\t1\t1\t1\t-\t-\toff\n');
+  const state = datasetState(parseListOutput('tank/a\tvolume\t1\t1\t1\t-\t-\toff\n'), 'tank/a');
   assert.equal(state.type, 'volume');
   assert.equal(state.resumeToken, undefined);
   assert.equal(state.encrypted, false);
@@ -66,12 +66,33 @@ test('an unencrypted dataset without a partial receive', () => {
 
 test('a dataset whose name prefixes another is not confused with it', () => {
   const stdout = 'tank/a\tfilesystem\t1\t1\t1\t-\t-\toff\ntank/ab@x\tsnapshot\t2\t2\t2\t0\t-\toff\ntank/a@y\tsnapshot\t3\t3\t3\t0\t-\toff\n';
-  assert.deepEqual(parseListOutput('tank/a', stdout).snapshots.map((snapshot) => snapshot.name), ['y']);
+  assert.deepEqual(datasetState(parseListOutput(stdout), 'tank/a').snapshots.map((snapshot) => snapshot.name), ['y']);
+});
+
+test('a tree listing (`-r`) gives every dataset its own snapshots, volumes included', () => {
+  const stdout = [
+    'tank/vm\tfilesystem\t1\t5\t100\t-\t-\toff',
+    'tank/vm@a\tsnapshot\t2\t6\t101\t1\t-\toff',
+    'tank/vm/disk\tvolume\t3\t7\t100\t-\t-\toff',
+    'tank/vm/disk@a\tsnapshot\t4\t8\t101\t0\t-\toff',
+    'tank/vm/disk#zfs_replicate-x-1\tbookmark\t4\t8\t101\t-\t-\t-',
+    'tank/vm/web server\tfilesystem\t5\t9\t100\t-\t-\toff',
+    '',
+  ].join('\n');
+  const listing = parseListOutput(stdout);
+  assert.deepEqual([...listing.keys()], ['tank/vm', 'tank/vm/disk', 'tank/vm/web server']);
+  assert.deepEqual(datasetState(listing, 'tank/vm').snapshots.map((snapshot) => snapshot.guid), ['2']);
+  const disk = datasetState(listing, 'tank/vm/disk');
+  assert.equal(disk.type, 'volume');
+  assert.deepEqual(disk.snapshots.map((snapshot) => snapshot.guid), ['4']);
+  assert.deepEqual(disk.bookmarks.map((bookmark) => bookmark.name), ['zfs_replicate-x-1']);
+  assert.deepEqual(datasetState(listing, 'tank/vm/web server').snapshots, []);
+  assert.equal(datasetState(listing, 'tank/vm/gone').exists, false);
 });
 
 test('malformed output is an error, never a silently empty listing', () => {
-  assert.throws(() => parseListOutput('tank/a', 'tank/a\tfilesystem\n'), ListingParseError);
-  assert.throws(() => parseGetOutput('tank/a', 'tank/a@x\tguid\t1.31E\n'), /expected a number/);
+  assert.throws(() => parseListOutput('tank/a\tfilesystem\n'), ListingParseError);
+  assert.throws(() => parseGetOutput('tank/a@x\tguid\t1.31E\n'), /expected a number/);
 });
 
 test('probe output: zfs-fuse has no version, no list -p, no holds', () => {

@@ -1,0 +1,90 @@
+import { ExitCode } from '../cli/exit-codes.js';
+import { ConflictError, errorMessage, ReplicateError } from '../errors.js';
+import type { HeldLock } from '../lock/lock.js';
+import type { ReplicationContext } from './replicate.js';
+import { runOnce, type RunSettings } from './run-once.js';
+import { isUnder, planTree, type TreeMember } from './tree.js';
+
+export interface TreeSettings extends RunSettings {
+  exclude: readonly string[];
+}
+
+export interface TreeContext extends ReplicationContext {
+  /** Locks one member's replica for its turn; undefined (already reported) when another run holds it. */
+  lockMember: (localDataset: string) => HeldLock | undefined;
+}
+
+/**
+ * A tree listed this recently is planned from as listed; an older one is listed again per member, because
+ * a long transfer of an earlier member gives the source's own pruning time to destroy snapshots it names.
+ */
+const FRESH_LISTING_MS = 30_000;
+
+type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: string };
+
+/**
+ * `--recursive`: lists both trees once, then replicates every member on its own (its own base, holds,
+ * bookmark and expiry), parents first. One member's failure does not stop the others; the run ends with
+ * one summary error naming every member that was not replicated.
+ */
+export async function runTree(settings: TreeSettings, context: TreeContext): Promise<void> {
+  const { remote, local, log } = context;
+  const listedAt = context.now().getTime();
+  const [remoteTree, localTree] = await Promise.all([remote.tree(settings.remoteDataset), local.tree(settings.localDataset)]);
+  const tree = planTree({ remoteRoot: settings.remoteDataset, localRoot: settings.localDataset, remote: remoteTree, local: localTree, exclude: settings.exclude });
+  log.debug(`recursive: ${tree.members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
+  for (const localOnly of tree.localOnly) {
+    const line = `${localOnly} has no counterpart under ${remote.label}:${settings.remoteDataset} (destroyed or renamed there?): left as it is`;
+    if (settings.dryRun) context.print(line);
+    else log.info(line);
+  }
+
+  const problems: Outcome[] = [];
+  const notReplicated = new Set<string>();
+  for (const member of tree.members) {
+    if (context.cancelSignal.aborted) break;
+    const blockedBy = [...notReplicated].find((ancestor) => isUnder(member.localDataset, ancestor));
+    if (blockedBy !== undefined) {
+      // Receiving it would first create its parent with `zfs create`, which would then never become a replica.
+      notReplicated.add(member.localDataset);
+      problems.push({ member, problem: 'failed', detail: `skipped: its parent ${blockedBy} was not replicated` });
+      continue;
+    }
+    const isRoot = member.localDataset === settings.localDataset;
+    const memberLock = isRoot ? undefined : context.lockMember(member.localDataset);
+    if (!isRoot && memberLock === undefined) continue;
+    if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
+    try {
+      const fresh = context.now().getTime() - listedAt < FRESH_LISTING_MS;
+      await runOnce(
+        { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
+        { ...context, lockFd: memberLock?.fd ?? context.lockFd },
+        fresh ? { remote: member.remote, local: member.local } : undefined,
+      );
+    } catch (error) {
+      if (context.cancelSignal.aborted) throw error;
+      if (error instanceof ConflictError && error.code === 'EREMOTEEMPTY') {
+        // A root that is only a container (sanoid's process_children_only) is normal, quietly; a child created
+        // since the last recursive snapshot is worth a line until its first snapshot.
+        const containerRoot = isRoot && member.local.snapshots.length === 0;
+        const line = `${member.localDataset}: not replicated: ${remote.label}:${member.remoteDataset} has no snapshots${containerRoot ? ' (only its children are)' : ''}`;
+        if (containerRoot) log.info(line);
+        else log.warn(line);
+        continue;
+      }
+      log.error(`${member.localDataset}: ${errorMessage(error)}`);
+      if (!member.local.exists) notReplicated.add(member.localDataset);
+      problems.push({ member, problem: error instanceof ConflictError ? 'conflict' : 'failed', detail: error instanceof ReplicateError ? error.code : 'error' });
+    } finally {
+      memberLock?.release();
+    }
+  }
+  if (problems.length > 0) throw treeError(problems, tree.members.length);
+}
+
+/** One line naming every member that was not replicated; exit 4 when any of them needs a human. */
+function treeError(problems: readonly Outcome[], total: number): ReplicateError {
+  const listed = problems.map(({ member, problem, detail }) => `${member.localDataset} (${problem === 'conflict' ? `conflict ${detail}` : detail})`);
+  const message = `${problems.length} of ${total} datasets not replicated: ${listed.join(', ')}`;
+  return problems.some((outcome) => outcome.problem === 'conflict') ? new ConflictError('ETREE', message) : new ReplicateError('ETREE', message, ExitCode.Failure);
+}
