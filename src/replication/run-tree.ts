@@ -52,7 +52,10 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     }
     const isRoot = member.localDataset === settings.localDataset;
     const memberLock = isRoot ? undefined : context.lockMember(member.localDataset);
-    if (!isRoot && memberLock === undefined) continue;
+    if (!isRoot && memberLock === undefined) {
+      if (!member.local.exists) notReplicated.add(member.localDataset);
+      continue;
+    }
     if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
     try {
       const fresh = context.now().getTime() - listedAt < FRESH_LISTING_MS;

@@ -178,6 +178,28 @@ for (const version of ['2.3', '2.1'] as const) {
       assert.equal(await digest('/dev/zvol/backup/vol'), await digest('/dev/zvol/src/vol'));
     });
 
+    test(`${version}: -R replicates a tree with a zvol child, each member from its own base`, async () => {
+      await guest.sh(`zfs create src/tree && zfs create src/tree/fs && zfs create -V 16M src/tree/disk && udevadm settle
+        head -c 3000000 /dev/urandom > /src/tree/fs/a && head -c 4000000 /dev/urandom | dd of=/dev/zvol/src/tree/disk bs=1M oflag=direct status=none
+        zfs snapshot -r src/tree@a
+        head -c 1000000 /dev/urandom | dd of=/dev/zvol/src/tree/disk bs=1M seek=8 oflag=direct status=none && zfs snapshot src/tree/disk@disk-only`);
+      const run = await pull(guest, guest, 'src/tree', 'backup/r/tree', 'tag8', ['-R', '-vv']);
+      assertExit(run, 0);
+      assert.match(run.stderr, /local\$ zfs list -Hp .* -r -s createtxg backup\/r\/tree/, 'one listing for the whole tree');
+      await guest.sh('head -c 1000000 /dev/urandom | dd of=/dev/zvol/src/tree/disk bs=1M seek=12 oflag=direct status=none && echo b > /src/tree/fs/b && zfs snapshot -r src/tree@b');
+      assertExit(await pull(guest, guest, 'src/tree', 'backup/r/tree', 'tag8', ['-R']), 0);
+      for (const member of ['', '/fs', '/disk']) {
+        assert.deepEqual(await guest.guids(`backup/r/tree${member}`), await guest.guids(`src/tree${member}`), member);
+        assert.deepEqual([...(await guest.holds(`src/tree${member}`)).entries()], [['b', ['tag8']]], `src/tree${member}`);
+        assert.deepEqual([...(await guest.holds(`backup/r/tree${member}`)).entries()], [['b', ['tag8']]], `backup/r/tree${member}`);
+      }
+      assert.deepEqual([...(await guest.guids('backup/r/tree/disk')).keys()], ['a', 'disk-only', 'b']);
+      assert.equal((await guest.sh('zfs get -H -o value type,readonly backup/r/tree/disk')).trim(), 'volume\non');
+      const digest = (device: string) => guest.sh(`udevadm settle; dd if=${device} bs=1M status=none | sha256sum`);
+      assert.equal(await digest('/dev/zvol/backup/r/tree/disk'), await digest('/dev/zvol/src/tree/disk'));
+      assert.match(await guest.sh('zfs list -H -t bookmark -o name -d 1 src/tree/disk'), /^src\/tree\/disk#zfs_replicate-tag8-/m, 'each member bookmarks its own base');
+    });
+
   });
 }
 
