@@ -23,6 +23,8 @@ export interface ReplicationSettings {
   /** Send encrypted datasets raw (the backup never sees the key); false sends them decrypted. */
   raw: boolean;
   stream: StreamSettings;
+  /** Replicas a recursive dry-run would receive before this one: a missing parent among them is not created. */
+  arrivingFirst?: ReadonlySet<string>;
 }
 
 export interface ReplicationContext {
@@ -85,7 +87,8 @@ export async function prepareReplication(settings: ReplicationSettings, context:
 
 export async function printPlan(prepared: PreparedRun, settings: ReplicationSettings, context: ReplicationContext): Promise<void> {
   const { local, remote } = context;
-  const parentMissing = prepared.plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
+  const missing = prepared.plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
+  const parentMissing = missing !== undefined && settings.arrivingFirst?.has(missing) ? undefined : missing;
   for (const line of describePlan(prepared.plan, { ...settings, remoteHost: remote.label, parentMissing })) context.print(line);
   const sends = plannedSends(prepared.plan, settings.remoteDataset);
   if (sends.length === 0) return;

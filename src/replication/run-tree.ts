@@ -39,6 +39,7 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     else log.info(line);
   }
 
+  const arrivingFirst = new Set(tree.members.filter((member) => !member.local.exists).map((member) => member.localDataset));
   const problems: Outcome[] = [];
   const notReplicated = new Set<string>();
   for (const member of tree.members) {
@@ -60,7 +61,7 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     try {
       const fresh = context.now().getTime() - listedAt < FRESH_LISTING_MS;
       await runOnce(
-        { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
+        { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset, arrivingFirst },
         { ...context, lockFd: memberLock?.fd ?? context.lockFd },
         fresh ? { remote: member.remote, local: member.local } : undefined,
       );

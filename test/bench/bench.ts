@@ -2,7 +2,7 @@
  * Benchmarks on the zfs-fuse test bed (root). Prints figures; asserts nothing (targets live here, not in tests).
  *   npm run bench [-- --runs N]
  * 1. Stream throughput: the hand-written bash pipeline vs our pipeline module with the same stages vs the CLI.
- * 2. Wall time of a no-op run and of a 200 MB incremental, with ssh handshakes per run.
+ * 2. Wall time of a no-op run and of a 200 MB incremental, with ssh handshakes per run; a no-op -R run over a tree.
  * 3. Planning cost against the number of snapshots (pure planner, in process).
  */
 import { performance } from 'node:perf_hooks';
@@ -97,6 +97,22 @@ async function main(): Promise<void> {
       handshakes.push(sshHandshakes('alpha') - before);
     }
     console.log(`200 MB incremental run, wall time:                   ${format(incremental, 's')}, ssh handshakes per run: ${handshakes.slice(-runs).join(', ')}`);
+
+    // A tree of 10 datasets: one -R run against 10 single-dataset runs, with nothing new.
+    const members = Array.from({ length: 10 }, (_, index) => `m${index}`);
+    for (const member of members) await tb.zfs('alpha', 'create', '-p', `tank/tree/${member}`);
+    await tb.zfs('alpha', 'snapshot', '-r', 'tank/tree@t1');
+    const treeArgs = ['-h', 'alpha', '-r', 'tank/tree', '-l', 'tank/treecopy', '-t', 'bench', '-k', '30', '-R'];
+    await cli(treeArgs);
+    const treeNoop: number[] = [];
+    const singles: number[] = [];
+    for (let run = 0; run < runs; run++) {
+      treeNoop.push(await timed(() => cli(treeArgs)));
+      singles.push(await timed(async () => {
+        for (const member of members) await cli(['-h', 'alpha', '-r', `tank/tree/${member}`, '-l', `tank/treecopy/${member}`, '-t', 'bench', '-k', '30']);
+      }));
+    }
+    console.log(`no-op -R run over 11 datasets (root + 10), wall time: ${format(treeNoop, 's')}; 10 single-dataset no-op runs: ${format(singles, 's')}`);
   } finally {
     await tb.down();
   }

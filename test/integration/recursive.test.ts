@@ -34,6 +34,10 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
   }
 
   test('an initial -R pull creates the parents and replicates every member from its own newest snapshot', async () => {
+    const dry = await pullTree(['--dry-run']);
+    assertExit(dry, 0);
+    assert.deepEqual(dry.stdout.match(/would create parent dataset .*/g), ['would create parent dataset tank/b (zfs create -p)'], 'members arrive from their own streams');
+    assert.match(dry.stdout, /alpha:tank\/vm\/web\/data dir -> tank\/b\/vm\/web\/data dir:\nwould receive a full stream of alpha:tank\/vm\/web\/data dir@w1 into the new dataset/);
     const run = await pullTree();
     assertExit(run, 0);
     assert.equal(run.stdout + run.stderr, '', 'silent on success');
