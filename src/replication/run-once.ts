@@ -14,16 +14,18 @@ export interface RunSettings extends ReplicationSettings {
 /**
  * One run: plan, transfer, then expiry. Expiry runs on every run, also when nothing new arrived, and also
  * after a failed transfer whose listings are still valid; never after a conflict or an interruption.
+ * Resolves to whether anything was (or, in a dry-run, would be) received.
  */
-export async function runOnce(settings: RunSettings, context: ReplicationContext, listed?: ListedPair): Promise<void> {
+export async function runOnce(settings: RunSettings, context: ReplicationContext, listed?: ListedPair): Promise<{ received: boolean }> {
   const prepared = await prepareReplication(settings, context, listed);
+  const received = prepared.plan.kind !== 'up-to-date';
   if (settings.dryRun) {
     await printPlan(prepared, settings, context);
     const after = expectedAfter(prepared);
     const expiry = planExpiry({ ...after, remote: prepared.remoteState.snapshots, ...window(settings, context) });
     const lines = describeExpiry(expiry, { tag: settings.tag, remoteHost: context.remote.label, keep: settings.keepLabel, now: context.now() });
     for (const line of lines) context.print(line);
-    return;
+    return { received };
   }
 
   let executed: ExecutedRun | undefined;
@@ -56,6 +58,7 @@ export async function runOnce(settings: RunSettings, context: ReplicationContext
     context.log.error(errorMessage(expiryError));
   }
   if (transferError !== undefined) throw transferError;
+  return { received };
 }
 
 function window(settings: RunSettings, context: ReplicationContext) {

@@ -14,12 +14,6 @@ export interface TreeContext extends ReplicationContext {
   lockMember: (localDataset: string) => HeldLock | undefined;
 }
 
-/**
- * A tree listed this recently is planned from as listed; an older one is listed again per member, because
- * a long transfer of an earlier member gives the source's own pruning time to destroy snapshots it names.
- */
-const FRESH_LISTING_MS = 30_000;
-
 type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: string };
 
 /**
@@ -29,7 +23,6 @@ type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: str
  */
 export async function runTree(settings: TreeSettings, context: TreeContext): Promise<void> {
   const { remote, local, log } = context;
-  const listedAt = context.now().getTime();
   const [remoteTree, localTree] = await Promise.all([remote.tree(settings.remoteDataset), local.tree(settings.localDataset)]);
   const tree = planTree({ remoteRoot: settings.remoteDataset, localRoot: settings.localDataset, remote: remoteTree, local: localTree, exclude: settings.exclude });
   log.debug(`recursive: ${tree.members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
@@ -41,6 +34,9 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
 
   const arrivingFirst = new Set(tree.members.filter((member) => !member.local.exists).map((member) => member.localDataset));
   const problems: Outcome[] = [];
+  // Members are planned from the tree listing until one receives (or fails): a transfer can take hours, in
+  // which the source's own pruning may destroy snapshots the listing still names. Later members list again.
+  let listingFresh = true;
   const notReplicated = new Set<string>();
   for (const member of tree.members) {
     if (context.cancelSignal.aborted) break;
@@ -59,14 +55,15 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     }
     if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
     try {
-      const fresh = context.now().getTime() - listedAt < FRESH_LISTING_MS;
-      await runOnce(
+      const { received } = await runOnce(
         { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset, arrivingFirst },
         { ...context, lockFd: memberLock?.fd ?? context.lockFd },
-        fresh ? { remote: member.remote, local: member.local } : undefined,
+        listingFresh ? { remote: member.remote, local: member.local } : undefined,
       );
+      if (received && !settings.dryRun) listingFresh = false;
     } catch (error) {
       if (context.cancelSignal.aborted) throw error;
+      listingFresh = false;
       if (error instanceof ConflictError && error.code === 'EREMOTEEMPTY') {
         // A root that is only a container (sanoid's process_children_only) is normal, quietly; a child created
         // since the last recursive snapshot is worth a line until its first snapshot.

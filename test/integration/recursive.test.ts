@@ -56,10 +56,18 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
 
     await tb.zfs('alpha', 'snapshot', '-r', `${SOURCE}@r2`);
     await tb.writeAndSnapshot('alpha', `${SOURCE}/db`, 'db-only-2');
-    const run = await pullTree(['-v']);
+    const run = await pullTree(['-vv']);
     assertExit(run, 0);
     assert.doesNotMatch(run.stderr, /warn|error/i);
     for (const member of [...MEMBERS, '/new']) await assertReplicated(member);
+    // The root received first, so the tree listing is no longer trusted: later members are listed again.
+    assert.match(run.stderr, /alpha\$ zfs get -Hp -d 1 .* tank\/vm\/db\n/);
+
+    const noop = await pullTree(['-vv']);
+    assertExit(noop, 0);
+    const listings = noop.stderr.match(/\$ zfs get -Hp .*/g) ?? [];
+    assert.deepEqual(listings.map((line) => line.split(' ').at(-1)), ['tank/vm', 'tank/b/vm'], 'a no-op run lists each tree once, nothing per member');
+    assert.ok(listings.every((line) => line.includes(' -r ')), listings.join('\n'));
   });
 
   test('--dry-run lists every member\'s plan and changes nothing; --exclude leaves a subtree out', async () => {
