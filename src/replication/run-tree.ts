@@ -60,10 +60,10 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
         { ...context, lockFd: memberLock?.fd ?? context.lockFd },
         listingFresh ? { remote: member.remote, local: member.local } : undefined,
       );
-      if (received && !settings.dryRun) listingFresh = false;
+      // A resumed receive is a transfer too, even when the plan after it had nothing left to send.
+      if (!settings.dryRun && (received || member.local.resumeToken !== undefined)) listingFresh = false;
     } catch (error) {
       if (context.cancelSignal.aborted) throw error;
-      listingFresh = false;
       if (error instanceof ConflictError && error.code === 'EREMOTEEMPTY') {
         // A root that is only a container (sanoid's process_children_only) is normal, quietly; a child created
         // since the last recursive snapshot is worth a line until its first snapshot.
@@ -73,6 +73,8 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
         else log.warn(line);
         continue;
       }
+      // A conflict is found before anything runs; any other failure may come after a long transfer.
+      if (!(error instanceof ConflictError)) listingFresh = false;
       log.error(`${member.localDataset}: ${errorMessage(error)}`);
       if (!member.local.exists) notReplicated.add(member.localDataset);
       problems.push({ member, problem: error instanceof ConflictError ? 'conflict' : 'failed', detail: error instanceof ReplicateError ? error.code : 'error' });

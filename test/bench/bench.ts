@@ -37,15 +37,9 @@ async function main(): Promise<void> {
     const module: number[] = [];
     const cliPlain: number[] = [];
     const cliDefault: number[] = [];
-    // zfs-fuse's `destroy -r` can fail with "busy" right after a receive: retry until the dataset is gone.
     const clear = async (dataset: string) => {
       await tb.on('beta', ['zfs', 'release', 'bench', `${dataset}@b1`]);
-      for (let tries = 0; tries < 20; tries++) {
-        await tb.on('beta', ['zfs', 'destroy', '-r', dataset]);
-        if ((await tb.on('beta', ['zfs', 'list', dataset])).exitCode !== 0) return;
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-      throw new Error(`cannot destroy ${dataset} on beta`);
+      await tb.destroyTree('beta', dataset);
     };
     const cli = async (argv: string[]) => {
       const outcome = await tb.cli('beta', argv);

@@ -117,7 +117,7 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
 
   test('a member destroyed at the source keeps its replica: reported, never expired or destroyed', async () => {
     await tb.zfs('alpha', 'release', '-r', 'beta', `${SOURCE}/new@r5`);
-    await tb.zfs('alpha', 'destroy', '-r', `${SOURCE}/new`);
+    await tb.destroyTree('alpha', `${SOURCE}/new`);
     const before = await tb.snapshots('beta', `${REPLICA}/new`);
     const run = await pullTree(['-v', '--keep', '1s']);
     assertExit(run, 0);

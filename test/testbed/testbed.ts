@@ -108,6 +108,16 @@ export class Testbed {
     return outcome.stdout;
   }
 
+  /** `zfs destroy -r`, retried: zfs-fuse can answer "busy" for a moment after a receive or an unmount. */
+  async destroyTree(host: string, dataset: string): Promise<void> {
+    for (let tries = 0; tries < 20; tries++) {
+      await this.on(host, ['zfs', 'destroy', '-r', dataset]);
+      if ((await this.on(host, ['zfs', 'list', dataset])).exitCode !== 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    throw new Error(`on ${host}: cannot destroy ${dataset}`);
+  }
+
   async mountpoint(host: string, dataset: string): Promise<string> {
     return (await this.zfs(host, 'get', '-H', '-o', 'value', 'mountpoint', dataset)).trim();
   }
