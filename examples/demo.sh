@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A self-contained demo of zfs_replicate, as root on a Debian 12 machine with Node and npm:
 # brings up three throwaway ZFS hosts (zfs-fuse in namespaces, talking over ssh), puts data and snapshots on
-# alpha, pulls them to beta with zfs_replicate, then chains beta -> gamma, and prints what happened.
+# alpha, pulls them to beta with zfs_replicate, then chains beta -> gamma, pulls a tree with -R, and prints what happened.
 # It tears everything down at the end, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,4 +52,11 @@ show gamma tank/chain/machines
 a=$(on alpha -- zfs get -Hp -o value guid tank/virt/machines@auto-8)
 c=$(on gamma -- zfs get -Hp -o value guid tank/chain/machines@auto-8)
 [ "$a" = "$c" ] && echo "auto-8: alpha and gamma guids match ($a)" || { echo "guid mismatch: $a vs $c" >&2; exit 1; }
+
+step "a tree with -R: alpha's tank/vm with two VMs, each snapshotted on its own schedule"
+for vm in web db; do on alpha -- zfs create -p "tank/vm/$vm"; done
+on alpha -- zfs snapshot -r tank/vm@daily-1
+on alpha -- zfs snapshot tank/vm/db@hourly-1
+replicate beta -R -h alpha -r tank/vm -l tank/offsite/vm -t offsite -k 30 -v
+for member in vm vm/web vm/db; do show beta "tank/offsite/$member"; done
 step "demo finished"
