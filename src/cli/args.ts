@@ -100,7 +100,8 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
       throw new UsageError(message || error?.message || 'invalid command line');
     });
   // getOptions() is public yargs API that @types/yargs does not declare.
-  rejectUnknownEnvironment(Object.keys((parser as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key));
+  const environmentOn = environmentFlags((parser as unknown as { getOptions(): { key: Record<string, unknown>; boolean: string[] } }).getOptions());
+  const flag = (option: string, fromCommandLine: boolean | undefined) => fromCommandLine === true || environmentOn.has(option);
   const parsed = parser.parseSync();
   if (parsed.help) {
     parser.showHelp((text) => {
@@ -118,7 +119,8 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
   if (!HOSTNAME.test(host) || host.startsWith('-')) throw new UsageError(`invalid host ${JSON.stringify(host)}`);
   const remoteDataset = dataset(required(parsed.remote, '-r/--remote'), '-r/--remote');
   const localDataset = dataset(required(parsed.local, '-l/--local'), '-l/--local');
-  const exclude = (parsed.exclude ?? []).map((name) => excluded(String(name), remoteDataset, parsed.recursive));
+  const recursive = flag('recursive', parsed.recursive);
+  const exclude = (parsed.exclude ?? []).map((name) => excluded(String(name), remoteDataset, recursive));
   const tag = required(parsed.tag, '-t/--tag');
   const tagIssue = tagProblem(tag);
   if (tagIssue) throw new UsageError(`hold tag ${tagIssue}`);
@@ -127,38 +129,54 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     host,
     remoteDataset,
     localDataset,
-    recursive: parsed.recursive,
+    recursive,
     exclude,
     tag,
     ...keepWindow(parsed.keep, parsed.keepDays),
     mbufferSize: checked(parsed.mbuffer, MBUFFER_SIZE, '-b/--mbuffer', 'a size such as 256M or 1G'),
     port: parsed.port === undefined ? undefined : port(parsed.port),
-    compress: !parsed.noCompress,
-    raw: !parsed.noRaw,
+    compress: !flag('no-compress', parsed.noCompress),
+    raw: !flag('no-raw', parsed.noRaw),
     sshOptions: (parsed.sshOption ?? []).map((option) => checked(String(option), SSH_OPTION, '--ssh-option', 'Name=value')),
     identity: parsed.identity,
     user: parsed.user === undefined ? undefined : checked(parsed.user, /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/, '--user', 'a user name'),
     cipher: parsed.cipher === undefined ? undefined : checked(parsed.cipher, /^[A-Za-z0-9@.,-]+$/, '--cipher', 'an ssh cipher name'),
-    rollback: parsed.rollback,
-    dryRun: parsed.dryRun,
-    verbosity: parsed.quiet ? 'error' : (['warn', 'info', 'debug'] as const)[Math.min(parsed.verbose, 2)]!,
+    rollback: flag('rollback', parsed.rollback),
+    dryRun: flag('dry-run', parsed.dryRun),
+    verbosity: flag('quiet', parsed.quiet) ? 'error' : (['warn', 'info', 'debug'] as const)[Math.min(parsed.verbose, 2)]!,
     logFile: parsed.logFile,
     logFormat: parsed.logFormat,
-    syslog: parsed.syslog,
+    syslog: flag('syslog', parsed.syslog),
     syslogSocket: parsed.syslogSocket,
     lockDir: parsed.lockDir,
     lockWarnSeconds: duration(parsed.lockWarn, '--lock-warn'),
   };
 }
 
-/** A misspelt ZFS_REPLICATE_* variable must not be silently ignored, nor reported as an "argument". */
-function rejectUnknownEnvironment(knownKeys: readonly string[]): void {
-  const known = new Set(knownKeys);
-  for (const name of Object.keys(process.env)) {
+const ENV_TRUE = /^(1|true|yes|on)$/i;
+const ENV_FALSE = /^(0|false|no|off)?$/i;
+
+/**
+ * Checks the ZFS_REPLICATE_* variables and returns the flags they switch on (yargs reads "1" or "yes" as
+ * false: ZFS_REPLICATE_DRY_RUN=1 must not run for real). A misspelt variable must not be silently ignored,
+ * nor reported as an "argument".
+ */
+function environmentFlags(options: { key: Record<string, unknown>; boolean: string[] }): Set<string> {
+  const booleans = new Set(options.boolean.map(kebab));
+  const on = new Set<string>();
+  for (const [name, value = ''] of Object.entries(process.env)) {
     if (!name.startsWith(ENV_PREFIX)) continue;
-    const key = name.slice(ENV_PREFIX.length).toLowerCase().replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
-    if (!known.has(key) && !known.has(kebab(key))) throw new UsageError(`unknown environment variable ${name}: no option --${kebab(key)}`);
+    const option = kebab(name.slice(ENV_PREFIX.length).toLowerCase().replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase()));
+    if (!(option in options.key) && !(camel(option) in options.key)) throw new UsageError(`unknown environment variable ${name}: no option --${option}`);
+    if (!booleans.has(option)) continue;
+    if (ENV_TRUE.test(value)) on.add(option);
+    else if (!ENV_FALSE.test(value)) throw new UsageError(`${name}=${JSON.stringify(value)}: expected 1 or 0 (true/false, yes/no)`);
   }
+  return on;
+}
+
+function camel(kebabName: string): string {
+  return kebabName.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
 function kebab(camel: string): string {

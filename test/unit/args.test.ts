@@ -99,6 +99,28 @@ test('values can come from ZFS_REPLICATE_* variables; the command line wins', ()
   }
 });
 
+test('a flag from the environment: 1/yes/true switch it on, 0/no/false/empty leave it off, anything else is an error', () => {
+  const withEnvironment = (variables: Record<string, string>, check: () => void) => {
+    Object.assign(process.env, variables);
+    try {
+      check();
+    } finally {
+      for (const name of Object.keys(variables)) delete process.env[name];
+    }
+  };
+  for (const on of ['1', 'yes', 'true', 'ON']) {
+    withEnvironment({ ZFS_REPLICATE_DRY_RUN: on, ZFS_REPLICATE_NO_COMPRESS: on, ZFS_REPLICATE_RECURSIVE: on }, () => {
+      const parsed = settings(base);
+      assert.deepEqual([parsed.dryRun, parsed.compress, parsed.recursive], [true, false, true], `value ${on}`);
+    });
+  }
+  for (const off of ['0', 'no', 'false', '']) {
+    withEnvironment({ ZFS_REPLICATE_DRY_RUN: off }, () => assert.equal(settings(base).dryRun, false, `value ${JSON.stringify(off)}`));
+  }
+  withEnvironment({ ZFS_REPLICATE_DRY_RUN: '0' }, () => assert.equal(settings([...base, '--dry-run']).dryRun, true, 'the command line wins'));
+  withEnvironment({ ZFS_REPLICATE_DRY_RUN: 'maybe' }, () => usageError(base, /ZFS_REPLICATE_DRY_RUN="maybe": expected 1 or 0/));
+});
+
 test('an unknown ZFS_REPLICATE_* variable is named in a usage error', () => {
   process.env.ZFS_REPLICATE_KEEP_DAZE = '3';
   try {
