@@ -1,4 +1,4 @@
-import { formatDistanceStrict } from 'date-fns';
+import { formatDistanceStrict } from 'date-fns/formatDistanceStrict';
 import type { ExpiryPlan } from './plan.js';
 
 /** Dry-run lines: what would be expired, and why each survivor survives. */
