@@ -76,8 +76,14 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
       });
   const remoteEndpoint: Endpoint = ssh ?? { ...localEndpoint, label: settings.host };
   try {
-    await ssh?.open();
-    const [remoteFeatures, localFeatures] = await Promise.all([probeHost(runner, remoteEndpoint), probeHost(runner, localEndpoint)]);
+    // The local probe needs no ssh: it runs while the connection is set up.
+    const [remoteFeatures, localFeatures] = await Promise.all([
+      (async () => {
+        await ssh?.open();
+        return probeHost(runner, remoteEndpoint);
+      })(),
+      probeHost(runner, localEndpoint),
+    ]);
     log.debug(`remote zfs: ${remoteFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...remoteFeatures.tools].join(' ') || 'none'}`);
     log.debug(`local zfs: ${localFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...localFeatures.tools].join(' ') || 'none'}`);
     const runSettings = {
