@@ -1,6 +1,6 @@
 import yargs from 'yargs';
 import { UsageError } from '../errors.js';
-import { datasetNameProblem, tagProblem } from '../zfs/names.js';
+import { datasetNameProblem, isUnder, tagProblem } from '../zfs/names.js';
 import { parseDuration } from '../retention/duration.js';
 import type { Verbosity } from '../log/logger.js';
 import { exitCodeTable } from './exit-codes.js';
@@ -197,7 +197,7 @@ function dataset(name: string, flag: string): string {
 function excluded(name: string, remoteDataset: string, recursive: boolean): string {
   if (!recursive) throw new UsageError('--exclude only applies with -R/--recursive');
   dataset(name, '--exclude');
-  if (!name.startsWith(`${remoteDataset}/`)) throw new UsageError(`--exclude: ${JSON.stringify(name)} is not a dataset under -r ${remoteDataset} (give its full name)`);
+  if (!isUnder(name, remoteDataset)) throw new UsageError(`--exclude: ${JSON.stringify(name)} is not a dataset under -r ${remoteDataset} (give its full name)`);
   return name;
 }
 

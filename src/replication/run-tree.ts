@@ -1,9 +1,10 @@
 import { ExitCode } from '../cli/exit-codes.js';
 import { ConflictError, errorMessage, ReplicateError } from '../errors.js';
 import type { HeldLock } from '../lock/lock.js';
+import { isUnder } from '../zfs/names.js';
 import type { ReplicationContext } from './replicate.js';
 import { runOnce, type RunSettings } from './run-once.js';
-import { isUnder, planTree, type TreeMember } from './tree.js';
+import { planTree, type TreeMember } from './tree.js';
 
 export interface TreeSettings extends RunSettings {
   exclude: readonly string[];

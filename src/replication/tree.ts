@@ -1,4 +1,5 @@
 import { datasetState, type Listing } from '../zfs/listing.js';
+import { isUnder } from '../zfs/names.js';
 import type { DatasetState } from '../zfs/types.js';
 
 /** One dataset of a recursive run: a remote dataset and the replica it maps to, each as listed. */
@@ -33,7 +34,7 @@ export interface TreeInput {
  */
 export function planTree(input: TreeInput): TreePlan {
   const { remoteRoot, localRoot } = input;
-  const excluded = (name: string) => input.exclude.some((exclusion) => name === exclusion || name.startsWith(`${exclusion}/`));
+  const excluded = (name: string) => input.exclude.some((exclusion) => name === exclusion || isUnder(name, exclusion));
   const toLocal = (remoteDataset: string) => localRoot + remoteDataset.slice(remoteRoot.length);
   const toRemote = (localDataset: string) => remoteRoot + localDataset.slice(localRoot.length);
 
@@ -50,11 +51,6 @@ export function planTree(input: TreeInput): TreePlan {
     if (!localOnly.some((top) => isUnder(localDataset, top))) localOnly.push(localDataset);
   }
   return { members, localOnly };
-}
-
-/** Strictly below `ancestor` in the dataset hierarchy. */
-export function isUnder(name: string, ancestor: string): boolean {
-  return name.startsWith(`${ancestor}/`);
 }
 
 function byDepthThenName(a: string, b: string): number {

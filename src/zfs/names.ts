@@ -32,6 +32,11 @@ export function parentOf(dataset: string): string | undefined {
   return slash < 0 ? undefined : dataset.slice(0, slash);
 }
 
+/** Strictly below `ancestor` in the dataset hierarchy. */
+export function isUnder(name: string, ancestor: string): boolean {
+  return name.startsWith(`${ancestor}/`);
+}
+
 export function snapshotName(dataset: string, snapshot: string): string {
   return `${dataset}@${snapshot}`;
 }
