@@ -101,7 +101,6 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     });
   // getOptions() is public yargs API that @types/yargs does not declare.
   const environmentOn = environmentFlags((parser as unknown as { getOptions(): { key: Record<string, unknown>; boolean: string[] } }).getOptions());
-  const flag = (option: string, fromCommandLine: boolean | undefined) => fromCommandLine === true || environmentOn.has(option);
   const parsed = parser.parseSync();
   if (parsed.help) {
     parser.showHelp((text) => {
@@ -110,6 +109,8 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     return { help: helpText ?? '' };
   }
   if (parsed.version) return { version: true };
+  // A flag is never negated on the command line, so one switched on by the environment simply adds to it.
+  for (const option of environmentOn) Object.assign(parsed, { [camel(option)]: true });
   for (const [key, value] of Object.entries(parsed)) {
     // Only --ssh-option and --exclude repeat; a repeated -t or -l in a crontab line is a mistake, not "the last one wins".
     if (Array.isArray(value) && !REPEATABLE.has(key)) throw new UsageError(`option --${kebab(key)} was given more than once`);
@@ -119,8 +120,7 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
   if (!HOSTNAME.test(host) || host.startsWith('-')) throw new UsageError(`invalid host ${JSON.stringify(host)}`);
   const remoteDataset = dataset(required(parsed.remote, '-r/--remote'), '-r/--remote');
   const localDataset = dataset(required(parsed.local, '-l/--local'), '-l/--local');
-  const recursive = flag('recursive', parsed.recursive);
-  const exclude = (parsed.exclude ?? []).map((name) => excluded(String(name), remoteDataset, recursive));
+  const exclude = (parsed.exclude ?? []).map((name) => excluded(String(name), remoteDataset, parsed.recursive));
   const tag = required(parsed.tag, '-t/--tag');
   const tagIssue = tagProblem(tag);
   if (tagIssue) throw new UsageError(`hold tag ${tagIssue}`);
@@ -129,24 +129,24 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     host,
     remoteDataset,
     localDataset,
-    recursive,
+    recursive: parsed.recursive,
     exclude,
     tag,
     ...keepWindow(parsed.keep, parsed.keepDays),
     mbufferSize: checked(parsed.mbuffer, MBUFFER_SIZE, '-b/--mbuffer', 'a size such as 256M or 1G'),
     port: parsed.port === undefined ? undefined : port(parsed.port),
-    compress: !flag('no-compress', parsed.noCompress),
-    raw: !flag('no-raw', parsed.noRaw),
+    compress: !parsed.noCompress,
+    raw: !parsed.noRaw,
     sshOptions: (parsed.sshOption ?? []).map((option) => checked(String(option), SSH_OPTION, '--ssh-option', 'Name=value')),
     identity: parsed.identity,
     user: parsed.user === undefined ? undefined : checked(parsed.user, /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/, '--user', 'a user name'),
     cipher: parsed.cipher === undefined ? undefined : checked(parsed.cipher, /^[A-Za-z0-9@.,-]+$/, '--cipher', 'an ssh cipher name'),
-    rollback: flag('rollback', parsed.rollback),
-    dryRun: flag('dry-run', parsed.dryRun),
-    verbosity: flag('quiet', parsed.quiet) ? 'error' : (['warn', 'info', 'debug'] as const)[Math.min(parsed.verbose, 2)]!,
+    rollback: parsed.rollback,
+    dryRun: parsed.dryRun,
+    verbosity: parsed.quiet ? 'error' : (['warn', 'info', 'debug'] as const)[Math.min(parsed.verbose, 2)]!,
     logFile: parsed.logFile,
     logFormat: parsed.logFormat,
-    syslog: flag('syslog', parsed.syslog),
+    syslog: parsed.syslog,
     syslogSocket: parsed.syslogSocket,
     lockDir: parsed.lockDir,
     lockWarnSeconds: duration(parsed.lockWarn, '--lock-warn'),
