@@ -112,8 +112,8 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
         try {
           return lockDataset(dataset);
         } catch (error) {
-          if (error instanceof LockedError) reportLocked(error, settings, log);
-          else throw error;
+          if (!(error instanceof LockedError)) throw error;
+          reportLocked(error, settings, log);
           return undefined;
         }
       };

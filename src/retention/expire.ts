@@ -12,20 +12,13 @@ export interface ExpiryContext {
   log: Logger;
 }
 
-export interface ExpiryResult {
-  destroyed: string[];
-  /** Held by another tag (e.g. a downstream host in a chain): kept, not an error. */
-  keptHeld: string[];
-}
-
 /**
  * Releases our hold on each candidate's remote twin and confirms it is gone, then destroys the local snapshots
  * (one busy snapshot never stops the others). If the remote cannot be reached, nothing is destroyed:
  * unreachable is never read as "absent".
  */
-export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<ExpiryResult> {
-  const result: ExpiryResult = { destroyed: [], keptHeld: [] };
-  if (plan.expire.length === 0) return result;
+export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<void> {
+  if (plan.expire.length === 0) return;
   const twins = plan.expire.filter((candidate): candidate is ExpiryCandidate & { remoteTwin: NonNullable<ExpiryCandidate['remoteTwin']> } => candidate.remoteTwin !== undefined);
   try {
     for (const { remoteTwin } of twins) await context.remote.release(context.tag, context.remoteDataset, remoteTwin.name);
@@ -40,15 +33,10 @@ export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext):
   }
   const outcomes = await context.local.destroySnapshots(context.localDataset, plan.expire.map(({ snapshot }) => snapshot.name));
   for (const [name, outcome] of outcomes) {
-    if (outcome === 'destroyed') {
-      result.destroyed.push(name);
-      context.log.info(`expired ${context.localDataset}@${name}`);
-    } else {
-      result.keptHeld.push(name);
-      context.log.info(`kept ${context.localDataset}@${name} past keep: another hold protects it (a downstream host?)`);
-    }
+    // Held by another tag (e.g. a downstream host in a chain): kept, not an error.
+    if (outcome === 'destroyed') context.log.info(`expired ${context.localDataset}@${name}`);
+    else context.log.info(`kept ${context.localDataset}@${name} past keep: another hold protects it (a downstream host?)`);
   }
-  return result;
 }
 
 /**
