@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { errorMessage, LockedError, ReplicateError } from '../errors.js';
-import { localEndpoint, type Endpoint } from '../exec/endpoint.js';
+import { errorMessage, LockedError, ReplicateError } from '../errors/errors.js';
+import { ExitCode } from '../errors/exit-codes.js';
+import { type Endpoint, localEndpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
 import { acquireLock, type HeldLock } from '../lock/lock.js';
@@ -9,10 +10,10 @@ import { createLogger, type Logger } from '../log/logger.js';
 import { runOnce } from '../replication/run-once.js';
 import { runTree } from '../replication/run-tree.js';
 import { SshEndpoint } from '../transport/ssh.js';
+import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
 import { probeHost } from '../zfs/probe.js';
-import { LOCAL_HOSTS, parseArgs, type CliSettings } from './args.js';
-import { ExitCode } from './exit-codes.js';
+import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
 import { withSbinPath } from './path.js';
 
 /** Runs one invocation and returns its exit code; never throws. */
@@ -37,7 +38,13 @@ export async function main(argv: readonly string[]): Promise<ExitCode> {
 
   // cron's PATH is /usr/bin:/bin, while zfs lives in /sbin or /usr/sbin.
   process.env.PATH = withSbinPath(process.env.PATH);
-  const log = createLogger({ verbosity: settings.verbosity, format: settings.logFormat, file: settings.logFile, syslogSocket: settings.syslog ? settings.syslogSocket : undefined, context: settings.localDataset });
+  const log = createLogger({
+    verbosity: settings.verbosity,
+    format: settings.logFormat,
+    file: settings.logFile,
+    syslogSocket: settings.syslog ? settings.syslogSocket : undefined,
+    context: settings.localDataset,
+  });
   try {
     return await runLocked(settings, log);
   } finally {
@@ -84,8 +91,12 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
       })(),
       probeHost(runner, localEndpoint),
     ]);
-    log.debug(`remote zfs: ${remoteFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...remoteFeatures.tools].join(' ') || 'none'}`);
-    log.debug(`local zfs: ${localFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...localFeatures.tools].join(' ') || 'none'}`);
+    log.debug(
+      `remote zfs: ${remoteFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...remoteFeatures.tools].join(' ') || 'none'}`,
+    );
+    log.debug(
+      `local zfs: ${localFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...localFeatures.tools].join(' ') || 'none'}`,
+    );
     const runSettings = {
       keepLabel: settings.keepLabel,
       remoteDataset: settings.remoteDataset,
@@ -95,11 +106,16 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
       rollback: settings.rollback,
       dryRun: settings.dryRun,
       raw: settings.raw,
-      stream: { compress: settings.compress, mbufferSize: settings.mbufferSize },
     };
+    const remote = new ZfsHost(runner, remoteEndpoint, remoteFeatures);
+    const local = new ZfsHost(runner, localEndpoint, localFeatures);
     const context = {
-      remote: new ZfsHost(runner, remoteEndpoint, remoteFeatures),
-      local: new ZfsHost(runner, localEndpoint, localFeatures),
+      remote,
+      local,
+      streams: new PipelineStreamRunner(remote, local, {
+        compress: settings.compress,
+        mbufferSize: settings.mbufferSize,
+      }),
       log,
       print: (line: string) => process.stdout.write(`${line}\n`),
       cancelSignal: controller.signal,
@@ -156,7 +172,9 @@ function reportFailure(error: unknown, log: Logger): ExitCode {
 }
 
 function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const manifest = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
   return manifest.version;
 }
 

@@ -1,4 +1,4 @@
-const SAFE_WORD = /^[A-Za-z0-9_\/.,:@%+=-]+$/;
+const SAFE_WORD = /^[A-Za-z0-9_/.,:@%+=-]+$/;
 
 /**
  * Quote one argument for a POSIX shell. ssh joins its command arguments into a single string that the remote

@@ -1,7 +1,7 @@
 import { execa } from 'execa';
-import { CommandError } from '../errors.js';
-import { shellJoin } from './quote.js';
+import { CommandError } from '../errors/errors.js';
 import type { Endpoint } from './endpoint.js';
+import { shellJoin } from './quote.js';
 
 export interface CommandResult {
   exitStatus: number | undefined;
@@ -79,7 +79,15 @@ export function commandError(endpoint: Endpoint, argv: readonly string[], result
   });
 }
 
-function spawnFailure(result: { failed: boolean; exitCode?: number | undefined; signal?: string | undefined; timedOut?: boolean; isCanceled?: boolean; code?: string; originalMessage?: string }): string | undefined {
+function spawnFailure(result: {
+  failed: boolean;
+  exitCode?: number | undefined;
+  signal?: string | undefined;
+  timedOut?: boolean | undefined;
+  isCanceled?: boolean | undefined;
+  code?: string | undefined;
+  originalMessage?: string | undefined;
+}): string | undefined {
   if (!result.failed) return undefined;
   if (result.timedOut) return 'timed out';
   if (result.isCanceled) return 'cancelled';

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDistanceStrict } from 'date-fns/formatDistanceStrict';
-import { LockedError, ReplicateError } from '../errors.js';
+import { errorMessage, FailureError, LockedError } from '../errors/errors.js';
 
 export interface LockHolder {
   pid: number;
@@ -30,9 +30,19 @@ const BUSY_STATUS = 75;
  * from us; the lock then lives exactly as long as our own descriptor.
  */
 export function acquireLock(directory: string, localDataset: string, now: () => Date): HeldLock {
-  mkdirSync(directory, { recursive: true, mode: 0o755 });
   const path = join(directory, `${encodeURIComponent(localDataset)}.lock`);
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  let fd: number;
+  try {
+    mkdirSync(directory, { recursive: true, mode: 0o755 });
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  } catch (error) {
+    // A read-only file system, a missing permission, a file where the directory should be: the operator's to fix.
+    throw new FailureError(
+      'ELOCK',
+      `cannot open the lock file ${path}: ${errorMessage(error)} (choose a writable directory with --lock-dir)`,
+      { cause: error },
+    );
+  }
   const result = spawnSync('flock', ['--nonblock', '--conflict-exit-code', String(BUSY_STATUS), '3'], {
     stdio: ['ignore', 'ignore', 'pipe', fd],
     encoding: 'utf8',
@@ -41,7 +51,7 @@ export function acquireLock(directory: string, localDataset: string, now: () => 
     closeSync(fd);
     if (result.status === BUSY_STATUS) throw lockedError(localDataset, readHolder(path), now());
     const why = result.error ? result.error.message : (result.stderr || `exit ${result.status}`).trim();
-    throw new ReplicateError('ELOCK', `cannot lock ${path}: ${why}`);
+    throw new FailureError('ELOCK', `cannot lock ${path}: ${why}`);
   }
   const holder: LockHolder = { pid: process.pid, since: now().getTime() };
   ftruncateSync(fd, 0);
@@ -61,14 +71,17 @@ export function acquireLock(directory: string, localDataset: string, now: () => 
 function readHolder(path: string): LockHolder | undefined {
   try {
     const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockHolder>;
-    return typeof parsed.pid === 'number' && typeof parsed.since === 'number' ? { pid: parsed.pid, since: parsed.since } : undefined;
+    return typeof parsed.pid === 'number' && typeof parsed.since === 'number'
+      ? { pid: parsed.pid, since: parsed.since }
+      : undefined;
   } catch {
     return undefined;
   }
 }
 
 function lockedError(localDataset: string, holder: LockHolder | undefined, now: Date): LockedError {
-  if (holder === undefined) return new LockedError(`another run is replicating into ${localDataset}; skipping this run`, undefined);
+  if (holder === undefined)
+    return new LockedError(`another run is replicating into ${localDataset}; skipping this run`, undefined);
   const heldForMs = Math.max(0, now.getTime() - holder.since);
   const orphaned = processGone(holder.pid) ? ', and has died, but its transfer processes are still running' : '';
   return new LockedError(

@@ -22,9 +22,13 @@ const LEVEL_WORD: Record<string, string> = { error: 'error', warn: 'warning', in
  * and errors) prints nothing at all. A log file, when asked for, records at least info lines.
  */
 export function createLogger(settings: LogSettings): Logger {
-  const lineFormat = settings.format === 'json'
-    ? winston.format.combine(winston.format.timestamp(), winston.format.json())
-    : winston.format.printf((entry) => `zfs_replicate[${settings.context}]: ${LEVEL_WORD[entry.level] ?? entry.level}: ${String(entry.message)}`);
+  const lineFormat =
+    settings.format === 'json'
+      ? winston.format.combine(winston.format.timestamp(), winston.format.json())
+      : winston.format.printf(
+          (entry) =>
+            `zfs_replicate[${settings.context}]: ${LEVEL_WORD[entry.level] ?? entry.level}: ${String(entry.message)}`,
+        );
   const transports: winston.transport[] = [
     new winston.transports.Console({
       level: settings.verbosity,
@@ -37,20 +41,32 @@ export function createLogger(settings: LogSettings): Logger {
       new winston.transports.File({
         filename: settings.file,
         level: settings.verbosity === 'debug' ? 'debug' : 'info',
-        format: settings.format === 'json'
-          ? lineFormat
-          : winston.format.combine(
-              winston.format.timestamp(),
-              winston.format.printf((entry) => `${String(entry.timestamp)} [${settings.context}] ${LEVEL_WORD[entry.level] ?? entry.level}: ${String(entry.message)}`),
-            ),
+        format:
+          settings.format === 'json'
+            ? lineFormat
+            : winston.format.combine(
+                winston.format.timestamp(),
+                winston.format.printf(
+                  (entry) =>
+                    `${String(entry.timestamp)} [${settings.context}] ${LEVEL_WORD[entry.level] ?? entry.level}: ${String(entry.message)}`,
+                ),
+              ),
       }),
     );
   }
   const syslog = settings.syslogSocket
-    ? new SyslogTransport(`zfs_replicate[${settings.context}]`, settings.syslogSocket, { level: settings.verbosity === 'debug' ? 'debug' : 'info', format: winston.format.printf((entry) => String(entry.message)) })
+    ? new SyslogTransport(`zfs_replicate[${settings.context}]`, settings.syslogSocket, {
+        level: settings.verbosity === 'debug' ? 'debug' : 'info',
+        format: winston.format.printf((entry) => String(entry.message)),
+      })
     : undefined;
   if (syslog) transports.push(syslog);
-  const logger = winston.createLogger({ levels: { error: 0, warn: 1, info: 2, debug: 3 }, level: 'debug', transports, exitOnError: false });
+  const logger = winston.createLogger({
+    levels: { error: 0, warn: 1, info: 2, debug: 3 },
+    level: 'debug',
+    transports,
+    exitOnError: false,
+  });
   return Object.assign(logger, {
     close: async () => {
       await syslog?.flush();

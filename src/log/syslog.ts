@@ -1,7 +1,12 @@
 import { execa } from 'execa';
 import Transport from 'winston-transport';
 
-const PRIORITY: Record<string, string> = { error: 'user.err', warn: 'user.warning', info: 'user.info', debug: 'user.debug' };
+const PRIORITY: Record<string, string> = {
+  error: 'user.err',
+  warn: 'user.warning',
+  info: 'user.info',
+  debug: 'user.debug',
+};
 
 /**
  * Sends log lines to syslog/journald through util-linux logger(1): /dev/log is a datagram socket, which Node
@@ -19,13 +24,27 @@ export class SyslogTransport extends Transport {
   }
 
   override log(entry: { level: string; message: unknown }, next: () => void): void {
-    const sent = execa('logger', ['--socket', this.socket, `--id=${process.pid}`, '-t', this.tag, '-p', PRIORITY[entry.level] ?? 'user.notice', '--', String(entry.message)], {
-      reject: false,
-      stdin: 'ignore',
-      stdout: 'ignore',
-      stderr: 'ignore',
-      timeout: 5000,
-    });
+    const sent = execa(
+      'logger',
+      [
+        '--socket',
+        this.socket,
+        `--id=${process.pid}`,
+        '-t',
+        this.tag,
+        '-p',
+        PRIORITY[entry.level] ?? 'user.notice',
+        '--',
+        String(entry.message),
+      ],
+      {
+        reject: false,
+        stdin: 'ignore',
+        stdout: 'ignore',
+        stderr: 'ignore',
+        timeout: 5000,
+      },
+    );
     this.pending.add(sent);
     void sent.finally(() => this.pending.delete(sent));
     next();

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
-import type { ZfsHost } from '../zfs/host.js';
+import type { ZfsOperations } from '../zfs/host.js';
 import type { Snapshot } from '../zfs/types.js';
 
 /**
@@ -17,7 +17,14 @@ export function bookmarkPrefix(tag: string): string {
  * snapshot there despite our hold, the next run sends incrementally from the bookmark instead of in full.
  * The new bookmark is made before the old one goes.
  */
-export async function keepBookmark(remote: ZfsHost, dataset: string, tag: string, base: Snapshot, existing: readonly Snapshot[], log: Logger): Promise<void> {
+export async function keepBookmark(
+  remote: ZfsOperations,
+  dataset: string,
+  tag: string,
+  base: Snapshot,
+  existing: readonly Snapshot[],
+  log: Logger,
+): Promise<void> {
   if (!remote.features.openzfs) return;
   const prefix = bookmarkPrefix(tag);
   const name = `${prefix}${base.createtxg}`;

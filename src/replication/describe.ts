@@ -25,24 +25,40 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
     case 'initial': {
       const lines: string[] = [];
       if (context.parentMissing) lines.push(`would create parent dataset ${context.parentMissing} (zfs create -p)`);
-      lines.push(`would receive a full stream of ${source}@${plan.first.name} into the new dataset ${context.localDataset} (unmounted), then set readonly=on`);
+      lines.push(
+        `would receive a full stream of ${source}@${plan.first.name} into the new dataset ${context.localDataset} (unmounted), then set readonly=on`,
+      );
       const rest = plan.incoming.slice(1);
-      if (rest.length > 0) lines.push(`would then send ${source}@${plan.first.name}..@${plan.target.name} as one incremental stream (${rest.length} snapshot${rest.length === 1 ? '' : 's'}: ${names(rest)})`);
-      if (plan.skipped.length > 0) lines.push(`would not send ${plan.skipped.length} older snapshot${plan.skipped.length === 1 ? '' : 's'} outside keep (${names(plan.skipped)})`);
+      if (rest.length > 0)
+        lines.push(
+          `would then send ${source}@${plan.first.name}..@${plan.target.name} as one incremental stream (${rest.length} snapshot${rest.length === 1 ? '' : 's'}: ${names(rest)})`,
+        );
+      if (plan.skipped.length > 0)
+        lines.push(
+          `would not send ${plan.skipped.length} older snapshot${plan.skipped.length === 1 ? '' : 's'} outside keep (${names(plan.skipped)})`,
+        );
       lines.push(`would hold "${context.tag}" on @${plan.target.name} on both sides`);
       return lines;
     }
     case 'incremental': {
       const lines: string[] = [];
       if (context.rollback) {
-        lines.push(`would roll ${context.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${names(plan.discard)}` : ''} (--rollback)`);
+        lines.push(
+          `would roll ${context.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${names(plan.discard)}` : ''} (--rollback)`,
+        );
       }
       if (plan.incoming.length > 0 && plan.base.viaBookmark) {
-        lines.push(`would send ${source}#${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} incrementally from the bookmark (the common snapshot @${plan.base.local.name} is gone on ${context.remoteHost}) (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`);
+        lines.push(
+          `would send ${source}#${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} incrementally from the bookmark (the common snapshot @${plan.base.local.name} is gone on ${context.remoteHost}) (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`,
+        );
       } else if (plan.incoming.length > 0) {
-        lines.push(`would send ${source}@${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} as one incremental stream (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`);
+        lines.push(
+          `would send ${source}@${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} as one incremental stream (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`,
+        );
       }
-      lines.push(`would hold "${context.tag}" on @${plan.target.name} on both sides, then release it from @${plan.base.remote.name} and any other snapshot`);
+      lines.push(
+        `would hold "${context.tag}" on @${plan.target.name} on both sides, then release it from @${plan.base.remote.name} and any other snapshot`,
+      );
       return lines;
     }
   }

@@ -1,9 +1,9 @@
 import type { Logger } from '../log/logger.js';
-import type { ZfsHost } from '../zfs/host.js';
+import type { ZfsOperations } from '../zfs/host.js';
 import type { Snapshot } from '../zfs/types.js';
 
 export interface HoldSide {
-  zfs: ZfsHost;
+  zfs: ZfsOperations;
   dataset: string;
   /** This side's copy of the snapshot that must carry the tag from now on. */
   keep: Snapshot;
@@ -16,7 +16,12 @@ export interface HoldSide {
  * every instant a common snapshot is held on both sides. Idempotent, so every run also repairs holds that
  * were removed by hand or leaked by a crashed run.
  */
-export async function moveHolds(tag: string, sides: readonly HoldSide[], expectNew: boolean, log: Logger): Promise<void> {
+export async function moveHolds(
+  tag: string,
+  sides: readonly HoldSide[],
+  expectNew: boolean,
+  log: Logger,
+): Promise<void> {
   for (const side of sides) {
     const result = await side.zfs.hold(tag, side.dataset, side.keep.name);
     const where = `${side.zfs.label}:${side.dataset}@${side.keep.name}`;
@@ -26,7 +31,8 @@ export async function moveHolds(tag: string, sides: readonly HoldSide[], expectN
   for (const side of sides) {
     for (const snapshot of await snapshotsCarrying(tag, side)) {
       const result = await side.zfs.release(tag, side.dataset, snapshot.name);
-      if (result === 'released') log.info(`released hold "${tag}" on ${side.zfs.label}:${side.dataset}@${snapshot.name}`);
+      if (result === 'released')
+        log.info(`released hold "${tag}" on ${side.zfs.label}:${side.dataset}@${snapshot.name}`);
     }
   }
 }
@@ -38,6 +44,9 @@ export async function moveHolds(tag: string, sides: readonly HoldSide[], expectN
 async function snapshotsCarrying(tag: string, side: HoldSide): Promise<Snapshot[]> {
   const held = side.snapshots.filter((snapshot) => snapshot.guid !== side.keep.guid && snapshot.userrefs > 0);
   if (!side.zfs.features.holdsCommand || held.length === 0) return held;
-  const tags = await side.zfs.holds(side.dataset, held.map((snapshot) => snapshot.name));
+  const tags = await side.zfs.holds(
+    side.dataset,
+    held.map((snapshot) => snapshot.name),
+  );
   return held.filter((snapshot) => tags.get(snapshot.name)?.includes(tag));
 }

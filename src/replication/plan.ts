@@ -1,3 +1,4 @@
+import type { ConflictCode } from '../errors/errors.js';
 import type { DatasetState, Snapshot } from '../zfs/types.js';
 
 /** The same snapshot on both sides (same guid); names may differ if one side renamed it. */
@@ -35,8 +36,6 @@ export interface InitialPlan {
   skipped: Snapshot[];
 }
 
-export type ConflictCode = 'EREMOTEMISSING' | 'EREMOTEEMPTY' | 'ENOTREPLICA' | 'ENOCOMMON' | 'EDIVERGED' | 'EHELD';
-
 export interface ConflictPlan {
   kind: 'conflict';
   code: ConflictCode;
@@ -67,7 +66,10 @@ export function planReplication(input: PlanInput): Plan {
   if (!remote.exists) return conflict('EREMOTEMISSING', `remote dataset ${remoteName} does not exist: check -h and -r`);
   const target = remote.snapshots.at(-1);
   if (target === undefined) {
-    return conflict('EREMOTEEMPTY', `remote dataset ${remoteName} has no snapshots: take one there first (nothing was changed)`);
+    return conflict(
+      'EREMOTEEMPTY',
+      `remote dataset ${remoteName} has no snapshots: take one there first (nothing was changed)`,
+    );
   }
   if (!local.exists) return planInitial(input, target);
   if (local.snapshots.length === 0) {
@@ -103,7 +105,9 @@ export function planReplication(input: PlanInput): Plan {
   }
 
   if (base.remote.guid === target.guid) {
-    return newerLocal.length > 0 ? { kind: 'incremental', base, target, incoming: [], discard: newerLocal } : { kind: 'up-to-date', base };
+    return newerLocal.length > 0
+      ? { kind: 'incremental', base, target, incoming: [], discard: newerLocal }
+      : { kind: 'up-to-date', base };
   }
   return {
     kind: 'incremental',
@@ -141,7 +145,11 @@ function commonBase(local: readonly Snapshot[], remote: DatasetState): CommonSna
   return base;
 }
 
-function newestCommon(local: readonly Snapshot[], remote: readonly Snapshot[], bookmarks: readonly Snapshot[]): CommonSnapshot | undefined {
+function newestCommon(
+  local: readonly Snapshot[],
+  remote: readonly Snapshot[],
+  bookmarks: readonly Snapshot[],
+): CommonSnapshot | undefined {
   const snapshotByGuid = new Map(remote.map((snapshot) => [snapshot.guid, snapshot]));
   const bookmarkByGuid = new Map(bookmarks.map((bookmark) => [bookmark.guid, bookmark]));
   for (let index = local.length - 1; index >= 0; index--) {

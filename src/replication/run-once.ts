@@ -1,51 +1,72 @@
-import { ConflictError, errorMessage } from '../errors.js';
-import { describeExpiry } from '../retention/describe.js';
+import { ConflictError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
-import type { Snapshot } from '../zfs/types.js';
-import type { Plan } from './plan.js';
-import { executePlan, prepareReplication, printPlan, type ExecutedRun, type ListedPair, type PreparedRun, type ReplicationContext, type ReplicationSettings } from './replicate.js';
+import type { DatasetState } from '../zfs/types.js';
+import { executePlan } from './execute.js';
+import { planReplication } from './plan.js';
+import { reportDryRun } from './report.js';
+import { settleInterruptedReceive } from './resume.js';
+import type { ListedPair, PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
 
-export interface RunSettings extends ReplicationSettings {
-  /** How keep reads in messages ("30 days", "36h"). */
-  keepLabel: string;
+/** What a recursive run already knows about one of its members. */
+export interface MemberHints {
+  /** Both sides from the tree listing, when it is still fresh. */
+  listed?: ListedPair | undefined;
+  /** Dry-run only: replicas the tree receives before this one. */
+  parentsArriving?: ReadonlySet<string>;
 }
 
 /**
- * One run: plan, transfer, then expiry. Expiry runs on every run, also when nothing new arrived, and also
- * after a failed transfer whose listings are still valid; never after a conflict or an interruption.
+ * One run of one dataset, in the order it happens: settle an interrupted receive, list, plan, then report
+ * (dry-run) or execute, then expire. Expiry runs on every run, also when nothing new arrived, and also after
+ * a failed transfer whose listings are still valid; never after a conflict or an interruption.
  * Resolves to whether anything was (or, in a dry-run, would be) received.
  */
-export async function runOnce(settings: RunSettings, context: ReplicationContext, listed?: ListedPair): Promise<{ received: boolean }> {
-  const prepared = await prepareReplication(settings, context, listed);
-  const received = prepared.plan.kind !== 'up-to-date';
+export async function runOnce(
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+  member: MemberHints = {},
+): Promise<{ received: boolean }> {
+  const listed = member.listed ?? (await listPair(settings, context));
+  const pair = settings.dryRun ? listed : await settleInterruptedReceive(listed, settings, context);
+  context.log.debug(`listed ${pair.remote.snapshots.length} remote and ${pair.local.snapshots.length} local snapshots`);
+  const plan = planReplication({
+    remote: pair.remote,
+    local: pair.local,
+    remoteHost: context.remote.label,
+    nowSeconds: nowSeconds(context),
+    keepSeconds: settings.keepSeconds,
+    rollback: settings.rollback,
+  });
+  if (plan.kind === 'conflict') throw new ConflictError(plan.code, plan.message);
+  const prepared: PreparedRun = { plan, pair };
+  const received = plan.kind !== 'up-to-date' || pair !== listed;
   if (settings.dryRun) {
-    await printPlan(prepared, settings, context);
-    const after = expectedAfter(prepared);
-    const expiry = planExpiry({ ...after, remote: prepared.remoteState.snapshots, ...window(settings, context) });
-    const lines = describeExpiry(expiry, { tag: settings.tag, remoteHost: context.remote.label, keep: settings.keepLabel, now: context.now() });
-    for (const line of lines) context.print(line);
+    await reportDryRun(prepared, settings, context, member.parentsArriving);
     return { received };
   }
 
-  let executed: ExecutedRun | undefined;
   let transferError: unknown;
+  let after: { local: DatasetState; baseGuid: string | undefined };
   try {
-    executed = await executePlan(prepared, settings, context);
+    const executed = await executePlan(prepared, settings, context);
+    after = { local: executed.localState, baseGuid: executed.base.local.guid };
   } catch (error) {
     if (error instanceof ConflictError || context.cancelSignal.aborted) throw error;
     transferError = error;
+    after = { local: pair.local, baseGuid: plan.kind === 'initial' ? undefined : plan.base.local.guid };
   }
   try {
     // After a failure the replica may hold part of the stream: list it again rather than trust the old listing.
-    const local = executed?.localState ?? (await context.local.state(settings.localDataset));
-    const plan = planExpiry({
+    const local = transferError === undefined ? after.local : await context.local.state(settings.localDataset);
+    const expiry = planExpiry({
       local: local.snapshots,
-      remote: prepared.remoteState.snapshots,
-      baseGuid: executed?.base.local.guid ?? currentBaseGuid(prepared.plan),
-      ...window(settings, context),
+      remote: pair.remote.snapshots,
+      baseGuid: after.baseGuid,
+      nowSeconds: nowSeconds(context),
+      keepSeconds: settings.keepSeconds,
     });
-    await expireSnapshots(plan, {
+    await expireSnapshots(expiry, {
       remote: context.remote,
       local: context.local,
       remoteDataset: settings.remoteDataset,
@@ -61,27 +82,15 @@ export async function runOnce(settings: RunSettings, context: ReplicationContext
   return { received };
 }
 
-function window(settings: RunSettings, context: ReplicationContext) {
-  return { nowSeconds: Math.floor(context.now().getTime() / 1000), keepSeconds: settings.keepSeconds };
+/** Both sides in one command each, at the same time. */
+async function listPair(settings: ReplicationSettings, context: ReplicationContext): Promise<ListedPair> {
+  const [remote, local] = await Promise.all([
+    context.remote.state(settings.remoteDataset),
+    context.local.state(settings.localDataset),
+  ]);
+  return { remote, local };
 }
 
-function currentBaseGuid(plan: Exclude<Plan, { kind: 'conflict' }>): string | undefined {
-  return plan.kind === 'initial' ? undefined : plan.base.local.guid;
-}
-
-/** The replica's snapshots and base as they would be after the plan ran (for the dry-run's expiry report). */
-function expectedAfter(prepared: PreparedRun): { local: Snapshot[]; baseGuid: string | undefined } {
-  const { plan, localState } = prepared;
-  const arriving = (snapshots: readonly Snapshot[]) => snapshots.map((snapshot) => ({ ...snapshot, userrefs: 0 }));
-  switch (plan.kind) {
-    case 'up-to-date':
-      return { local: localState.snapshots, baseGuid: plan.base.local.guid };
-    case 'initial':
-      return { local: arriving(plan.incoming), baseGuid: plan.target.guid };
-    case 'incremental': {
-      const discarded = new Set(plan.discard.map((snapshot) => snapshot.guid));
-      const kept = localState.snapshots.filter((snapshot) => !discarded.has(snapshot.guid));
-      return { local: [...kept, ...arriving(plan.incoming)], baseGuid: plan.target.guid };
-    }
-  }
+function nowSeconds(context: ReplicationContext): number {
+  return Math.floor(context.now().getTime() / 1000);
 }

@@ -1,12 +1,11 @@
-import { ExitCode } from '../cli/exit-codes.js';
-import { ConflictError, errorMessage, ReplicateError } from '../errors.js';
+import { ConflictError, errorMessage, FailureError, ReplicateError } from '../errors/errors.js';
 import type { HeldLock } from '../lock/lock.js';
 import { isUnder } from '../zfs/names.js';
-import type { ReplicationContext } from './replicate.js';
-import { runOnce, type RunSettings } from './run-once.js';
+import { runOnce } from './run-once.js';
 import { planTree, type TreeMember } from './tree.js';
+import type { ReplicationContext, ReplicationSettings } from './types.js';
 
-export interface TreeSettings extends RunSettings {
+export interface TreeSettings extends ReplicationSettings {
   exclude: readonly string[];
 }
 
@@ -24,8 +23,17 @@ type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: str
  */
 export async function runTree(settings: TreeSettings, context: TreeContext): Promise<void> {
   const { remote, local, log } = context;
-  const [remoteTree, localTree] = await Promise.all([remote.tree(settings.remoteDataset), local.tree(settings.localDataset)]);
-  const tree = planTree({ remoteRoot: settings.remoteDataset, localRoot: settings.localDataset, remote: remoteTree, local: localTree, exclude: settings.exclude });
+  const [remoteTree, localTree] = await Promise.all([
+    remote.tree(settings.remoteDataset),
+    local.tree(settings.localDataset),
+  ]);
+  const tree = planTree({
+    remoteRoot: settings.remoteDataset,
+    localRoot: settings.localDataset,
+    remote: remoteTree,
+    local: localTree,
+    exclude: settings.exclude,
+  });
   log.debug(`recursive: ${tree.members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
   for (const localOnly of tree.localOnly) {
     const line = `${localOnly} has no counterpart under ${remote.label}:${settings.remoteDataset} (destroyed or renamed there?): left as it is`;
@@ -33,7 +41,9 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     else log.info(line);
   }
 
-  const arrivingFirst = new Set(tree.members.filter((member) => !member.local.exists).map((member) => member.localDataset));
+  const parentsArriving = new Set(
+    tree.members.filter((member) => !member.local.exists).map((member) => member.localDataset),
+  );
   const problems: Outcome[] = [];
   // Members are planned from the tree listing until one receives (or fails): a transfer can take hours, in
   // which the source's own pruning may destroy snapshots the listing still names. Later members list again.
@@ -57,12 +67,11 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
     try {
       const { received } = await runOnce(
-        { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset, arrivingFirst },
+        { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
         { ...context, lockFd: memberLock?.fd ?? context.lockFd },
-        listingFresh ? { remote: member.remote, local: member.local } : undefined,
+        { listed: listingFresh ? { remote: member.remote, local: member.local } : undefined, parentsArriving },
       );
-      // A resumed receive is a transfer too, even when the plan after it had nothing left to send.
-      if (!settings.dryRun && (received || member.local.resumeToken !== undefined)) listingFresh = false;
+      if (!settings.dryRun && received) listingFresh = false;
     } catch (error) {
       if (context.cancelSignal.aborted) throw error;
       if (error instanceof ConflictError && error.code === 'EREMOTEEMPTY') {
@@ -78,7 +87,11 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       if (!(error instanceof ConflictError)) listingFresh = false;
       log.error(`${member.localDataset}: ${errorMessage(error)}`);
       if (!member.local.exists) notReplicated.add(member.localDataset);
-      problems.push({ member, problem: error instanceof ConflictError ? 'conflict' : 'failed', detail: error instanceof ReplicateError ? error.code : 'error' });
+      problems.push({
+        member,
+        problem: error instanceof ConflictError ? 'conflict' : 'failed',
+        detail: error instanceof ReplicateError ? error.code : 'error',
+      });
     } finally {
       memberLock?.release();
     }
@@ -87,8 +100,13 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
 }
 
 /** One line naming every member that was not replicated; exit 4 when any of them needs a human. */
-function treeError(problems: readonly Outcome[], total: number): ReplicateError {
-  const listed = problems.map(({ member, problem, detail }) => `${member.localDataset} (${problem === 'conflict' ? `conflict ${detail}` : detail})`);
+function treeError(problems: readonly Outcome[], total: number): ConflictError | FailureError {
+  const listed = problems.map(
+    ({ member, problem, detail }) =>
+      `${member.localDataset} (${problem === 'conflict' ? `conflict ${detail}` : detail})`,
+  );
   const message = `${problems.length} of ${total} datasets not replicated: ${listed.join(', ')}`;
-  return problems.some((outcome) => outcome.problem === 'conflict') ? new ConflictError('ETREE', message) : new ReplicateError('ETREE', message, ExitCode.Failure);
+  return problems.some((outcome) => outcome.problem === 'conflict')
+    ? new ConflictError('ETREE', message)
+    : new FailureError('ETREE', message);
 }

@@ -1,5 +1,8 @@
 import { snapshotName } from '../zfs/names.js';
+import { sendFlags } from '../zfs/stream-args.js';
+import type { HostFeatures } from '../zfs/types.js';
 import type { Plan } from './plan.js';
+import type { ListedPair, ReplicationSettings } from './types.js';
 
 export interface PlannedSend {
   /** `zfs send` arguments after the feature flags: the snapshot(s) to send. */
@@ -16,19 +19,35 @@ export interface PlannedSend {
  */
 export function plannedSends(plan: Plan, remoteDataset: string): PlannedSend[] {
   const at = (name: string) => snapshotName(remoteDataset, name);
-  const range = (from: string, to: string): PlannedSend[] => (from === to ? [] : [{ arguments: ['-I', at(from), at(to)], what: `@${from}..@${to}`, full: false }]);
+  const range = (from: string, to: string): PlannedSend[] =>
+    from === to ? [] : [{ arguments: ['-I', at(from), at(to)], what: `@${from}..@${to}`, full: false }];
   switch (plan.kind) {
     case 'conflict':
     case 'up-to-date':
       return [];
     case 'initial':
-      return [{ arguments: [at(plan.first.name)], what: `full @${plan.first.name}`, full: true }, ...range(plan.first.name, plan.target.name)];
+      return [
+        { arguments: [at(plan.first.name)], what: `full @${plan.first.name}`, full: true },
+        ...range(plan.first.name, plan.target.name),
+      ];
     case 'incremental': {
       const first = plan.incoming[0];
       if (first === undefined) return [];
       if (!plan.base.viaBookmark) return range(plan.base.remote.name, plan.target.name);
       const bookmark = `${remoteDataset}#${plan.base.remote.name}`;
-      return [{ arguments: ['-i', bookmark, at(first.name)], what: `#${plan.base.remote.name}..@${first.name}`, full: false }, ...range(first.name, plan.target.name)];
+      return [
+        { arguments: ['-i', bookmark, at(first.name)], what: `#${plan.base.remote.name}..@${first.name}`, full: false },
+        ...range(first.name, plan.target.name),
+      ];
     }
   }
+}
+
+/** This run's `zfs send` options: what both hosts support, raw where the source is encrypted. */
+export function runSendFlags(
+  pair: ListedPair,
+  settings: Pick<ReplicationSettings, 'raw'>,
+  hosts: { remote: { features: HostFeatures }; local: { features: HostFeatures } },
+): string[] {
+  return sendFlags(hosts.remote.features, hosts.local.features, settings.raw && pair.remote.encrypted === true);
 }

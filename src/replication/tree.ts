@@ -38,10 +38,18 @@ export function planTree(input: TreeInput): TreePlan {
   const toLocal = (remoteDataset: string) => localRoot + remoteDataset.slice(remoteRoot.length);
   const toRemote = (localDataset: string) => remoteRoot + localDataset.slice(localRoot.length);
 
-  const remoteNames = [remoteRoot, ...[...input.remote.keys()].filter((name) => isUnder(name, remoteRoot) && !excluded(name))];
+  const remoteNames = [
+    remoteRoot,
+    ...[...input.remote.keys()].filter((name) => isUnder(name, remoteRoot) && !excluded(name)),
+  ];
   const members = remoteNames.sort(byDepthThenName).map((remoteDataset) => {
     const localDataset = toLocal(remoteDataset);
-    return { remoteDataset, localDataset, remote: datasetState(input.remote, remoteDataset), local: datasetState(input.local, localDataset) };
+    return {
+      remoteDataset,
+      localDataset,
+      remote: datasetState(input.remote, remoteDataset),
+      local: datasetState(input.local, localDataset),
+    };
   });
 
   const localOnly: string[] = [];

@@ -2,17 +2,23 @@ import { formatDistanceStrict } from 'date-fns/formatDistanceStrict';
 import type { ExpiryPlan } from './plan.js';
 
 /** Dry-run lines: what would be expired, and why each survivor survives. */
-export function describeExpiry(plan: ExpiryPlan, context: { tag: string; remoteHost: string; keep: string; now: Date }): string[] {
+export function describeExpiry(
+  plan: ExpiryPlan,
+  context: { tag: string; remoteHost: string; keep: string; now: Date },
+): string[] {
   const age = (creation: number) => formatDistanceStrict(new Date(creation * 1000), context.now);
   const lines = plan.expire.map(({ snapshot, remoteTwin }) => {
     const release = remoteTwin ? `, after releasing "${context.tag}" on its twin on ${context.remoteHost}` : '';
-    const held = snapshot.userrefs > 0 ? ` (holds: ${snapshot.userrefs}; kept if a hold other than "${context.tag}" remains)` : '';
+    const held =
+      snapshot.userrefs > 0 ? ` (holds: ${snapshot.userrefs}; kept if a hold other than "${context.tag}" remains)` : '';
     return `would expire @${snapshot.name}: ${age(snapshot.creation)} old, older than ${context.keep}${release}${held}`;
   });
   for (const { snapshot, reason } of plan.survivors) {
-    lines.push(reason === 'base'
-      ? `keeps @${snapshot.name}: the newest common snapshot (never expired, whatever its age)`
-      : `keeps @${snapshot.name}: ${age(snapshot.creation)} old, within ${context.keep}`);
+    lines.push(
+      reason === 'base'
+        ? `keeps @${snapshot.name}: the newest common snapshot (never expired, whatever its age)`
+        : `keeps @${snapshot.name}: ${age(snapshot.creation)} old, within ${context.keep}`,
+    );
   }
   return lines;
 }

@@ -1,11 +1,11 @@
-import { errorMessage, ReplicateError } from '../errors.js';
+import { errorMessage, FailureError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
-import type { ZfsHost } from '../zfs/host.js';
+import type { ZfsOperations } from '../zfs/host.js';
 import type { ExpiryCandidate, ExpiryPlan } from './plan.js';
 
 export interface ExpiryContext {
-  remote: ZfsHost;
-  local: ZfsHost;
+  remote: ZfsOperations;
+  local: ZfsOperations;
   remoteDataset: string;
   localDataset: string;
   tag: string;
@@ -19,23 +19,38 @@ export interface ExpiryContext {
  */
 export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<void> {
   if (plan.expire.length === 0) return;
-  const twins = plan.expire.filter((candidate): candidate is ExpiryCandidate & { remoteTwin: NonNullable<ExpiryCandidate['remoteTwin']> } => candidate.remoteTwin !== undefined);
+  const twins = plan.expire.filter(
+    (candidate): candidate is ExpiryCandidate & { remoteTwin: NonNullable<ExpiryCandidate['remoteTwin']> } =>
+      candidate.remoteTwin !== undefined,
+  );
   try {
-    for (const { remoteTwin } of twins) await context.remote.release(context.tag, context.remoteDataset, remoteTwin.name);
-    await confirmReleased(context, twins.map((candidate) => candidate.remoteTwin.name));
+    for (const { remoteTwin } of twins)
+      await context.remote.release(context.tag, context.remoteDataset, remoteTwin.name);
+    await confirmReleased(
+      context,
+      twins.map((candidate) => candidate.remoteTwin.name),
+    );
   } catch (error) {
     const why = errorMessage(error);
-    throw new ReplicateError('EEXPIRY', `expiry skipped, nothing destroyed: could not release hold "${context.tag}" on ${context.remote.label}:${context.remoteDataset}: ${why}`, undefined, { cause: error });
+    throw new FailureError(
+      'EEXPIRY',
+      `expiry skipped, nothing destroyed: could not release hold "${context.tag}" on ${context.remote.label}:${context.remoteDataset}: ${why}`,
+      { cause: error },
+    );
   }
 
   for (const { snapshot } of plan.expire) {
     if (snapshot.userrefs > 0) await context.local.release(context.tag, context.localDataset, snapshot.name);
   }
-  const outcomes = await context.local.destroySnapshots(context.localDataset, plan.expire.map(({ snapshot }) => snapshot.name));
+  const outcomes = await context.local.destroySnapshots(
+    context.localDataset,
+    plan.expire.map(({ snapshot }) => snapshot.name),
+  );
   for (const [name, outcome] of outcomes) {
     // Held by another tag (e.g. a downstream host in a chain): kept, not an error.
     if (outcome === 'destroyed') context.log.info(`expired ${context.localDataset}@${name}`);
-    else context.log.info(`kept ${context.localDataset}@${name} past keep: another hold protects it (a downstream host?)`);
+    else
+      context.log.info(`kept ${context.localDataset}@${name} past keep: another hold protects it (a downstream host?)`);
   }
 }
 
@@ -49,12 +64,13 @@ async function confirmReleased(context: ExpiryContext, snapshots: readonly strin
   if (remote.features.holdsCommand) {
     const holds = await remote.holds(remoteDataset, snapshots);
     const still = snapshots.filter((snapshot) => holds.get(snapshot)?.includes(tag));
-    if (still.length > 0) throw new ReplicateError('EEXPIRY', `hold still present on ${still.map((name) => `@${name}`).join(', ')}`);
+    if (still.length > 0)
+      throw new FailureError('EEXPIRY', `hold still present on ${still.map((name) => `@${name}`).join(', ')}`);
     return;
   }
   for (const snapshot of snapshots) {
     if ((await remote.release(tag, remoteDataset, snapshot)) !== 'absent') {
-      throw new ReplicateError('EEXPIRY', `hold "${tag}" reappeared on @${snapshot}`);
+      throw new FailureError('EEXPIRY', `hold "${tag}" reappeared on @${snapshot}`);
     }
   }
 }

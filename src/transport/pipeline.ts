@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { ReplicateError, lastLines } from '../errors.js';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { FailureError, lastLines } from '../errors/errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { closeQuietly, makeKernelPipes } from './kernel-pipe.js';
@@ -26,30 +26,31 @@ export interface StageOutcome {
 
 export interface PipelineOptions {
   cancelSignal?: AbortSignal;
-  /** Called with each stderr chunk of a stage (progress lines from mbuffer/pv, `zfs recv -v`). */
-  onStderr?: (stage: string, text: string) => void;
-  /** After one stage failed, how long the others get to exit on their own before they are killed. */
-  failureGraceMs?: number;
   /** Descriptors every stage inherits (as fd 3, 4, ...): the run lock, so orphans of a killed run keep it. */
   inheritFds?: readonly number[];
 }
 
-export class PipelineError extends ReplicateError {
+export class PipelineError extends FailureError {
   readonly stages: StageOutcome[];
   readonly failedStage: StageOutcome;
 
   constructor(failedStage: StageOutcome, stages: StageOutcome[], cancelled: boolean) {
     const others = stages.filter((stage) => stage !== failedStage && !stageSucceeded(stage));
     const detail = describeFailure(failedStage);
-    const rest = others.length > 0 ? ` (then: ${others.map((stage) => `${stage.name} ${shortStatus(stage)}`).join(', ')})` : '';
-    super(cancelled ? 'EINTERRUPTED' : 'ETRANSFER', `${cancelled ? 'transfer interrupted' : 'transfer failed'}: ${detail}${rest}`);
-    this.name = 'PipelineError';
+    const rest =
+      others.length > 0 ? ` (then: ${others.map((stage) => `${stage.name} ${shortStatus(stage)}`).join(', ')})` : '';
+    super(
+      cancelled ? 'EINTERRUPTED' : 'ETRANSFER',
+      `${cancelled ? 'transfer interrupted' : 'transfer failed'}: ${detail}${rest}`,
+    );
     this.stages = stages;
     this.failedStage = failedStage;
   }
 }
 
 const STDERR_TAIL_BYTES = 16 * 1024;
+/** After one stage failed, how long the others get to exit on their own (and report why) before they are killed. */
+const FAILURE_GRACE_MS = 10_000;
 
 /** The stage's command as a shell would read it, for messages and logs. */
 export function commandText(stage: Stage): string {
@@ -85,21 +86,26 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
   };
   try {
     stages.forEach((stage, index) => {
-      const { file, args } = 'argv' in stage.command ? stage.endpoint.wrap(stage.command.argv) : stage.endpoint.wrapScript(stage.command.script);
+      const { file, args } =
+        'argv' in stage.command
+          ? stage.endpoint.wrap(stage.command.argv)
+          : stage.endpoint.wrapScript(stage.command.script);
       const outcome = outcomes[index]!;
       // node:child_process, not execa: execa wraps an integer stdout fd in a Node stream (a socketpair that
       // JavaScript copies through), while spawn hands the kernel pipe to the child as it is.
       const child = spawn(file, args, {
-        stdio: [index === 0 ? 'ignore' : pipes[index - 1]!.readFd, index === stages.length - 1 ? 'pipe' : pipes[index]!.writeFd, 'pipe', ...(options.inheritFds ?? [])],
+        stdio: [
+          index === 0 ? 'ignore' : pipes[index - 1]!.readFd,
+          index === stages.length - 1 ? 'pipe' : pipes[index]!.writeFd,
+          'pipe',
+          ...(options.inheritFds ?? []),
+        ],
       });
       const keep = (text: string) => {
         outcome.stderr = (outcome.stderr + text).slice(-STDERR_TAIL_BYTES);
       };
       child.stderr?.setEncoding('utf8');
-      child.stderr?.on('data', (text: string) => {
-        keep(text);
-        options.onStderr?.(stage.name, text);
-      });
+      child.stderr?.on('data', keep);
       // The last stage's stdout carries messages only (e.g. `zfs recv -v`), never the stream.
       child.stdout?.setEncoding('utf8');
       child.stdout?.on('data', keep);
@@ -114,7 +120,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
             outcome.exitStatus = code ?? undefined;
             outcome.signal = signal ?? undefined;
             if (!stageSucceeded(outcome)) {
-              if (failuresInOrder.length === 0) killTimer = setTimeout(killAll, options.failureGraceMs ?? 10_000);
+              if (failuresInOrder.length === 0) killTimer = setTimeout(killAll, FAILURE_GRACE_MS);
               failuresInOrder.push(outcome);
             }
             resolve();

@@ -2,10 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { shellJoin } from '../exec/quote.js';
+import { FailureError, lastLines } from '../errors/errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
-import { ReplicateError } from '../errors.js';
-import { lastLines } from '../errors.js';
+import { shellJoin } from '../exec/quote.js';
 
 export interface SshSettings {
   host: string;
@@ -79,7 +78,7 @@ export class SshEndpoint implements Endpoint {
     );
     if (result.exitCode !== 0) {
       const why = lastLines(String(result.stderr ?? ''), 2) || (result.failed ? result.shortMessage : 'unknown error');
-      throw new ReplicateError('ESSH', `cannot connect to ${this.destination()} over ssh: ${why}`);
+      throw new FailureError('ESSH', `cannot connect to ${this.destination()} over ssh: ${why}`);
     }
   }
 

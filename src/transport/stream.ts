@@ -1,12 +1,19 @@
+import type { Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
-import type { ZfsHost } from '../zfs/host.js';
-import type { Stage } from './pipeline.js';
+import type { HostFeatures } from '../zfs/types.js';
+import { commandText, runPipeline, type Stage } from './pipeline.js';
 
 export interface StreamSettings {
   /** Wire compression when both ends have a fast codec (the ancestor's pigz, minus its cost). */
   compress: boolean;
   /** mbuffer's memory on the receiving side, in mbuffer's syntax (e.g. "256M"). */
   mbufferSize: string;
+}
+
+/** One end of a stream: where its commands run and what that host has installed. */
+export interface StreamEnd {
+  endpoint: Endpoint;
+  features: HostFeatures;
 }
 
 interface Codec {
@@ -31,10 +38,17 @@ export interface StreamPlan {
  * `zfs send` on the source, then optional decompression and mbuffer, then `zfs recv` on the sink. Compression
  * only pays over a network, so a local source (`-h localhost`) never compresses.
  */
-export function streamStages(source: ZfsHost, sink: ZfsHost, sendArgv: string[], recvArgv: string[], settings: StreamSettings): StreamPlan {
-  const codec = settings.compress && source.endpoint.isRemote
-    ? CODECS.find((candidate) => source.features.tools.has(candidate.tool) && sink.features.tools.has(candidate.tool))
-    : undefined;
+export function streamStages(
+  source: StreamEnd,
+  sink: StreamEnd,
+  sendArgv: readonly string[],
+  recvArgv: readonly string[],
+  settings: StreamSettings,
+): StreamPlan {
+  const codec =
+    settings.compress && source.endpoint.isRemote
+      ? CODECS.find((candidate) => source.features.tools.has(candidate.tool) && sink.features.tools.has(candidate.tool))
+      : undefined;
   const stages: Stage[] = [
     {
       name: 'send',
@@ -45,7 +59,11 @@ export function streamStages(source: ZfsHost, sink: ZfsHost, sendArgv: string[],
   if (codec) stages.push({ name: 'decompress', endpoint: sink.endpoint, command: { argv: codec.decompress } });
   const buffered = sink.features.tools.has('mbuffer');
   if (buffered) {
-    stages.push({ name: 'mbuffer', endpoint: sink.endpoint, command: { argv: ['mbuffer', '-q', '-s', '128k', '-m', settings.mbufferSize] } });
+    stages.push({
+      name: 'mbuffer',
+      endpoint: sink.endpoint,
+      command: { argv: ['mbuffer', '-q', '-s', '128k', '-m', settings.mbufferSize] },
+    });
   }
   stages.push({ name: 'recv', endpoint: sink.endpoint, command: { argv: recvArgv } });
   return { stages, codec: codec?.tool, buffered };
@@ -55,6 +73,46 @@ export function streamStages(source: ZfsHost, sink: ZfsHost, sendArgv: string[],
  * `producer | consumer` whose exit status is the producer's failure if it failed: POSIX sh has no pipefail
  * (dash), so the producer's status travels out on fd 4.
  */
-export function pipefailScript(producer: string[], consumer: string[]): string {
+export function pipefailScript(producer: readonly string[], consumer: readonly string[]): string {
   return `{ rc=$( { { ${shellJoin(producer)}; echo $? >&4; } | ${shellJoin(consumer)} >&3; } 4>&1 ); } 3>&1; [ "$rc" = 0 ]`;
+}
+
+export interface StreamOptions {
+  cancelSignal: AbortSignal;
+  /** Descriptors every process of the stream inherits (the run lock: see HeldLock.fd). */
+  inheritFds: readonly number[];
+  /** For -vv: the processes the stream runs. */
+  debug: (line: string) => void;
+}
+
+/**
+ * Moves one `zfs send` stream into one `zfs recv`. The replication layer only needs this much of the
+ * transport, so a test double can stand in for real processes.
+ */
+export interface StreamRunner {
+  /** How streams travel, for the log: "compression: lz4, mbuffer: yes". */
+  readonly summary: string;
+  /** Resolves to what `zfs recv` reported (its output); throws PipelineError naming the stage that failed. */
+  run(sendArgv: readonly string[], recvArgv: readonly string[], options: StreamOptions): Promise<string>;
+}
+
+/** The real transport: the stages of streamStages() joined by kernel pipes. */
+export class PipelineStreamRunner implements StreamRunner {
+  readonly summary: string;
+
+  constructor(
+    private readonly source: StreamEnd,
+    private readonly sink: StreamEnd,
+    private readonly settings: StreamSettings,
+  ) {
+    const sample = streamStages(source, sink, ['zfs', 'send'], ['zfs', 'recv'], settings);
+    this.summary = `compression: ${sample.codec ?? 'none'}, mbuffer: ${sample.buffered ? 'yes' : 'no'}`;
+  }
+
+  async run(sendArgv: readonly string[], recvArgv: readonly string[], options: StreamOptions): Promise<string> {
+    const { stages } = streamStages(this.source, this.sink, sendArgv, recvArgv, this.settings);
+    options.debug(`pipeline: ${stages.map((stage) => `${stage.endpoint.label}$ ${commandText(stage)}`).join(' | ')}`);
+    const outcomes = await runPipeline(stages, { cancelSignal: options.cancelSignal, inheritFds: options.inheritFds });
+    return outcomes.at(-1)?.stderr ?? '';
+  }
 }

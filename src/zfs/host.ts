@@ -1,6 +1,16 @@
+import { FailureError } from '../errors/errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
-import { commandError, succeeded, type CommandRunner } from '../exec/runner.js';
-import { datasetState, getArgv, listArgv, parseGetOutput, parseListOutput, type Listing, type ListingScope } from './listing.js';
+import { type CommandRunner, commandError, succeeded } from '../exec/runner.js';
+import {
+  datasetState,
+  getArgv,
+  type Listing,
+  ListingParseError,
+  type ListingScope,
+  listArgv,
+  parseGetOutput,
+  parseListOutput,
+} from './listing.js';
 import { snapshotName } from './names.js';
 import type { DatasetState, HostFeatures } from './types.js';
 
@@ -9,8 +19,34 @@ const MISSING = /dataset does not exist/;
 export type HoldResult = 'added' | 'present';
 export type ReleaseResult = 'released' | 'absent';
 
-/** Typed zfs operations on one host; picks the best command form the host's features allow. */
-export class ZfsHost {
+export type DestroyResult = 'destroyed' | 'busy';
+
+/**
+ * What the replication layer asks of a host's zfs. Narrow on purpose: the command-backed ZfsHost is the real
+ * one, and a test double of it lets the orchestration (runs, trees, holds, expiry) be tested without root.
+ */
+export interface ZfsOperations {
+  /** Short name for messages: "local" or the remote host name. */
+  readonly label: string;
+  readonly features: HostFeatures;
+  state(dataset: string): Promise<DatasetState>;
+  tree(root: string): Promise<Listing>;
+  exists(dataset: string): Promise<boolean>;
+  hold(tag: string, dataset: string, snapshot: string): Promise<HoldResult>;
+  release(tag: string, dataset: string, snapshot: string): Promise<ReleaseResult>;
+  holds(dataset: string, snapshots: readonly string[]): Promise<Map<string, string[]>>;
+  createParents(dataset: string): Promise<void>;
+  setProperty(dataset: string, property: string, value: string): Promise<void>;
+  rollback(dataset: string, snapshot: string, destroyLater: boolean): Promise<void>;
+  abortReceive(dataset: string): Promise<void>;
+  bookmark(dataset: string, snapshot: string, bookmark: string): Promise<void>;
+  destroyBookmark(dataset: string, bookmark: string): Promise<void>;
+  estimateSendBytes(sendArguments: readonly string[]): Promise<number | undefined>;
+  destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>>;
+}
+
+/** Typed zfs operations on one host, run as commands; picks the best command form the host's features allow. */
+export class ZfsHost implements ZfsOperations {
   constructor(
     readonly runner: CommandRunner,
     readonly endpoint: Endpoint,
@@ -42,7 +78,13 @@ export class ZfsHost {
       if (MISSING.test(result.stderr) && result.stdout.trim() === '') return new Map();
       throw commandError(this.endpoint, argv, result);
     }
-    return this.features.parsableList ? parseListOutput(result.stdout) : parseGetOutput(result.stdout);
+    try {
+      return this.features.parsableList ? parseListOutput(result.stdout) : parseGetOutput(result.stdout);
+    } catch (error) {
+      if (error instanceof ListingParseError)
+        throw new FailureError('EPARSE', `${this.label}: ${error.message}`, { cause: error });
+      throw error;
+    }
   }
 
   async exists(dataset: string): Promise<boolean> {
@@ -51,19 +93,31 @@ export class ZfsHost {
 
   /** Idempotent: an existing hold of the same tag is success. */
   async hold(tag: string, dataset: string, snapshot: string): Promise<HoldResult> {
-    return (await this.succeedsUnless(['zfs', 'hold', tag, snapshotName(dataset, snapshot)], /tag already exists/)) ? 'added' : 'present';
+    return (await this.succeedsUnless(['zfs', 'hold', tag, snapshotName(dataset, snapshot)], /tag already exists/))
+      ? 'added'
+      : 'present';
   }
 
   /** Idempotent: releasing a tag that is absent (or from a snapshot that is gone) is success. */
   async release(tag: string, dataset: string, snapshot: string): Promise<ReleaseResult> {
-    return (await this.succeedsUnless(['zfs', 'release', tag, snapshotName(dataset, snapshot)], /no such tag|dataset does not exist/)) ? 'released' : 'absent';
+    return (await this.succeedsUnless(
+      ['zfs', 'release', tag, snapshotName(dataset, snapshot)],
+      /no such tag|dataset does not exist/,
+    ))
+      ? 'released'
+      : 'absent';
   }
 
   /** Tags held on each snapshot, where the host has `zfs holds`. */
   async holds(dataset: string, snapshots: readonly string[]): Promise<Map<string, string[]>> {
     const tags = new Map<string, string[]>(snapshots.map((snapshot) => [snapshot, []]));
     if (snapshots.length === 0) return tags;
-    const { stdout } = await this.run(['zfs', 'holds', '-H', ...snapshots.map((snapshot) => snapshotName(dataset, snapshot))]);
+    const { stdout } = await this.run([
+      'zfs',
+      'holds',
+      '-H',
+      ...snapshots.map((snapshot) => snapshotName(dataset, snapshot)),
+    ]);
     const prefix = `${dataset}@`;
     for (const line of stdout.split('\n')) {
       const [name, tag] = line.split('\t');
@@ -113,10 +167,13 @@ export class ZfsHost {
    * Destroys snapshots: on OpenZFS in one `zfs destroy fs@a,b,c` (atomic: all or none), falling back to one
    * by one when that fails, so one busy snapshot never stops the others; zfs-fuse takes one per call.
    */
-  async destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, 'destroyed' | 'busy'>> {
-    const results = new Map<string, 'destroyed' | 'busy'>();
+  async destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>> {
+    const results = new Map<string, DestroyResult>();
     for (const batch of this.features.openzfs ? batches(snapshots) : []) {
-      if (batch.length > 1 && succeeded(await this.runner.attempt(this.endpoint, ['zfs', 'destroy', `${dataset}@${batch.join(',')}`]))) {
+      if (
+        batch.length > 1 &&
+        succeeded(await this.runner.attempt(this.endpoint, ['zfs', 'destroy', `${dataset}@${batch.join(',')}`]))
+      ) {
         for (const snapshot of batch) results.set(snapshot, 'destroyed');
       }
     }
@@ -127,8 +184,13 @@ export class ZfsHost {
   }
 
   /** Destroys one snapshot; a held or otherwise busy one is reported, not thrown. */
-  private async destroySnapshot(dataset: string, snapshot: string): Promise<'destroyed' | 'busy'> {
-    return (await this.succeedsUnless(['zfs', 'destroy', snapshotName(dataset, snapshot)], /dataset is busy|being held/)) ? 'destroyed' : 'busy';
+  private async destroySnapshot(dataset: string, snapshot: string): Promise<DestroyResult> {
+    return (await this.succeedsUnless(
+      ['zfs', 'destroy', snapshotName(dataset, snapshot)],
+      /dataset is busy|being held/,
+    ))
+      ? 'destroyed'
+      : 'busy';
   }
 
   /**

@@ -1,3 +1,4 @@
+import { FailureError } from '../errors/errors.js';
 import type { DatasetState, Snapshot } from './types.js';
 
 /** Properties read for every snapshot: the least the planner needs, so 10k snapshots stay one cheap call. */
@@ -20,12 +21,33 @@ function depthArguments(scope: ListingScope): string[] {
 
 /** OpenZFS: datasets, snapshots and bookmarks in one `zfs list -Hp` call. */
 export function listArgv(dataset: string, scope: ListingScope): string[] {
-  return ['zfs', 'list', '-Hp', '-o', `name,${OPENZFS_PROPERTIES.join(',')}`, '-t', 'filesystem,volume,snapshot,bookmark', ...depthArguments(scope), '-s', 'createtxg', dataset];
+  return [
+    'zfs',
+    'list',
+    '-Hp',
+    '-o',
+    `name,${OPENZFS_PROPERTIES.join(',')}`,
+    '-t',
+    'filesystem,volume,snapshot,bookmark',
+    ...depthArguments(scope),
+    '-s',
+    'createtxg',
+    dataset,
+  ];
 }
 
 /** zfs-fuse has no `list -p` and prints guids humanized without it: `zfs get -Hp` instead. */
 export function getArgv(dataset: string, scope: ListingScope): string[] {
-  return ['zfs', 'get', '-Hp', ...depthArguments(scope), '-o', 'name,property,value', SNAPSHOT_PROPERTIES.join(','), dataset];
+  return [
+    'zfs',
+    'get',
+    '-Hp',
+    ...depthArguments(scope),
+    '-o',
+    'name,property,value',
+    SNAPSHOT_PROPERTIES.join(','),
+    dataset,
+  ];
 }
 
 export function parseListOutput(stdout: string): Listing {
@@ -33,7 +55,7 @@ export function parseListOutput(stdout: string): Listing {
   for (const line of stdout.split('\n')) {
     if (line.length === 0) continue;
     const [name, ...values] = line.split('\t');
-    if (name === undefined || values.length !== OPENZFS_PROPERTIES.length) throw new ListingParseError(line);
+    if (name === undefined || values.length !== OPENZFS_PROPERTIES.length) throw unparsableLine(line);
     rows.set(name, Object.fromEntries(OPENZFS_PROPERTIES.map((property, index) => [property, values[index]!])));
   }
   return listingFromRows(rows);
@@ -44,7 +66,7 @@ export function parseGetOutput(stdout: string): Listing {
   for (const line of stdout.split('\n')) {
     if (line.length === 0) continue;
     const fields = line.split('\t');
-    if (fields.length !== 3) throw new ListingParseError(line);
+    if (fields.length !== 3) throw unparsableLine(line);
     const [name, property, value] = fields as [string, string, string];
     const row = rows.get(name) ?? {};
     row[property as Property] = value;
@@ -58,10 +80,15 @@ export function datasetState(listing: Listing, dataset: string): DatasetState {
   return listing.get(dataset) ?? { dataset, exists: false, snapshots: [], bookmarks: [] };
 }
 
-export class ListingParseError extends Error {
-  constructor(line: string) {
-    super(`cannot parse zfs output line: ${JSON.stringify(line.slice(0, 200))}`);
+/** zfs printed something this tool does not understand: stop before acting on a misread listing. */
+export class ListingParseError extends FailureError {
+  constructor(detail: string) {
+    super('EPARSE', `cannot parse the zfs listing: ${detail}`);
   }
+}
+
+function unparsableLine(line: string): ListingParseError {
+  return new ListingParseError(`unexpected line ${JSON.stringify(line.slice(0, 200))}`);
 }
 
 interface DatasetRows {
@@ -74,9 +101,11 @@ interface DatasetRows {
 function listingFromRows(rows: Map<string, Row>): Listing {
   const datasets = new Map<string, DatasetRows>();
   const entry = (dataset: string) => {
-    let found = datasets.get(dataset);
-    if (found === undefined) datasets.set(dataset, (found = { snapshots: [], bookmarks: [] }));
-    return found;
+    const found = datasets.get(dataset);
+    if (found !== undefined) return found;
+    const created: DatasetRows = { snapshots: [], bookmarks: [] };
+    datasets.set(dataset, created);
+    return created;
   };
   for (const [name, row] of rows) {
     const separator = name.search(/[@#]/);
@@ -114,13 +143,14 @@ function snapshotFromRow(name: string, prefixLength: number, row: Row): Snapshot
     guid: requireNumeric(name, 'guid', row.guid),
     createtxg: Number(requireNumeric(name, 'createtxg', row.createtxg)),
     creation: Number(requireNumeric(name, 'creation', row.creation)),
-    userrefs: row.userrefs === undefined || row.userrefs === '-' ? 0 : Number(requireNumeric(name, 'userrefs', row.userrefs)),
+    userrefs:
+      row.userrefs === undefined || row.userrefs === '-' ? 0 : Number(requireNumeric(name, 'userrefs', row.userrefs)),
   };
 }
 
 function requireNumeric(name: string, property: string, value: string | undefined): string {
   if (value === undefined || !/^\d+$/.test(value)) {
-    throw new Error(`zfs reported ${property}=${JSON.stringify(value)} for ${name}: expected a number`);
+    throw new ListingParseError(`${property}=${JSON.stringify(value)} for ${name}: expected a number`);
   }
   return value;
 }

@@ -1,14 +1,15 @@
-import type { CommandRunner } from '../exec/runner.js';
+import { FailureError } from '../errors/errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
+import type { CommandRunner } from '../exec/runner.js';
 import type { HostFeatures } from './types.js';
 
-export const STREAM_TOOLS = ['mbuffer', 'pv', 'lz4', 'zstd'] as const;
+export const STREAM_TOOLS = ['mbuffer', 'lz4', 'zstd'] as const;
 
 /**
  * One round trip per host learns what its zfs and stream tools can do. `zfs list -Hp -d 0` with no dataset
  * lists only pools, so the check costs nothing even with many snapshots.
  */
-const PROBE_SCRIPT = [
+export const PROBE_SCRIPT = [
   `for tool in ${STREAM_TOOLS.join(' ')}; do command -v "$tool" >/dev/null 2>&1 && echo "tool=$tool"; done`,
   'zfs version >/dev/null 2>&1 && echo "zfs_version=$(zfs version 2>/dev/null | head -n 1)"',
   'zfs list -Hp -o name -d 0 >/dev/null 2>&1 && echo list_p=1',
@@ -24,7 +25,8 @@ export async function probeHost(runner: CommandRunner, endpoint: Endpoint): Prom
 export function parseProbe(stdout: string, label: string): HostFeatures {
   const facts = stdout.split('\n').filter((line) => line.includes('='));
   const value = (key: string) => facts.find((line) => line.startsWith(`${key}=`))?.slice(key.length + 1);
-  if (value('zfs') === undefined) throw new Error(`${label}: no zfs command found (is ZFS installed and in PATH?)`);
+  if (value('zfs') === undefined)
+    throw new FailureError('ENOZFS', `${label}: no zfs command found (is ZFS installed and in PATH?)`);
   const zfsVersion = value('zfs_version');
   return {
     zfsVersion,

@@ -6,7 +6,11 @@ import type { HostFeatures } from './types.js';
  * the replica's history and stop replication with "diverged").
  */
 export function replicaProperties(type: string | undefined): Array<[string, string]> {
-  return [['readonly', 'on'], ['com.sun:auto-snapshot', 'false'], ...(type === 'volume' ? [] : [['canmount', 'noauto'] as [string, string]])];
+  return [
+    ['readonly', 'on'],
+    ['com.sun:auto-snapshot', 'false'],
+    ...(type === 'volume' ? [] : [['canmount', 'noauto'] as [string, string]]),
+  ];
 }
 
 /**

@@ -1,8 +1,7 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, sleep } from './helpers.js';
-
 
 describe('chains and fan-out on real zfs-fuse hosts', () => {
   let tb: Testbed;
@@ -16,10 +15,11 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
   /** zfs-auto-snapshot's stand-in on alpha: keep the newest `count` snapshots, skip held ones. */
   async function alphaExpiresOwn(dataset: string, count: number): Promise<void> {
     const names = [...(await tb.snapshots('alpha', dataset)).keys()];
-    for (const name of names.slice(0, Math.max(0, names.length - count))) await tb.on('alpha', ['zfs', 'destroy', `${dataset}@${name}`]);
+    for (const name of names.slice(0, Math.max(0, names.length - count)))
+      await tb.on('alpha', ['zfs', 'destroy', `${dataset}@${name}`]);
   }
 
-  test('alpha -> beta -> gamma: many rounds, gamma never resends in full, beta never fails on gamma\'s holds', async () => {
+  test("alpha -> beta -> gamma: many rounds, gamma never resends in full, beta never fails on gamma's holds", async () => {
     await tb.zfs('alpha', 'create', 'tank/vm');
     const guids = new Map<string, string>();
     let betaSkippedGammaHold = false;
@@ -39,7 +39,8 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
         const gamma = await pull(tb, 'gamma', 'beta', 'tank/b/vm', 'tank/g/vm', 'gamma', ['--keep', '1h', '-v']);
         assertExit(gamma, 0, `round ${round} gamma`);
         assert.doesNotMatch(gamma.stderr, /error|warning/, `round ${round} gamma`);
-        if (round > 1) assert.doesNotMatch(gamma.stderr, /receiving full/, `round ${round}: gamma must catch up incrementally`);
+        if (round > 1)
+          assert.doesNotMatch(gamma.stderr, /receiving full/, `round ${round}: gamma must catch up incrementally`);
       }
       await sleep(1500);
     }
@@ -56,7 +57,8 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
     assert.ok(await tb.hasHold('beta', 'tank/b/vm@r8', 'beta'));
     assert.ok(await tb.hasHold('alpha', 'tank/vm@r8', 'beta'));
     for (const name of (await tb.snapshots('beta', 'tank/b/vm')).keys()) {
-      if (name !== 'r8') assert.ok(!(await tb.hasHold('beta', `tank/b/vm@${name}`, 'gamma')), `leaked gamma hold on beta @${name}`);
+      if (name !== 'r8')
+        assert.ok(!(await tb.hasHold('beta', `tank/b/vm@${name}`, 'gamma')), `leaked gamma hold on beta @${name}`);
     }
   });
 
@@ -64,13 +66,23 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
     await tb.zfs('alpha', 'create', 'tank/fan');
     const bases = new Map<string, string>();
     for (let round = 1; round <= 4; round++) {
-      for (const [host, tag] of [['beta', 'fan-beta'], ['gamma', 'fan-gamma']] as const) {
+      for (const [host, tag] of [
+        ['beta', 'fan-beta'],
+        ['gamma', 'fan-gamma'],
+      ] as const) {
         const name = `f${round}-${host}`;
         await tb.writeAndSnapshot('alpha', 'tank/fan', name);
-        assertExit(await pull(tb, host, 'alpha', 'tank/fan', 'tank/fan-copy', tag, ['--keep', '2s']), 0, `${host} round ${round}`);
+        assertExit(
+          await pull(tb, host, 'alpha', 'tank/fan', 'tank/fan-copy', tag, ['--keep', '2s']),
+          0,
+          `${host} round ${round}`,
+        );
         bases.set(tag, name);
         for (const [otherTag, base] of bases) {
-          assert.ok(await tb.hasHold('alpha', `tank/fan@${base}`, otherTag), `after ${host}'s run, ${otherTag} still holds @${base}`);
+          assert.ok(
+            await tb.hasHold('alpha', `tank/fan@${base}`, otherTag),
+            `after ${host}'s run, ${otherTag} still holds @${base}`,
+          );
         }
       }
     }

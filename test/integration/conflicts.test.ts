@@ -1,5 +1,5 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
 import { assertExit, poolSnapshot, pull, snapshotSeries } from './helpers.js';
 
@@ -29,12 +29,17 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
 
   async function makeWritable(dataset: string): Promise<string> {
     await tb.zfs('beta', 'set', 'readonly=off', dataset);
-    if ((await tb.zfs('beta', 'get', '-H', '-o', 'value', 'mounted', dataset)).trim() !== 'yes') await tb.zfs('beta', 'mount', dataset);
+    if ((await tb.zfs('beta', 'get', '-H', '-o', 'value', 'mounted', dataset)).trim() !== 'yes')
+      await tb.zfs('beta', 'mount', dataset);
     return tb.mountpoint('beta', dataset);
   }
 
   test('remote dataset missing', async () => {
-    await expectConflict('tank/nope', 'tank/replica2', /remote dataset alpha:tank\/nope does not exist: check -h and -r/);
+    await expectConflict(
+      'tank/nope',
+      'tank/replica2',
+      /remote dataset alpha:tank\/nope does not exist: check -h and -r/,
+    );
   });
 
   test('remote dataset without snapshots', async () => {
@@ -44,7 +49,11 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
 
   test('local dataset exists but is not a replica (no snapshots): never a full receive over it', async () => {
     await tb.zfs('beta', 'create', 'tank/plain');
-    await expectConflict('tank/src', 'tank/plain', /tank\/plain exists but has no snapshots, so it is not a replica of alpha:tank\/src/);
+    await expectConflict(
+      'tank/src',
+      'tank/plain',
+      /tank\/plain exists but has no snapshots, so it is not a replica of alpha:tank\/src/,
+    );
   });
 
   test('no common snapshot (by guid), even where snapshot names match', async () => {
@@ -59,7 +68,11 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
     const mountpoint = await makeWritable('tank/replica');
     await tb.sh('beta', `echo local > '${mountpoint}/local-file'`);
     await tb.zfs('beta', 'snapshot', 'tank/replica@local-only');
-    await expectConflict('tank/src', 'tank/replica', /has diverged from alpha:tank\/src: @local-only is newer than the common snapshot @s2 .*--rollback/);
+    await expectConflict(
+      'tank/src',
+      'tank/replica',
+      /has diverged from alpha:tank\/src: @local-only is newer than the common snapshot @s2 .*--rollback/,
+    );
 
     const run = await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/replica', 'beta', ['--rollback']);
     assertExit(run, 0);
@@ -75,7 +88,12 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
     await makeWritable('tank/replica');
     await tb.zfs('beta', 'snapshot', 'tank/replica@held-local');
     await tb.zfs('beta', 'hold', 'downstream', 'tank/replica@held-local');
-    await expectConflict('tank/src', 'tank/replica', /cannot roll back tank\/replica to @s3: @held-local carries a hold/, ['--rollback']);
+    await expectConflict(
+      'tank/src',
+      'tank/replica',
+      /cannot roll back tank\/replica to @s3: @held-local carries a hold/,
+      ['--rollback'],
+    );
     await tb.zfs('beta', 'release', 'downstream', 'tank/replica@held-local');
     await tb.zfs('beta', 'destroy', 'tank/replica@held-local');
   });
@@ -84,7 +102,11 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
     const mountpoint = await makeWritable('tank/replica');
     await tb.sh('beta', `echo drift > '${mountpoint}/drift'`);
     await tb.writeAndSnapshot('alpha', 'tank/src', 's4');
-    await expectConflict('tank/src', 'tank/replica', /tank\/replica was modified since its newest snapshot.*re-run with --rollback/);
+    await expectConflict(
+      'tank/src',
+      'tank/replica',
+      /tank\/replica was modified since its newest snapshot.*re-run with --rollback/,
+    );
 
     assertExit(await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/replica', 'beta', ['--rollback']), 0);
     assert.deepEqual([...(await tb.snapshots('beta', 'tank/replica')).keys()], ['s1', 's2', 's3', 's4']);

@@ -1,8 +1,8 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
 import { assertExit, pull } from './helpers.js';
 
@@ -25,14 +25,17 @@ describe('life under cron: output, log destinations, exit codes', () => {
     assert.equal(run.stdout + run.stderr, '');
     const log = readFileSync(logFile, 'utf8');
     assert.match(log, /^\S+Z \[tank\/dst\] info: receiving full @s1 from alpha:tank\/src into tank\/dst/m);
-    assert.match(log, /info: received full @s1 \([\d.]+[KMG]?B\) in [\d.]+ s/, "with the size zfs recv reports");
+    assert.match(log, /info: received full @s1 \([\d.]+[KMG]?B\) in [\d.]+ s/, 'with the size zfs recv reports');
   });
 
   test('-q shows errors only; a conflict is one error line with exit 4', async () => {
     await tb.zfs('beta', 'create', 'tank/not-a-replica');
     const run = await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/not-a-replica', 'beta', ['-q']);
     assertExit(run, 4);
-    assert.match(run.stderr, /^zfs_replicate\[tank\/not-a-replica\]: error: local dataset tank\/not-a-replica exists but has no snapshots/);
+    assert.match(
+      run.stderr,
+      /^zfs_replicate\[tank\/not-a-replica\]: error: local dataset tank\/not-a-replica exists but has no snapshots/,
+    );
     assert.equal(run.stderr.trim().split('\n').length, 1);
   });
 
@@ -47,7 +50,11 @@ describe('life under cron: output, log destinations, exit codes', () => {
 
   test('--syslog without a syslog socket does not break the run', async () => {
     const missing = join(scratch, 'no-such-socket');
-    const run = await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/dst', 'beta', ['--syslog', '--syslog-socket', missing]);
+    const run = await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/dst', 'beta', [
+      '--syslog',
+      '--syslog-socket',
+      missing,
+    ]);
     assertExit(run, 0);
     assert.equal(run.stderr, '');
     assert.ok(!existsSync(missing));
@@ -56,7 +63,11 @@ describe('life under cron: output, log destinations, exit codes', () => {
   test('--syslog sends info lines and errors to the syslog socket, tagged with the dataset', async () => {
     const socket = join(scratch, 'log.sock');
     const received = join(scratch, 'syslog.txt');
-    const listener = spawn('python3', ['-c', `
+    const listener = spawn(
+      'python3',
+      [
+        '-c',
+        `
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(${JSON.stringify(socket)})
@@ -64,12 +75,21 @@ print('ready', flush=True)
 with open(${JSON.stringify(received)}, 'ab', buffering=0) as out:
     while True:
         out.write(s.recv(65536) + b'\\n')
-`], { stdio: ['ignore', 'pipe', 'inherit'] });
+`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     try {
       await new Promise<void>((resolve) => listener.stdout!.once('data', () => resolve()));
       await tb.writeAndSnapshot('alpha', 'tank/src', 's2');
-      assertExit(await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/dst', 'beta', ['--syslog', '--syslog-socket', socket]), 0);
-      assertExit(await pull(tb, 'beta', 'alpha', 'tank/gone', 'tank/dst3', 'beta', ['--syslog', '--syslog-socket', socket]), 4);
+      assertExit(
+        await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/dst', 'beta', ['--syslog', '--syslog-socket', socket]),
+        0,
+      );
+      assertExit(
+        await pull(tb, 'beta', 'alpha', 'tank/gone', 'tank/dst3', 'beta', ['--syslog', '--syslog-socket', socket]),
+        4,
+      );
       const lines = readFileSync(received, 'utf8');
       assert.match(lines, /^<14>.*zfs_replicate\[tank\/dst\]\[\d+\]: receiving @s1\.\.@s2 from alpha:tank\/src/m);
       assert.match(lines, /^<11>.*zfs_replicate\[tank\/dst3\]\[\d+\]: remote dataset alpha:tank\/gone does not exist/m);

@@ -1,8 +1,7 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, sleep, snapshotSeries } from './helpers.js';
-
 
 describe('expiry with --keep on real zfs-fuse hosts', () => {
   let tb: Testbed;
@@ -39,7 +38,8 @@ describe('expiry with --keep on real zfs-fuse hosts', () => {
     assert.match(run.stderr, /info: kept tank\/dst@e2 past keep: another hold protects it/);
     assert.doesNotMatch(run.stderr, /error|warning/);
     assert.deepEqual(await localNames(), ['e2', 'e4']);
-    for (const name of ['e1', 'e2', 'e3']) assert.ok(!(await tb.hasHold('alpha', `tank/src@${name}`, 'beta')), `alpha @${name} still held`);
+    for (const name of ['e1', 'e2', 'e3'])
+      assert.ok(!(await tb.hasHold('alpha', `tank/src@${name}`, 'beta')), `alpha @${name} still held`);
     assert.ok(await tb.hasHold('alpha', 'tank/src@e4', 'beta'));
     assert.ok(await tb.hasHold('beta', 'tank/dst@e4', 'beta'));
   });
@@ -62,7 +62,13 @@ describe('expiry with --keep on real zfs-fuse hosts', () => {
     await tb.writeAndSnapshot('alpha', 'tank/src', 'e6', 60);
     await tb.rate('alpha', '20mbit');
     try {
-      const running = pull(tb, 'beta', 'alpha', 'tank/src', 'tank/dst', 'beta', [...keep, '--ssh-option', 'ServerAliveCountMax=2', '--ssh-option', 'ConnectTimeout=2']);
+      const running = pull(tb, 'beta', 'alpha', 'tank/src', 'tank/dst', 'beta', [
+        ...keep,
+        '--ssh-option',
+        'ServerAliveCountMax=2',
+        '--ssh-option',
+        'ConnectTimeout=2',
+      ]);
       await sleep(2000);
       await tb.link('alpha', 'down');
       const run = await running;

@@ -1,6 +1,6 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Testbed, type CommandOutcome } from '../testbed/testbed.js';
+import { after, before, describe, test } from 'node:test';
+import { type CommandOutcome, Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, sleep } from './helpers.js';
 
 const LOCKED = 3;
@@ -28,7 +28,8 @@ describe('locking and signals on real zfs-fuse hosts', () => {
   async function lockHolderPid(): Promise<number> {
     for (let tries = 0; tries < 50; tries++) {
       const outcome = await tb.on('beta', ['cat', '/run/lock/zfs_replicate/tank%2Fdst.lock']);
-      if (outcome.exitCode === 0 && outcome.stdout.includes('pid')) return (JSON.parse(outcome.stdout) as { pid: number }).pid;
+      if (outcome.exitCode === 0 && outcome.stdout.includes('pid'))
+        return (JSON.parse(outcome.stdout) as { pid: number }).pid;
       await sleep(100);
     }
     throw new Error('no lock file');
@@ -48,9 +49,16 @@ describe('locking and signals on real zfs-fuse hosts', () => {
   }
 
   async function assertHoldsOnlyOn(name: string): Promise<void> {
-    for (const [host, dataset] of [['alpha', 'tank/src'], ['beta', 'tank/dst']] as const) {
+    for (const [host, dataset] of [
+      ['alpha', 'tank/src'],
+      ['beta', 'tank/dst'],
+    ] as const) {
       for (const snapshot of (await tb.snapshots(host, dataset)).keys()) {
-        assert.equal(await tb.hasHold(host, `${dataset}@${snapshot}`, 'beta'), snapshot === name, `${host} @${snapshot}`);
+        assert.equal(
+          await tb.hasHold(host, `${dataset}@${snapshot}`, 'beta'),
+          snapshot === name,
+          `${host} @${snapshot}`,
+        );
       }
     }
   }
@@ -68,7 +76,10 @@ describe('locking and signals on real zfs-fuse hosts', () => {
       assert.equal(quiet.stderr + quiet.stdout, '', 'quiet under cron while the holder is young');
       const overdue = await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/dst', 'beta', ['--lock-warn', '0s']);
       assertExit(overdue, LOCKED);
-      assert.match(overdue.stderr, /^zfs_replicate\[tank\/dst\]: warning: another run \(pid \d+\) has been replicating into tank\/dst for \d+ seconds?; skipping this run$/);
+      assert.match(
+        overdue.stderr,
+        /^zfs_replicate\[tank\/dst\]: warning: another run \(pid \d+\) has been replicating into tank\/dst for \d+ seconds?; skipping this run$/,
+      );
       const parallel = await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/other-dst', 'other');
       assertExit(parallel, 0, 'a different local dataset is not blocked');
       const done = await first;

@@ -1,5 +1,5 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, sleep } from './helpers.js';
 
@@ -36,14 +36,24 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
   test('an initial -R pull creates the parents and replicates every member from its own newest snapshot', async () => {
     const dry = await pullTree(['--dry-run']);
     assertExit(dry, 0);
-    assert.deepEqual(dry.stdout.match(/would create parent dataset .*/g), ['would create parent dataset tank/b (zfs create -p)'], 'members arrive from their own streams');
-    assert.match(dry.stdout, /alpha:tank\/vm\/web\/data dir -> tank\/b\/vm\/web\/data dir:\nwould receive a full stream of alpha:tank\/vm\/web\/data dir@w1 into the new dataset/);
+    assert.deepEqual(
+      dry.stdout.match(/would create parent dataset .*/g),
+      ['would create parent dataset tank/b (zfs create -p)'],
+      'members arrive from their own streams',
+    );
+    assert.match(
+      dry.stdout,
+      /alpha:tank\/vm\/web\/data dir -> tank\/b\/vm\/web\/data dir:\nwould receive a full stream of alpha:tank\/vm\/web\/data dir@w1 into the new dataset/,
+    );
     const run = await pullTree();
     assertExit(run, 0);
     assert.equal(run.stdout + run.stderr, '', 'silent on success');
     for (const member of MEMBERS) await assertReplicated(member);
     assert.equal(await tb.contentDigest('beta', `${REPLICA}/db`), await tb.contentDigest('alpha', `${SOURCE}/db`));
-    assert.equal((await tb.zfs('beta', 'get', '-H', '-o', 'value', 'readonly', `${REPLICA}/web/data dir`)).trim(), 'on');
+    assert.equal(
+      (await tb.zfs('beta', 'get', '-H', '-o', 'value', 'readonly', `${REPLICA}/web/data dir`)).trim(),
+      'on',
+    );
   });
 
   test('later runs: each member catches up from its own base; a new child without snapshots is a warning, not a failure', async () => {
@@ -66,15 +76,25 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
     const noop = await pullTree(['-vv']);
     assertExit(noop, 0);
     const listings = noop.stderr.match(/\$ zfs get -Hp .*/g) ?? [];
-    assert.deepEqual(listings.map((line) => line.split(' ').at(-1)), ['tank/vm', 'tank/b/vm'], 'a no-op run lists each tree once, nothing per member');
-    assert.ok(listings.every((line) => line.includes(' -r ')), listings.join('\n'));
+    assert.deepEqual(
+      listings.map((line) => line.split(' ').at(-1)),
+      ['tank/vm', 'tank/b/vm'],
+      'a no-op run lists each tree once, nothing per member',
+    );
+    assert.ok(
+      listings.every((line) => line.includes(' -r ')),
+      listings.join('\n'),
+    );
   });
 
-  test('--dry-run lists every member\'s plan and changes nothing; --exclude leaves a subtree out', async () => {
+  test("--dry-run lists every member's plan and changes nothing; --exclude leaves a subtree out", async () => {
     await tb.zfs('alpha', 'snapshot', '-r', `${SOURCE}@r3`);
     const dry = await pullTree(['--dry-run', '--exclude', `${SOURCE}/web`]);
     assertExit(dry, 0);
-    assert.match(dry.stdout, /alpha:tank\/vm\/db -> tank\/b\/vm\/db:\nwould send alpha:tank\/vm\/db@db-only-2\.\.@r3 into tank\/b\/vm\/db/);
+    assert.match(
+      dry.stdout,
+      /alpha:tank\/vm\/db -> tank\/b\/vm\/db:\nwould send alpha:tank\/vm\/db@db-only-2\.\.@r3 into tank\/b\/vm\/db/,
+    );
     assert.doesNotMatch(dry.stdout, /tank\/vm\/web/);
     assert.equal((await tb.snapshots('beta', `${REPLICA}/db`)).has('r3'), false, 'dry-run changed nothing');
 
@@ -101,13 +121,20 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
   test('a member locked by another job is skipped for this run, and a member it would have created blocks its children', async () => {
     await tb.zfs('alpha', 'create', '-p', `${SOURCE}/held/child`);
     await tb.zfs('alpha', 'snapshot', '-r', `${SOURCE}@r5`);
-    const holder = tb.on('beta', ['sh', '-c', 'mkdir -p /run/lock/zfs_replicate && exec flock /run/lock/zfs_replicate/tank%2Fb%2Fvm%2Fheld.lock sleep 8']);
+    const holder = tb.on('beta', [
+      'sh',
+      '-c',
+      'mkdir -p /run/lock/zfs_replicate && exec flock /run/lock/zfs_replicate/tank%2Fb%2Fvm%2Fheld.lock sleep 8',
+    ]);
     await sleep(1000);
     const run = await pullTree(['--lock-warn', '0s']);
     await holder;
     assertExit(run, 1);
     assert.match(run.stderr, /another run .*replicating into tank\/b\/vm\/held/);
-    assert.match(run.stderr, /1 of 7 datasets not replicated: tank\/b\/vm\/held\/child \(skipped: its parent tank\/b\/vm\/held was not replicated\)/);
+    assert.match(
+      run.stderr,
+      /1 of 7 datasets not replicated: tank\/b\/vm\/held\/child \(skipped: its parent tank\/b\/vm\/held was not replicated\)/,
+    );
     assert.equal((await tb.snapshots('beta', `${REPLICA}/held`)).size, 0, 'the locked member was left alone');
     await assertReplicated('/db');
 

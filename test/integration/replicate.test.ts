@@ -1,6 +1,6 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
 import { assertExit, poolSnapshot, pull, snapshotSeries, sshHandshakes } from './helpers.js';
 
@@ -17,7 +17,11 @@ describe('replication core on real zfs-fuse hosts', () => {
 
   async function assertHeldOnlyOn(host: string, dataset: string, tag: string, expected: string): Promise<void> {
     for (const name of (await tb.snapshots(host, dataset)).keys()) {
-      assert.equal(await tb.hasHold(host, `${dataset}@${name}`, tag), name === expected, `${host}:${dataset}@${name} hold ${tag}`);
+      assert.equal(
+        await tb.hasHold(host, `${dataset}@${name}`, tag),
+        name === expected,
+        `${host}:${dataset}@${name} hold ${tag}`,
+      );
     }
   }
 
@@ -33,7 +37,10 @@ describe('replication core on real zfs-fuse hosts', () => {
     const replica = await tb.snapshots('beta', 'tank/backup/alpha/data');
     assert.deepEqual([...replica.keys()], ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']);
     for (const [name, { guid }] of source) assert.equal(replica.get(name)?.guid, guid, `guid of @${name}`);
-    assert.equal(await tb.contentDigest('beta', 'tank/backup/alpha/data'), await tb.contentDigest('alpha', 'tank/src/data'));
+    assert.equal(
+      await tb.contentDigest('beta', 'tank/backup/alpha/data'),
+      await tb.contentDigest('alpha', 'tank/src/data'),
+    );
     assert.equal((await tb.zfs('beta', 'get', '-H', '-o', 'value', 'readonly', 'tank/backup/alpha/data')).trim(), 'on');
     await assertHeldOnlyOn('alpha', 'tank/src/data', 'beta', 's8');
     await assertHeldOnlyOn('beta', 'tank/backup/alpha/data', 'beta', 's8');
@@ -71,7 +78,10 @@ describe('replication core on real zfs-fuse hosts', () => {
     const before = [await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')];
     const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta', ['--dry-run']);
     assertExit(run, 0);
-    assert.match(run.stdout, /would send alpha:tank\/src\/data@c49\.\.@d1 into tank\/backup\/alpha\/data as one incremental stream \(1 snapshot: @d1\)/);
+    assert.match(
+      run.stdout,
+      /would send alpha:tank\/src\/data@c49\.\.@d1 into tank\/backup\/alpha\/data as one incremental stream \(1 snapshot: @d1\)/,
+    );
     assert.match(run.stdout, /would hold "beta" on @d1 on both sides, then release it from @c49/);
     assert.deepEqual([await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')], before);
     const initial = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/new/parent/copy', 'beta', ['--dry-run']);
@@ -103,9 +113,21 @@ describe('replication core on real zfs-fuse hosts', () => {
     assert.ok(await tb.hasHold('alpha', 'tank/my data/sp ace@snap 3', tag));
     assert.ok(await tb.hasHold('beta', 'tank/back up/x y@snap 3', tag));
     assert.ok(!(await tb.hasHold('alpha', 'tank/my data/sp ace@snap:2.b-c_d', tag)));
-    for (const suffix of ['-a', '-b', '-c']) assert.ok(!existsSync(canary + suffix), `${canary + suffix} was created: shell injection`);
+    for (const suffix of ['-a', '-b', '-c'])
+      assert.ok(!existsSync(canary + suffix), `${canary + suffix} was created: shell injection`);
     const datasets = (await tb.zfs('beta', 'list', '-H', '-o', 'name', '-r', 'tank')).split('\n').filter(Boolean);
-    assert.deepEqual(datasets.sort(), ['tank', 'tank/back up', 'tank/back up/x y', 'tank/backup', 'tank/backup/alpha', 'tank/backup/alpha/data', 'tank/local-copy'].sort());
+    assert.deepEqual(
+      datasets.sort(),
+      [
+        'tank',
+        'tank/back up',
+        'tank/back up/x y',
+        'tank/backup',
+        'tank/backup/alpha',
+        'tank/backup/alpha/data',
+        'tank/local-copy',
+      ].sort(),
+    );
   });
 
   test('names outside ZFS rules are a usage error (exit 2) before anything runs', async () => {

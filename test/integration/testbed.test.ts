@@ -1,5 +1,5 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { PipelineError, runPipeline } from '../../src/transport/pipeline.js';
 import { Testbed } from '../testbed/testbed.js';
@@ -48,11 +48,18 @@ describe('the test bed', () => {
     await tb.sh('alpha', `head -c 220000000 /dev/urandom > '${mountpoint}/blob'`);
     await tb.zfs('alpha', 'snapshot', 'tank/big@s1');
     const outcomes = await runPipeline([
-      { name: 'send', endpoint: tb.endpoint('beta'), command: { argv: ['ssh', 'alpha', 'zfs', 'send', 'tank/big@s1'] } },
+      {
+        name: 'send',
+        endpoint: tb.endpoint('beta'),
+        command: { argv: ['ssh', 'alpha', 'zfs', 'send', 'tank/big@s1'] },
+      },
       { name: 'mbuffer', endpoint: tb.endpoint('beta'), command: { argv: ['mbuffer', '-q', '-m', '64M'] } },
       { name: 'recv', endpoint: tb.endpoint('beta'), command: { argv: ['zfs', 'recv', '-u', 'tank/big'] } },
     ]);
-    assert.deepEqual(outcomes.map((outcome) => outcome.exitStatus), [0, 0, 0]);
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.exitStatus),
+      [0, 0, 0],
+    );
     const source = await tb.snapshots('alpha', 'tank/big');
     const copy = await tb.snapshots('beta', 'tank/big');
     assert.equal(copy.get('s1')?.guid, source.get('s1')?.guid);
@@ -67,7 +74,21 @@ describe('the test bed', () => {
         {
           name: 'send',
           endpoint: tb.endpoint('gamma'),
-          command: { argv: ['ssh', '-o', 'BatchMode=yes', '-o', 'ServerAliveInterval=1', '-o', 'ServerAliveCountMax=2', 'alpha', 'zfs', 'send', 'tank/big@s1'] },
+          command: {
+            argv: [
+              'ssh',
+              '-o',
+              'BatchMode=yes',
+              '-o',
+              'ServerAliveInterval=1',
+              '-o',
+              'ServerAliveCountMax=2',
+              'alpha',
+              'zfs',
+              'send',
+              'tank/big@s1',
+            ],
+          },
         },
         { name: 'recv', endpoint: tb.endpoint('gamma'), command: { argv: ['zfs', 'recv', '-u', 'tank/cut'] } },
       ]);
@@ -96,10 +117,16 @@ describe('the test bed', () => {
     await lingering;
     const namespaces = (await execa('ip', ['netns', 'list'])).stdout;
     assert.doesNotMatch(namespaces, /^zrt-/m);
-    const zfsFuse = async () => (await execa('ps', ['-eo', 'stat=,comm='])).stdout.split('\n').filter((line) => line.trim().endsWith('zfs-fuse'));
-    assert.deepEqual((await zfsFuse()).filter((line) => !line.trim().startsWith('Z')), [], 'zfs-fuse still running');
+    const zfsFuse = async () =>
+      (await execa('ps', ['-eo', 'stat=,comm='])).stdout.split('\n').filter((line) => line.trim().endsWith('zfs-fuse'));
+    assert.deepEqual(
+      (await zfsFuse()).filter((line) => !line.trim().startsWith('Z')),
+      [],
+      'zfs-fuse still running',
+    );
     // A killed daemon stays a zombie until PID 1 reaps it (1-3 s on these machines).
-    for (let tries = 0; tries < 50 && (await zfsFuse()).length > 0; tries++) await new Promise((resolve) => setTimeout(resolve, 100));
+    for (let tries = 0; tries < 50 && (await zfsFuse()).length > 0; tries++)
+      await new Promise((resolve) => setTimeout(resolve, 100));
     assert.deepEqual(await zfsFuse(), [], 'zfs-fuse zombie never reaped');
     const mounts = (await execa('cat', ['/proc/mounts'])).stdout;
     assert.doesNotMatch(mounts, /zfs_replicate-testbed|zrt-run|zrt-zfslib/);

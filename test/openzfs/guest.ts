@@ -20,11 +20,19 @@ export class Guest {
   ) {}
 
   static async up(version: '2.1' | '2.3'): Promise<Guest> {
-    if (process.getuid?.() !== 0) throw new Error('the OpenZFS tier cannot run here: not running as root (it needs root for debootstrap and QEMU)');
+    if (process.getuid?.() !== 0)
+      throw new Error('the OpenZFS tier cannot run here: not running as root (it needs root for debootstrap and QEMU)');
     // A fresh boot: new, empty pools (the image itself is never written).
     await execa('bash', [VM_SCRIPT, 'down', version], { reject: false });
-    const result = await execa('bash', [VM_SCRIPT, 'up', version], { reject: false, all: true, timeout: 30 * 60 * 1000 });
-    if (result.exitCode !== 0) throw new Error(`the OpenZFS ${version} guest did not come up: ${String(result.all).split('\n').slice(-15).join('\n')}`);
+    const result = await execa('bash', [VM_SCRIPT, 'up', version], {
+      reject: false,
+      all: true,
+      timeout: 30 * 60 * 1000,
+    });
+    if (result.exitCode !== 0)
+      throw new Error(
+        `the OpenZFS ${version} guest did not come up: ${String(result.all).split('\n').slice(-15).join('\n')}`,
+      );
     const port = Number((await execa('bash', [VM_SCRIPT, 'port', version])).stdout.trim());
     return new Guest(version, port);
   }
@@ -35,20 +43,28 @@ export class Guest {
 
   /** Runs a bash script in the guest as root. */
   async run(script: string, timeoutMs = 10 * 60 * 1000): Promise<CommandOutcome> {
-    const result = await execa('bash', [VM_SCRIPT, 'ssh', this.version, `bash -c ${shellJoin([script])}`], { reject: false, timeout: timeoutMs });
+    const result = await execa('bash', [VM_SCRIPT, 'ssh', this.version, `bash -c ${shellJoin([script])}`], {
+      reject: false,
+      timeout: timeoutMs,
+    });
     return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
   }
 
   /** Runs a bash script in the guest; fails the test when it fails. */
   async sh(script: string): Promise<string> {
     const outcome = await this.run(`set -euo pipefail; ${script}`);
-    if (outcome.exitCode !== 0) throw new Error(`zfs-${this.version} guest: script failed (exit ${outcome.exitCode}): ${outcome.stderr}\n--- script:\n${script}`);
+    if (outcome.exitCode !== 0)
+      throw new Error(
+        `zfs-${this.version} guest: script failed (exit ${outcome.exitCode}): ${outcome.stderr}\n--- script:\n${script}`,
+      );
     return outcome.stdout;
   }
 
   /** zfs_replicate in the guest, the way cron runs it (PATH=/usr/bin:/bin). */
   cli(args: readonly string[]): Promise<CommandOutcome> {
-    return this.run(`cd ${shellJoin([PROJECT_ROOT])} && PATH=/usr/bin:/bin /usr/local/bin/node dist/src/cli/main.js ${shellJoin(args)}`);
+    return this.run(
+      `cd ${shellJoin([PROJECT_ROOT])} && PATH=/usr/bin:/bin /usr/local/bin/node dist/src/cli/main.js ${shellJoin(args)}`,
+    );
   }
 
   /** `-h HOST -p PORT` for pulling from `source` (this guest itself, or another one). */
@@ -58,15 +74,22 @@ export class Guest {
 
   async guids(dataset: string): Promise<Map<string, string>> {
     const stdout = await this.sh(`zfs list -Hp -t snapshot -o name,guid -d 1 ${shellJoin([dataset])}`);
-    return new Map(stdout.split('\n').filter(Boolean).map((line) => {
-      const [name, guid] = line.split('\t') as [string, string];
-      return [name.slice(dataset.length + 1), guid];
-    }));
+    return new Map(
+      stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => {
+          const [name, guid] = line.split('\t') as [string, string];
+          return [name.slice(dataset.length + 1), guid];
+        }),
+    );
   }
 
   /** name -> tags held, from `zfs holds`. */
   async holds(dataset: string): Promise<Map<string, string[]>> {
-    const stdout = await this.sh(`zfs list -H -t snapshot -o name -d 1 ${shellJoin([dataset])} | xargs -r -d '\\n' zfs holds -H`);
+    const stdout = await this.sh(
+      `zfs list -H -t snapshot -o name -d 1 ${shellJoin([dataset])} | xargs -r -d '\\n' zfs holds -H`,
+    );
     const result = new Map<string, string[]>();
     for (const line of stdout.split('\n').filter(Boolean)) {
       const [name, tag] = line.split('\t') as [string, string];

@@ -1,9 +1,8 @@
-import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Guest } from './guest.js';
-import type { CommandOutcome } from '../testbed/testbed.js';
+import { after, before, describe, test } from 'node:test';
 import { assertExit, sleep } from '../integration/helpers.js';
-
+import type { CommandOutcome } from '../testbed/testbed.js';
+import { Guest } from './guest.js';
 
 /** `zfs send -nvP` size of a send, as the guest's OpenZFS estimates it. */
 async function estimate(guest: Guest, sendArguments: string): Promise<number> {
@@ -31,7 +30,9 @@ for (const version of ['2.3', '2.1'] as const) {
     });
 
     test(`${version}: zfs list -p, zfs holds, send -L -e -c, recv -s -o, size estimates, a bookmark of the base`, async () => {
-      await guest.sh('zfs create src/t1 && head -c 4000000 /dev/urandom > /src/t1/a && zfs snapshot src/t1@a && head -c 2000000 /dev/urandom > /src/t1/b && zfs snapshot src/t1@b');
+      await guest.sh(
+        'zfs create src/t1 && head -c 4000000 /dev/urandom > /src/t1/a && zfs snapshot src/t1@a && head -c 2000000 /dev/urandom > /src/t1/b && zfs snapshot src/t1@b',
+      );
       const dry = await pull(guest, guest, 'src/t1', 'backup/r/t1', 'tag1', ['--dry-run']);
       assertExit(dry, 0);
       const estimated = /estimated stream size: ([\d.]+) MB \(zfs send -L -e -c\)/.exec(dry.stdout);
@@ -39,18 +40,30 @@ for (const version of ['2.3', '2.1'] as const) {
 
       const run = await pull(guest, guest, 'src/t1', 'backup/r/t1', 'tag1', ['-vv']);
       assertExit(run, 0);
-      assert.match(run.stderr, /local\$ zfs list -Hp -o name,type,guid,createtxg,creation,userrefs,receive_resume_token,encryption -t filesystem,volume,snapshot,bookmark/);
-      assert.match(run.stderr, /pipeline: .*zfs send -L -e -c src\/t1@a.*zfs recv -u -v -s -o readonly=on -o com.sun:auto-snapshot=false -o canmount=noauto backup\/r\/t1/);
+      assert.match(
+        run.stderr,
+        /local\$ zfs list -Hp -o name,type,guid,createtxg,creation,userrefs,receive_resume_token,encryption -t filesystem,volume,snapshot,bookmark/,
+      );
+      assert.match(
+        run.stderr,
+        /pipeline: .*zfs send -L -e -c src\/t1@a.*zfs recv -u -v -s -o readonly=on -o com.sun:auto-snapshot=false -o canmount=noauto backup\/r\/t1/,
+      );
       assert.match(run.stderr, /received full @a \([\d.]+M\)/);
-      const properties = await guest.sh('zfs get -H -o property,value,source readonly,canmount,com.sun:auto-snapshot backup/r/t1');
+      const properties = await guest.sh(
+        'zfs get -H -o property,value,source readonly,canmount,com.sun:auto-snapshot backup/r/t1',
+      );
       assert.match(properties, /readonly\ton\tlocal/);
       assert.match(properties, /canmount\tnoauto\tlocal/);
       assert.match(properties, /com.sun:auto-snapshot\tfalse\tlocal/);
       assert.deepEqual(await guest.guids('backup/r/t1'), await guest.guids('src/t1'));
       assert.deepEqual([...(await guest.holds('src/t1')).entries()], [['b', ['tag1']]]);
       assert.deepEqual([...(await guest.holds('backup/r/t1')).entries()], [['b', ['tag1']]]);
-      const bookmarks = () => guest.sh("zfs list -Hp -t bookmark -o name,guid -d 1 src/t1 | grep zfs_replicate-tag1- || true");
-      assert.match(await bookmarks(), new RegExp(`^src/t1#zfs_replicate-tag1-\\w+-\\d+\\t${(await guest.guids('src/t1')).get('b')}$`));
+      const bookmarks = () =>
+        guest.sh('zfs list -Hp -t bookmark -o name,guid -d 1 src/t1 | grep zfs_replicate-tag1- || true');
+      assert.match(
+        await bookmarks(),
+        new RegExp(`^src/t1#zfs_replicate-tag1-\\w+-\\d+\\t${(await guest.guids('src/t1')).get('b')}$`),
+      );
 
       await guest.sh('head -c 1000000 /dev/urandom > /src/t1/c && zfs snapshot src/t1@c');
       const again = await pull(guest, guest, 'src/t1', 'backup/r/t1', 'tag1', ['-vv']);
@@ -72,7 +85,9 @@ for (const version of ['2.3', '2.1'] as const) {
       let cut: CommandOutcome;
       try {
         const running = pull(guest, guest, 'src/t2', 'backup/t2', 'tag2');
-        await guest.sh('for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t2" >/dev/null && break; sleep 0.1; done; sleep 6; pkill -TERM -f "main.j[s] .*backup/t2"');
+        await guest.sh(
+          'for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t2" >/dev/null && break; sleep 0.1; done; sleep 6; pkill -TERM -f "main.j[s] .*backup/t2"',
+        );
         cut = await running;
       } finally {
         await guest.sh('tc qdisc del dev eth0 root || true');
@@ -88,7 +103,9 @@ for (const version of ['2.3', '2.1'] as const) {
       const received = /received the rest of an interrupted receive \((\S+)\)/.exec(resumed.stderr);
       assert.ok(received, resumed.stderr);
       assert.ok(bytes(received[1]!) < full * 0.9, `resume sent ${received[1]} of ${full} bytes`);
-      context.diagnostic(`stream ${full} bytes; cut with ${remaining} bytes left (zfs send -nvP -t); the resume received ${received[1]}`);
+      context.diagnostic(
+        `stream ${full} bytes; cut with ${remaining} bytes left (zfs send -nvP -t); the resume received ${received[1]}`,
+      );
       assert.equal((await guest.sh('zfs get -H -o value receive_resume_token backup/t2')).trim(), '-');
       assert.equal((await guest.guids('backup/t2')).get('b'), (await guest.guids('src/t2')).get('b'));
       await guest.sh('zfs mount backup/t2 && cmp /src/t2/big /backup/t2/big && zfs unmount backup/t2');
@@ -101,7 +118,9 @@ for (const version of ['2.3', '2.1'] as const) {
       await guest.sh('tc qdisc replace dev eth0 root tbf rate 24mbit burst 32kb latency 400ms');
       try {
         const running = pull(guest, guest, 'src/t3', 'backup/t3', 'tag3');
-        await guest.sh('for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t3" >/dev/null && break; sleep 0.1; done; sleep 5; pkill -TERM -f "main.j[s] .*backup/t3"');
+        await guest.sh(
+          'for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t3" >/dev/null && break; sleep 0.1; done; sleep 5; pkill -TERM -f "main.j[s] .*backup/t3"',
+        );
         assertExit(await running, 5);
       } finally {
         await guest.sh('tc qdisc del dev eth0 root || true');
@@ -111,16 +130,23 @@ for (const version of ['2.3', '2.1'] as const) {
       await guest.sh('zfs destroy src/t3@b && echo c > /src/t3/c && zfs snapshot src/t3@c');
       const run = await pull(guest, guest, 'src/t3', 'backup/t3', 'tag3');
       assertExit(run, 0);
-      assert.match(run.stderr, /warning: the interrupted receive into backup\/t3 cannot be resumed .*aborted it \(zfs recv -A\)/);
+      assert.match(
+        run.stderr,
+        /warning: the interrupted receive into backup\/t3 cannot be resumed .*aborted it \(zfs recv -A\)/,
+      );
       assert.deepEqual([...(await guest.guids('backup/t3')).keys()], ['a', 'c']);
       assert.equal((await guest.sh('zfs get -H -o value receive_resume_token backup/t3')).trim(), '-');
     });
 
     test(`${version}: the base destroyed on the remote: the next run sends from its bookmark, not in full`, async () => {
-      await guest.sh('zfs create src/t4 && echo a > /src/t4/a && zfs snapshot src/t4@a && echo b > /src/t4/b && zfs snapshot src/t4@b');
+      await guest.sh(
+        'zfs create src/t4 && echo a > /src/t4/a && zfs snapshot src/t4@a && echo b > /src/t4/b && zfs snapshot src/t4@b',
+      );
       assertExit(await pull(guest, guest, 'src/t4', 'backup/t4', 'tag4'), 0);
       // An admin releases our hold and destroys the base anyway.
-      await guest.sh('zfs release tag4 src/t4@b && zfs destroy src/t4@b && echo c > /src/t4/c && zfs snapshot src/t4@c && echo d > /src/t4/d && zfs snapshot src/t4@d');
+      await guest.sh(
+        'zfs release tag4 src/t4@b && zfs destroy src/t4@b && echo c > /src/t4/c && zfs snapshot src/t4@c && echo d > /src/t4/d && zfs snapshot src/t4@d',
+      );
       const dry = await pull(guest, guest, 'src/t4', 'backup/t4', 'tag4', ['--dry-run']);
       assert.match(dry.stdout, /incrementally from the bookmark \(the common snapshot @b is gone on 10.0.2.2\)/);
       const run = await pull(guest, guest, 'src/t4', 'backup/t4', 'tag4', ['-vv']);
@@ -135,7 +161,9 @@ for (const version of ['2.3', '2.1'] as const) {
     });
 
     test(`${version}: expiry destroys in one batch (fs@a,b,c); a held snapshot makes it fall back to one by one`, async () => {
-      await guest.sh('zfs create src/t5 && for s in e1 e2 e3 e4; do echo $s > /src/t5/$s; zfs snapshot src/t5@$s; done');
+      await guest.sh(
+        'zfs create src/t5 && for s in e1 e2 e3 e4; do echo $s > /src/t5/$s; zfs snapshot src/t5@$s; done',
+      );
       assertExit(await pull(guest, guest, 'src/t5', 'backup/t5', 'tag5'), 0);
       await sleep(3000);
       await guest.sh('echo e5 > /src/t5/e5 && zfs snapshot src/t5@e5');
@@ -165,12 +193,19 @@ for (const version of ['2.3', '2.1'] as const) {
       assert.match(run.stderr, /pipeline: .*zfs send -w src\/enc@a/);
       await guest.sh('echo more >> /src/enc/secret && zfs snapshot src/enc@b');
       assertExit(await pull(guest, guest, 'src/enc', 'backup/enc', 'tag6'), 0);
-      assert.match(await guest.sh('zfs get -H -o property,value encryption,keystatus backup/enc'), /encryption\taes-256-gcm\nkeystatus\tunavailable/);
-      await guest.sh('zfs load-key -L file:///root/t6.key backup/enc && zfs mount backup/enc && cmp /src/enc/secret /backup/enc/secret && zfs unmount backup/enc');
+      assert.match(
+        await guest.sh('zfs get -H -o property,value encryption,keystatus backup/enc'),
+        /encryption\taes-256-gcm\nkeystatus\tunavailable/,
+      );
+      await guest.sh(
+        'zfs load-key -L file:///root/t6.key backup/enc && zfs mount backup/enc && cmp /src/enc/secret /backup/enc/secret && zfs unmount backup/enc',
+      );
     });
 
     test(`${version}: a zvol replicates like a filesystem`, async () => {
-      await guest.sh('zfs create -V 16M src/vol && udevadm settle && head -c 8000000 /dev/urandom | dd of=/dev/zvol/src/vol bs=1M oflag=direct status=none && zfs snapshot src/vol@a && head -c 1000000 /dev/urandom | dd of=/dev/zvol/src/vol bs=1M seek=10 oflag=direct status=none && zfs snapshot src/vol@b');
+      await guest.sh(
+        'zfs create -V 16M src/vol && udevadm settle && head -c 8000000 /dev/urandom | dd of=/dev/zvol/src/vol bs=1M oflag=direct status=none && zfs snapshot src/vol@a && head -c 1000000 /dev/urandom | dd of=/dev/zvol/src/vol bs=1M seek=10 oflag=direct status=none && zfs snapshot src/vol@b',
+      );
       assertExit(await pull(guest, guest, 'src/vol', 'backup/vol', 'tag7'), 0);
       assert.deepEqual(await guest.guids('backup/vol'), await guest.guids('src/vol'));
       assert.equal((await guest.sh('zfs get -H -o value type,readonly backup/vol')).trim(), 'volume\non');
@@ -185,21 +220,38 @@ for (const version of ['2.3', '2.1'] as const) {
         head -c 1000000 /dev/urandom | dd of=/dev/zvol/src/tree/disk bs=1M seek=8 oflag=direct status=none && zfs snapshot src/tree/disk@disk-only`);
       const run = await pull(guest, guest, 'src/tree', 'backup/r/tree', 'tag8', ['-R', '-vv']);
       assertExit(run, 0);
-      assert.match(run.stderr, /local\$ zfs list -Hp .* -r -s createtxg backup\/r\/tree/, 'one listing for the whole tree');
-      await guest.sh('head -c 1000000 /dev/urandom | dd of=/dev/zvol/src/tree/disk bs=1M seek=12 oflag=direct status=none && echo b > /src/tree/fs/b && zfs snapshot -r src/tree@b');
+      assert.match(
+        run.stderr,
+        /local\$ zfs list -Hp .* -r -s createtxg backup\/r\/tree/,
+        'one listing for the whole tree',
+      );
+      await guest.sh(
+        'head -c 1000000 /dev/urandom | dd of=/dev/zvol/src/tree/disk bs=1M seek=12 oflag=direct status=none && echo b > /src/tree/fs/b && zfs snapshot -r src/tree@b',
+      );
       assertExit(await pull(guest, guest, 'src/tree', 'backup/r/tree', 'tag8', ['-R']), 0);
       for (const member of ['', '/fs', '/disk']) {
         assert.deepEqual(await guest.guids(`backup/r/tree${member}`), await guest.guids(`src/tree${member}`), member);
-        assert.deepEqual([...(await guest.holds(`src/tree${member}`)).entries()], [['b', ['tag8']]], `src/tree${member}`);
-        assert.deepEqual([...(await guest.holds(`backup/r/tree${member}`)).entries()], [['b', ['tag8']]], `backup/r/tree${member}`);
+        assert.deepEqual(
+          [...(await guest.holds(`src/tree${member}`)).entries()],
+          [['b', ['tag8']]],
+          `src/tree${member}`,
+        );
+        assert.deepEqual(
+          [...(await guest.holds(`backup/r/tree${member}`)).entries()],
+          [['b', ['tag8']]],
+          `backup/r/tree${member}`,
+        );
       }
       assert.deepEqual([...(await guest.guids('backup/r/tree/disk')).keys()], ['a', 'disk-only', 'b']);
       assert.equal((await guest.sh('zfs get -H -o value type,readonly backup/r/tree/disk')).trim(), 'volume\non');
       const digest = (device: string) => guest.sh(`udevadm settle; dd if=${device} bs=1M status=none | sha256sum`);
       assert.equal(await digest('/dev/zvol/backup/r/tree/disk'), await digest('/dev/zvol/src/tree/disk'));
-      assert.match(await guest.sh('zfs list -H -t bookmark -o name -d 1 src/tree/disk'), /^src\/tree\/disk#zfs_replicate-tag8-/m, 'each member bookmarks its own base');
+      assert.match(
+        await guest.sh('zfs list -H -t bookmark -o name -d 1 src/tree/disk'),
+        /^src\/tree\/disk#zfs_replicate-tag8-/m,
+        'each member bookmarks its own base',
+      );
     });
-
   });
 }
 
@@ -217,10 +269,21 @@ describe('real OpenZFS across versions', () => {
 
   test('2.1 pulls from 2.3, and 2.3 pulls from 2.1', async () => {
     assert.match(await v21.sh('zfs version'), /zfs-2\.1\./);
-    await v23.sh('zfs create src/x && echo a > /src/x/a && zfs snapshot src/x@a && echo b > /src/x/b && zfs snapshot src/x@b');
-    await v21.sh('zfs create src/y && echo a > /src/y/a && zfs snapshot src/y@a && echo b > /src/y/b && zfs snapshot src/y@b');
-    for (const [guest, source, remote, local] of [[v21, v23, 'src/x', 'backup/from23'], [v23, v21, 'src/y', 'backup/from21']] as const) {
-      assertExit(await pull(guest, source, remote, local, `to${guest.version}`), 0, `${source.version} -> ${guest.version}`);
+    await v23.sh(
+      'zfs create src/x && echo a > /src/x/a && zfs snapshot src/x@a && echo b > /src/x/b && zfs snapshot src/x@b',
+    );
+    await v21.sh(
+      'zfs create src/y && echo a > /src/y/a && zfs snapshot src/y@a && echo b > /src/y/b && zfs snapshot src/y@b',
+    );
+    for (const [guest, source, remote, local] of [
+      [v21, v23, 'src/x', 'backup/from23'],
+      [v23, v21, 'src/y', 'backup/from21'],
+    ] as const) {
+      assertExit(
+        await pull(guest, source, remote, local, `to${guest.version}`),
+        0,
+        `${source.version} -> ${guest.version}`,
+      );
       assert.deepEqual(await guest.guids(local), await source.guids(remote));
       assert.deepEqual([...(await source.holds(remote)).entries()], [['b', [`to${guest.version}`]]]);
       assert.deepEqual([...(await guest.holds(local)).entries()], [['b', [`to${guest.version}`]]]);

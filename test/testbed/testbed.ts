@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa, type Result } from 'execa';
+import { execa } from 'execa';
 import type { Endpoint } from '../../src/exec/endpoint.js';
 import { shellJoin } from '../../src/exec/quote.js';
 
@@ -36,7 +36,10 @@ export class Testbed {
 
   static async up(hosts: readonly string[]): Promise<Testbed> {
     const missing = prerequisitesMissing();
-    if (missing) throw new Error(`the integration tier cannot run here: ${missing}. It needs root and zfs-fuse (see README: Tests).`);
+    if (missing)
+      throw new Error(
+        `the integration tier cannot run here: ${missing}. It needs root and zfs-fuse (see README: Tests).`,
+      );
     // An earlier run that was killed may have left hosts behind.
     spawnSync('bash', [TESTBED_SCRIPT, 'clean'], { stdio: 'ignore' });
     const result = await execa('bash', [TESTBED_SCRIPT, 'up', ...hosts], { reject: false, all: true });
@@ -63,8 +66,12 @@ export class Testbed {
   }
 
   /** Runs argv on `host` (its network, mount and uts namespaces). */
-  async on(host: string, argv: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CommandOutcome> {
-    const result: Result = await execa('bash', [TESTBED_SCRIPT, 'on', host, '--', ...argv], {
+  async on(
+    host: string,
+    argv: readonly string[],
+    options: { env?: Record<string, string>; timeoutMs?: number } = {},
+  ): Promise<CommandOutcome> {
+    const result = await execa('bash', [TESTBED_SCRIPT, 'on', host, '--', ...argv], {
       reject: false,
       cwd: PROJECT_ROOT,
       env: options.env ?? {},
@@ -77,7 +84,10 @@ export class Testbed {
   /** Runs a shell script on `host`; fails the test if it fails. */
   async sh(host: string, script: string): Promise<string> {
     const outcome = await this.on(host, ['bash', '-euo', 'pipefail', '-c', script]);
-    if (outcome.exitCode !== 0) throw new Error(`on ${host}: script failed (exit ${outcome.exitCode}): ${outcome.stderr}\n--- script:\n${script}`);
+    if (outcome.exitCode !== 0)
+      throw new Error(
+        `on ${host}: script failed (exit ${outcome.exitCode}): ${outcome.stderr}\n--- script:\n${script}`,
+      );
     return outcome.stdout;
   }
 
@@ -125,13 +135,33 @@ export class Testbed {
   /** Writes `megabytes` of random data into a new file of the dataset and takes snapshot @name. */
   async writeAndSnapshot(host: string, dataset: string, name: string, megabytes = 1): Promise<void> {
     const mountpoint = await this.mountpoint(host, dataset);
-    await this.on(host, ['dd', 'if=/dev/urandom', `of=${mountpoint}/file-${name.replace(/[^A-Za-z0-9]/g, '_')}`, 'bs=1M', `count=${megabytes}`, 'status=none']);
+    await this.on(host, [
+      'dd',
+      'if=/dev/urandom',
+      `of=${mountpoint}/file-${name.replace(/[^A-Za-z0-9]/g, '_')}`,
+      'bs=1M',
+      `count=${megabytes}`,
+      'status=none',
+    ]);
     await this.zfs(host, 'snapshot', `${dataset}@${name}`);
   }
 
   /** name -> guid of the dataset's snapshots, via the same listing command the tool uses on zfs-fuse. */
-  async snapshots(host: string, dataset: string): Promise<Map<string, { guid: string; userrefs: number; creation: number }>> {
-    const outcome = await this.on(host, ['zfs', 'get', '-Hp', '-d', '1', '-o', 'name,property,value', 'guid,userrefs,creation', dataset]);
+  async snapshots(
+    host: string,
+    dataset: string,
+  ): Promise<Map<string, { guid: string; userrefs: number; creation: number }>> {
+    const outcome = await this.on(host, [
+      'zfs',
+      'get',
+      '-Hp',
+      '-d',
+      '1',
+      '-o',
+      'name,property,value',
+      'guid,userrefs,creation',
+      dataset,
+    ]);
     const result = new Map<string, { guid: string; userrefs: number; creation: number }>();
     if (outcome.exitCode !== 0) return result;
     for (const line of outcome.stdout.split('\n')) {
@@ -164,7 +194,10 @@ export class Testbed {
     const mounted = (await this.zfs(host, 'get', '-H', '-o', 'value', 'mounted', dataset)).trim() === 'yes';
     if (!mounted) await this.zfs(host, 'mount', dataset);
     try {
-      return await this.sh(host, `cd ${shellJoin([mountpoint])} && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum`);
+      return await this.sh(
+        host,
+        `cd ${shellJoin([mountpoint])} && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum`,
+      );
     } finally {
       if (!mounted) await this.zfs(host, 'unmount', dataset);
     }

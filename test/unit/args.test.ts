@@ -1,9 +1,20 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseArgs, type CliSettings } from '../../src/cli/args.js';
-import { UsageError } from '../../src/errors.js';
+import { test } from 'node:test';
+import { type CliSettings, parseArgs } from '../../src/cli/args.js';
+import { UsageError } from '../../src/errors/errors.js';
 
-const base = ['-h', 'backuphost', '-r', 'backuppool/virt/machines', '-l', 'offsite/virt/machines', '-t', 'offsite', '-k', '30'];
+const base = [
+  '-h',
+  'backuphost',
+  '-r',
+  'backuppool/virt/machines',
+  '-l',
+  'offsite/virt/machines',
+  '-t',
+  'offsite',
+  '-k',
+  '30',
+];
 
 function settings(argv: string[]): CliSettings {
   const parsed = parseArgs(argv);
@@ -12,13 +23,16 @@ function settings(argv: string[]): CliSettings {
 }
 
 function usageError(argv: string[], message: RegExp): void {
-  assert.throws(() => parseArgs(argv), (error: unknown) => {
-    assert.ok(error instanceof UsageError, String(error));
-    assert.equal(error.exitCode, 2);
-    assert.match(error.message, message);
-    assert.ok(!error.message.includes('\n'), 'one line');
-    return true;
-  });
+  assert.throws(
+    () => parseArgs(argv),
+    (error: unknown) => {
+      assert.ok(error instanceof UsageError, String(error));
+      assert.equal(error.exitCode, 2);
+      assert.match(error.message, message);
+      assert.ok(!error.message.includes('\n'), 'one line');
+      return true;
+    },
+  );
 }
 
 test("the ancestor's crontab line parses unchanged: -h is the host, not help", () => {
@@ -34,8 +48,36 @@ test("the ancestor's crontab line parses unchanged: -h is the host, not help", (
 });
 
 test("the ancestor's long options are accepted as aliases", () => {
-  const parsed = settings(['--remote-host', 'h1', '--remote-fs', 'p/a', '--local-fs', 'q/b', '--tag', 'x', '--keep-days', '7', '--port', '2222', '--mbuffer', '1G', '--no-pigz']);
-  assert.deepEqual([parsed.host, parsed.remoteDataset, parsed.localDataset, parsed.tag, parsed.keepSeconds, parsed.port, parsed.mbufferSize, parsed.compress], ['h1', 'p/a', 'q/b', 'x', 7 * 86_400, 2222, '1G', false]);
+  const parsed = settings([
+    '--remote-host',
+    'h1',
+    '--remote-fs',
+    'p/a',
+    '--local-fs',
+    'q/b',
+    '--tag',
+    'x',
+    '--keep-days',
+    '7',
+    '--port',
+    '2222',
+    '--mbuffer',
+    '1G',
+    '--no-pigz',
+  ]);
+  assert.deepEqual(
+    [
+      parsed.host,
+      parsed.remoteDataset,
+      parsed.localDataset,
+      parsed.tag,
+      parsed.keepSeconds,
+      parsed.port,
+      parsed.mbufferSize,
+      parsed.compress,
+    ],
+    ['h1', 'p/a', 'q/b', 'x', 7 * 86_400, 2222, '1G', false],
+  );
 });
 
 test('-n means no compression and never dry-run; dry-run is --dry-run only', () => {
@@ -52,7 +94,10 @@ test('--help and --version are long options only', () => {
 });
 
 test('--ssh-option repeats; other options given twice are an error', () => {
-  assert.deepEqual(settings([...base, '--ssh-option', 'ServerAliveInterval=1', '--ssh-option', 'ConnectTimeout=2']).sshOptions, ['ServerAliveInterval=1', 'ConnectTimeout=2']);
+  assert.deepEqual(
+    settings([...base, '--ssh-option', 'ServerAliveInterval=1', '--ssh-option', 'ConnectTimeout=2']).sshOptions,
+    ['ServerAliveInterval=1', 'ConnectTimeout=2'],
+  );
   usageError([...base, '-t', 'other'], /option --tag was given more than once/);
 });
 
@@ -76,12 +121,21 @@ test('bad input is one clear line', () => {
   usageError(['-h', 'x', '-r', 'a/b', '-l', 'c/d', '-t', 'x'], /missing required option -k\/--keep-days/);
   usageError([...base.slice(0, 8), '-k', '-3'], /-k\/--keep-days: "-3" is not a non-negative number of days/);
   usageError([...base.slice(0, 8), '-k', 'ten'], /-k\/--keep-days: "ten" is not a non-negative number of days/);
-  usageError(['-h', 'x', '-r', 'a/b', '-l', 'tank/$(reboot)', '-t', 'x', '-k', '1'], /-l\/--local: dataset name "tank\/\$\(reboot\)" has the invalid character "\$"/);
-  usageError(['-h', 'x', '-r', 'a/b@snap', '-l', 'c/d', '-t', 'x', '-k', '1'], /must name a filesystem, not a snapshot/);
-  usageError(['-h', '-oProxyCommand=evil', '-r', 'a/b', '-l', 'c/d', '-t', 'x', '-k', '1'], /invalid host|Unknown argument/);
+  usageError(
+    ['-h', 'x', '-r', 'a/b', '-l', 'tank/$(reboot)', '-t', 'x', '-k', '1'],
+    /-l\/--local: dataset name "tank\/\$\(reboot\)" has the invalid character "\$"/,
+  );
+  usageError(
+    ['-h', 'x', '-r', 'a/b@snap', '-l', 'c/d', '-t', 'x', '-k', '1'],
+    /must name a filesystem, not a snapshot/,
+  );
+  usageError(
+    ['-h', '-oProxyCommand=evil', '-r', 'a/b', '-l', 'c/d', '-t', 'x', '-k', '1'],
+    /invalid host|Unknown argument/,
+  );
   usageError([...base, '-p', '70000'], /not a port number/);
   usageError([...base, '-b', 'lots'], /-b\/--mbuffer: "lots" is not a size/);
-  usageError([...base, "extra"], /Unknown argument: extra/);
+  usageError([...base, 'extra'], /Unknown argument: extra/);
   usageError([...base.slice(0, 6), '-t', 'x'.repeat(256), '-k', '1'], /hold tag is longer than 255 bytes/);
 });
 
@@ -115,10 +169,16 @@ test('a flag from the environment: 1/yes/true switch it on, 0/no/false/empty lea
     });
   }
   for (const off of ['0', 'no', 'false', '']) {
-    withEnvironment({ ZFS_REPLICATE_DRY_RUN: off }, () => assert.equal(settings(base).dryRun, false, `value ${JSON.stringify(off)}`));
+    withEnvironment({ ZFS_REPLICATE_DRY_RUN: off }, () =>
+      assert.equal(settings(base).dryRun, false, `value ${JSON.stringify(off)}`),
+    );
   }
-  withEnvironment({ ZFS_REPLICATE_DRY_RUN: '0' }, () => assert.equal(settings([...base, '--dry-run']).dryRun, true, 'the command line wins'));
-  withEnvironment({ ZFS_REPLICATE_DRY_RUN: 'maybe' }, () => usageError(base, /ZFS_REPLICATE_DRY_RUN="maybe": expected 1 or 0/));
+  withEnvironment({ ZFS_REPLICATE_DRY_RUN: '0' }, () =>
+    assert.equal(settings([...base, '--dry-run']).dryRun, true, 'the command line wins'),
+  );
+  withEnvironment({ ZFS_REPLICATE_DRY_RUN: 'maybe' }, () =>
+    usageError(base, /ZFS_REPLICATE_DRY_RUN="maybe": expected 1 or 0/),
+  );
 });
 
 test('an unknown ZFS_REPLICATE_* variable is named in a usage error', () => {
@@ -131,12 +191,25 @@ test('an unknown ZFS_REPLICATE_* variable is named in a usage error', () => {
 });
 
 test('-R replicates the tree; --exclude (repeatable) takes full remote names under -r, and only with -R', () => {
-  const parsed = settings([...base, '-R', '--exclude', 'backuppool/virt/machines/swap', '--exclude', 'backuppool/virt/machines/scratch space']);
+  const parsed = settings([
+    ...base,
+    '-R',
+    '--exclude',
+    'backuppool/virt/machines/swap',
+    '--exclude',
+    'backuppool/virt/machines/scratch space',
+  ]);
   assert.equal(parsed.recursive, true);
   assert.deepEqual(parsed.exclude, ['backuppool/virt/machines/swap', 'backuppool/virt/machines/scratch space']);
   assert.equal(settings(base).recursive, false);
   usageError([...base, '--exclude', 'backuppool/virt/machines/swap'], /--exclude only applies with -R/);
-  usageError([...base, '-R', '--exclude', 'swap'], /--exclude: "swap" is not a dataset under -r backuppool\/virt\/machines/);
+  usageError(
+    [...base, '-R', '--exclude', 'swap'],
+    /--exclude: "swap" is not a dataset under -r backuppool\/virt\/machines/,
+  );
   usageError([...base, '-R', '--exclude', 'backuppool/virt/machines'], /is not a dataset under -r/);
-  usageError([...base, '-R', '--exclude', 'backuppool/virt/machines/a@b'], /--exclude: dataset name .* must name a filesystem/);
+  usageError(
+    [...base, '-R', '--exclude', 'backuppool/virt/machines/a@b'],
+    /--exclude: dataset name .* must name a filesystem/,
+  );
 });

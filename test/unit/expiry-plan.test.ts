@@ -1,5 +1,5 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { planExpiry } from '../../src/retention/plan.js';
 import type { Snapshot } from '../../src/zfs/types.js';
 
@@ -17,15 +17,30 @@ const snap = (name: string, ageDays: number, extra: Partial<Snapshot> = {}): Sna
 test('snapshots older than keep expire; newer ones survive', () => {
   const local = [snap('a', 40), snap('b', 31), snap('c', 29), snap('d', 1)];
   const plan = planExpiry({ local, remote: local, baseGuid: 'g-d', nowSeconds: NOW, keepSeconds: 30 * DAY });
-  assert.deepEqual(plan.expire.map((candidate) => candidate.snapshot.name), ['a', 'b']);
-  assert.deepEqual(plan.survivors.map((survivor) => [survivor.snapshot.name, survivor.reason]), [['c', 'within-keep'], ['d', 'base']]);
+  assert.deepEqual(
+    plan.expire.map((candidate) => candidate.snapshot.name),
+    ['a', 'b'],
+  );
+  assert.deepEqual(
+    plan.survivors.map((survivor) => [survivor.snapshot.name, survivor.reason]),
+    [
+      ['c', 'within-keep'],
+      ['d', 'base'],
+    ],
+  );
 });
 
 test('the base survives whatever its age (a replica offline longer than keep)', () => {
   const local = [snap('a', 100), snap('b', 90)];
   const plan = planExpiry({ local, remote: local, baseGuid: 'g-b', nowSeconds: NOW, keepSeconds: 30 * DAY });
-  assert.deepEqual(plan.expire.map((candidate) => candidate.snapshot.name), ['a']);
-  assert.deepEqual(plan.survivors.map((survivor) => survivor.reason), ['base']);
+  assert.deepEqual(
+    plan.expire.map((candidate) => candidate.snapshot.name),
+    ['a'],
+  );
+  assert.deepEqual(
+    plan.survivors.map((survivor) => survivor.reason),
+    ['base'],
+  );
 });
 
 test('without a known base nothing expires', () => {
@@ -40,12 +55,19 @@ test('a remote twin is named only where it may carry a hold; local-only snapshot
   const plan = planExpiry({ local, remote, baseGuid: 'g-z', nowSeconds: NOW, keepSeconds: 30 * DAY });
   assert.deepEqual(
     plan.expire.map((candidate) => [candidate.snapshot.name, candidate.remoteTwin?.name]),
-    [['a', 'a'], ['b', undefined], ['local-only', undefined]],
+    [
+      ['a', 'a'],
+      ['b', undefined],
+      ['local-only', undefined],
+    ],
   );
 });
 
 test('keep 0 expires everything but the base', () => {
   const local = [snap('a', 3), snap('b', 2), snap('c', 1)];
   const plan = planExpiry({ local, remote: local, baseGuid: 'g-c', nowSeconds: NOW, keepSeconds: 0 });
-  assert.deepEqual(plan.expire.map((candidate) => candidate.snapshot.name), ['a', 'b']);
+  assert.deepEqual(
+    plan.expire.map((candidate) => candidate.snapshot.name),
+    ['a', 'b'],
+  );
 });

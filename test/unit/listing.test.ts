@@ -1,6 +1,6 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { datasetState, parseGetOutput, parseListOutput, ListingParseError } from '../../src/zfs/listing.js';
+import { test } from 'node:test';
+import { datasetState, ListingParseError, parseGetOutput, parseListOutput } from '../../src/zfs/listing.js';
 import { parseProbe } from '../../src/zfs/probe.js';
 
 // Captured from zfs-fuse 0.7.0 on the test bed: `zfs get -Hp -d 1 -o name,property,value type,guid,... DS`.
@@ -50,7 +50,9 @@ test('OpenZFS `list -Hp` output: the same snapshots, plus bookmarks, the resume 
   const state = datasetState(parseListOutput(stdout), 'tank/src/data');
   const fuse = datasetState(parseGetOutput(ZFS_FUSE_GET), 'tank/src/data');
   assert.deepEqual(state.snapshots, fuse.snapshots);
-  assert.deepEqual(state.bookmarks, [{ name: 's1', guid: '7729248623947599458', createtxg: 15, creation: 1795325235, userrefs: 0 }]);
+  assert.deepEqual(state.bookmarks, [
+    { name: 's1', guid: '7729248623947599458', createtxg: 15, creation: 1795325235, userrefs: 0 },
+  ]);
   assert.equal(state.resumeToken, '1-e604ea4bf-e0-789c63a2');
   assert.equal(state.encrypted, true);
   assert.equal(fuse.resumeToken, undefined);
@@ -65,8 +67,12 @@ test('an unencrypted dataset without a partial receive', () => {
 });
 
 test('a dataset whose name prefixes another is not confused with it', () => {
-  const stdout = 'tank/a\tfilesystem\t1\t1\t1\t-\t-\toff\ntank/ab@x\tsnapshot\t2\t2\t2\t0\t-\toff\ntank/a@y\tsnapshot\t3\t3\t3\t0\t-\toff\n';
-  assert.deepEqual(datasetState(parseListOutput(stdout), 'tank/a').snapshots.map((snapshot) => snapshot.name), ['y']);
+  const stdout =
+    'tank/a\tfilesystem\t1\t1\t1\t-\t-\toff\ntank/ab@x\tsnapshot\t2\t2\t2\t0\t-\toff\ntank/a@y\tsnapshot\t3\t3\t3\t0\t-\toff\n';
+  assert.deepEqual(
+    datasetState(parseListOutput(stdout), 'tank/a').snapshots.map((snapshot) => snapshot.name),
+    ['y'],
+  );
 });
 
 test('a tree listing (`-r`) gives every dataset its own snapshots, volumes included', () => {
@@ -81,11 +87,20 @@ test('a tree listing (`-r`) gives every dataset its own snapshots, volumes inclu
   ].join('\n');
   const listing = parseListOutput(stdout);
   assert.deepEqual([...listing.keys()], ['tank/vm', 'tank/vm/disk', 'tank/vm/web server']);
-  assert.deepEqual(datasetState(listing, 'tank/vm').snapshots.map((snapshot) => snapshot.guid), ['2']);
+  assert.deepEqual(
+    datasetState(listing, 'tank/vm').snapshots.map((snapshot) => snapshot.guid),
+    ['2'],
+  );
   const disk = datasetState(listing, 'tank/vm/disk');
   assert.equal(disk.type, 'volume');
-  assert.deepEqual(disk.snapshots.map((snapshot) => snapshot.guid), ['4']);
-  assert.deepEqual(disk.bookmarks.map((bookmark) => bookmark.name), ['zfs_replicate-x-1']);
+  assert.deepEqual(
+    disk.snapshots.map((snapshot) => snapshot.guid),
+    ['4'],
+  );
+  assert.deepEqual(
+    disk.bookmarks.map((bookmark) => bookmark.name),
+    ['zfs_replicate-x-1'],
+  );
   assert.deepEqual(datasetState(listing, 'tank/vm/web server').snapshots, []);
   assert.equal(datasetState(listing, 'tank/vm/gone').exists, false);
 });
@@ -113,5 +128,5 @@ test('probe output: OpenZFS 2.3', () => {
 });
 
 test('probe output without zfs is an error naming the host', () => {
-  assert.throws(() => parseProbe('tool=pv\n', 'alpha'), /alpha: no zfs command found/);
+  assert.throws(() => parseProbe('tool=lz4\n', 'alpha'), /alpha: no zfs command found/);
 });

@@ -1,12 +1,12 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { LockedError } from '../../src/errors/errors.js';
 import { acquireLock } from '../../src/lock/lock.js';
-import { LockedError } from '../../src/errors.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'zr-lock-test-'));
 const now = () => new Date();
@@ -15,12 +15,20 @@ const lockModule = fileURLToPath(new URL('../../src/lock/lock.js', import.meta.u
 test('a second lock on the same dataset is refused with the holder pid; another dataset is free', () => {
   const first = acquireLock(directory, 'tank/a', now);
   try {
-    assert.throws(() => acquireLock(directory, 'tank/a', now), (error: unknown) => {
-      assert.ok(error instanceof LockedError);
-      assert.equal(error.exitCode, 3);
-      assert.match(error.message, new RegExp(`another run \\(pid ${process.pid}\\) has been replicating into tank/a for \\d+ seconds?; skipping this run`));
-      return true;
-    });
+    assert.throws(
+      () => acquireLock(directory, 'tank/a', now),
+      (error: unknown) => {
+        assert.ok(error instanceof LockedError);
+        assert.equal(error.exitCode, 3);
+        assert.match(
+          error.message,
+          new RegExp(
+            `another run \\(pid ${process.pid}\\) has been replicating into tank/a for \\d+ seconds?; skipping this run`,
+          ),
+        );
+        return true;
+      },
+    );
     acquireLock(directory, 'tank/b', now).release();
   } finally {
     first.release();
@@ -37,12 +45,20 @@ test('dataset names map to distinct lock files (slashes, spaces)', () => {
 });
 
 async function holderProcess(dataset: string): Promise<ReturnType<typeof spawn>> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `
     const { acquireLock } = await import(${JSON.stringify(lockModule)});
     acquireLock(${JSON.stringify(directory)}, ${JSON.stringify(dataset)}, () => new Date());
     console.log('locked');
     setInterval(() => {}, 1000);
-  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  `,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
   return child;
 }

@@ -1,9 +1,9 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { localEndpoint } from '../../src/exec/endpoint.js';
 import { PipelineError, runPipeline, type Stage } from '../../src/transport/pipeline.js';
 
@@ -25,9 +25,16 @@ test('bytes in equal bytes out through three stages joined by kernel pipes', asy
   const input = join(dir, 'in.bin');
   const output = join(dir, 'out.bin');
   writeFileSync(input, randomBytes(8 * 1024 * 1024));
-  const outcomes = await runPipeline([stage('produce', 'cat', input), stage('relay', 'cat'), stage('consume', 'dd', `of=${output}`, 'bs=1M', 'status=none')]);
+  const outcomes = await runPipeline([
+    stage('produce', 'cat', input),
+    stage('relay', 'cat'),
+    stage('consume', 'dd', `of=${output}`, 'bs=1M', 'status=none'),
+  ]);
   assert.equal(sha256(output), sha256(input));
-  assert.deepEqual(outcomes.map((outcome) => outcome.exitStatus), [0, 0, 0]);
+  assert.deepEqual(
+    outcomes.map((outcome) => outcome.exitStatus),
+    [0, 0, 0],
+  );
 });
 
 test('the stages are joined by kernel pipes (fifo), not sockets, and the parent keeps no pipe end', async () => {
@@ -43,7 +50,10 @@ test('the stages are joined by kernel pipes (fifo), not sockets, and the parent 
 
 test('a producer dying midway fails the pipeline and names that stage, even though the consumer exits 0', async () => {
   await assert.rejects(
-    runPipeline([stage('send', 'sh', '-c', 'head -c 100000 /dev/zero; echo "send broke" >&2; exit 3'), stage('recv', 'cat')]),
+    runPipeline([
+      stage('send', 'sh', '-c', 'head -c 100000 /dev/zero; echo "send broke" >&2; exit 3'),
+      stage('recv', 'cat'),
+    ]),
     (error: unknown) => {
       assert.ok(error instanceof PipelineError);
       assert.equal(error.failedStage.name, 'send');
@@ -55,47 +65,73 @@ test('a producer dying midway fails the pipeline and names that stage, even thou
 });
 
 test('a consumer dying fails the pipeline and the producer does not hang', async () => {
-  await assert.rejects(runPipeline([stage('send', 'cat', '/dev/zero'), stage('recv', 'sh', '-c', 'head -c 1000 >/dev/null; echo "recv refused" >&2; exit 1')]), (error: unknown) => {
-    assert.ok(error instanceof PipelineError);
-    assert.equal(error.failedStage.name, 'recv');
-    assert.match(error.message, /recv refused/);
-    assert.equal(error.stages[0]!.signal, 'SIGPIPE');
-    return true;
-  });
+  await assert.rejects(
+    runPipeline([
+      stage('send', 'cat', '/dev/zero'),
+      stage('recv', 'sh', '-c', 'head -c 1000 >/dev/null; echo "recv refused" >&2; exit 1'),
+    ]),
+    (error: unknown) => {
+      assert.ok(error instanceof PipelineError);
+      assert.equal(error.failedStage.name, 'recv');
+      assert.match(error.message, /recv refused/);
+      assert.equal(error.stages[0]!.signal, 'SIGPIPE');
+      return true;
+    },
+  );
 });
 
 test('a middle stage dying fails the pipeline', async () => {
-  await assert.rejects(runPipeline([stage('send', 'cat', '/dev/zero'), stage('buffer', 'sh', '-c', 'head -c 5000 >/dev/null; exit 7'), stage('recv', 'cat')]), (error: unknown) => {
-    assert.ok(error instanceof PipelineError);
-    assert.equal(error.failedStage.name, 'buffer');
-    assert.match(error.message, /exit 7/);
-    return true;
-  });
+  await assert.rejects(
+    runPipeline([
+      stage('send', 'cat', '/dev/zero'),
+      stage('buffer', 'sh', '-c', 'head -c 5000 >/dev/null; exit 7'),
+      stage('recv', 'cat'),
+    ]),
+    (error: unknown) => {
+      assert.ok(error instanceof PipelineError);
+      assert.equal(error.failedStage.name, 'buffer');
+      assert.match(error.message, /exit 7/);
+      return true;
+    },
+  );
 });
 
 test('a missing binary is reported as "command not found" for its stage', async () => {
-  await assert.rejects(runPipeline([stage('send', 'cat', '/dev/zero'), stage('mbuffer', 'no-such-binary-zr'), stage('recv', 'cat')]), (error: unknown) => {
-    assert.ok(error instanceof PipelineError);
-    assert.equal(error.failedStage.name, 'mbuffer');
-    assert.match(error.message, /command not found/);
-    return true;
-  });
+  await assert.rejects(
+    runPipeline([stage('send', 'cat', '/dev/zero'), stage('mbuffer', 'no-such-binary-zr'), stage('recv', 'cat')]),
+    (error: unknown) => {
+      assert.ok(error instanceof PipelineError);
+      assert.equal(error.failedStage.name, 'mbuffer');
+      assert.match(error.message, /command not found/);
+      return true;
+    },
+  );
 });
 
 test('abort kills every stage and rejects as interrupted, without hanging', async () => {
   const controller = new AbortController();
   const started = Date.now();
   setTimeout(() => controller.abort(), 300);
-  await assert.rejects(runPipeline([stage('send', 'cat', '/dev/zero'), stage('recv', 'sh', '-c', 'cat >/dev/null')], { cancelSignal: controller.signal }), (error: unknown) => {
-    assert.ok(error instanceof PipelineError);
-    assert.equal(error.code, 'EINTERRUPTED');
-    return true;
-  });
+  await assert.rejects(
+    runPipeline([stage('send', 'cat', '/dev/zero'), stage('recv', 'sh', '-c', 'cat >/dev/null')], {
+      cancelSignal: controller.signal,
+    }),
+    (error: unknown) => {
+      assert.ok(error instanceof PipelineError);
+      assert.equal(error.code, 'EINTERRUPTED');
+      return true;
+    },
+  );
   assert.ok(Date.now() - started < 5000);
 });
 
 test('a stage that ignores SIGTERM is still killed after the grace period', async () => {
   const controller = new AbortController();
   setTimeout(() => controller.abort(), 200);
-  await assert.rejects(runPipeline([stage('send', 'sh', '-c', 'trap "" TERM; while :; do sleep 0.1; done'), stage('recv', 'cat')], { cancelSignal: controller.signal }), PipelineError);
+  await assert.rejects(
+    runPipeline([stage('send', 'sh', '-c', 'trap "" TERM; while :; do sleep 0.1; done'), stage('recv', 'cat')], {
+      cancelSignal: controller.signal,
+    }),
+    PipelineError,
+  );
 });

@@ -1,6 +1,6 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planReplication, type Plan, type PlanInput } from '../../src/replication/plan.js';
+import { test } from 'node:test';
+import { type Plan, type PlanInput, planReplication } from '../../src/replication/plan.js';
 import { plannedSends } from '../../src/replication/sends.js';
 import type { DatasetState, Snapshot } from '../../src/zfs/types.js';
 
@@ -10,12 +10,26 @@ const NOW = 1_800_000_000;
 /** Snapshots named by letter; guid and createtxg derive from the letter unless given. */
 function snap(name: string, overrides: Partial<Snapshot> = {}): Snapshot {
   const code = name.charCodeAt(0);
-  return { name, guid: String(1000 + code), createtxg: code * 10, creation: NOW - (200 - code) * DAY, userrefs: 0, ...overrides };
+  return {
+    name,
+    guid: String(1000 + code),
+    createtxg: code * 10,
+    creation: NOW - (200 - code) * DAY,
+    userrefs: 0,
+    ...overrides,
+  };
 }
 const dataset = (name: string, snapshots: Snapshot[] | undefined, bookmarks: Snapshot[] = []): DatasetState =>
-  snapshots === undefined ? { dataset: name, exists: false, snapshots: [], bookmarks: [] } : { dataset: name, exists: true, type: 'filesystem', snapshots, bookmarks };
+  snapshots === undefined
+    ? { dataset: name, exists: false, snapshots: [], bookmarks: [] }
+    : { dataset: name, exists: true, type: 'filesystem', snapshots, bookmarks };
 
-function plan(remote: Snapshot[] | undefined, local: Snapshot[] | undefined, extra: Partial<PlanInput> = {}, bookmarks: Snapshot[] = []): Plan {
+function plan(
+  remote: Snapshot[] | undefined,
+  local: Snapshot[] | undefined,
+  extra: Partial<PlanInput> = {},
+  bookmarks: Snapshot[] = [],
+): Plan {
   return planReplication({
     remote: dataset('tank/src', remote, bookmarks),
     local: dataset('backup/dst', local),
@@ -42,7 +56,11 @@ test('no local dataset: initial, sending every remote snapshot inside keep', () 
 });
 
 test('initial starts at the oldest snapshot not older than keep', () => {
-  const remote = [snap('a', { creation: NOW - 10 * DAY }), snap('b', { creation: NOW - 5 * DAY }), snap('c', { creation: NOW - DAY })];
+  const remote = [
+    snap('a', { creation: NOW - 10 * DAY }),
+    snap('b', { creation: NOW - 5 * DAY }),
+    snap('c', { creation: NOW - DAY }),
+  ];
   const result = plan(remote, undefined, { keepSeconds: 7 * DAY });
   assert.ok(result.kind === 'initial');
   assert.equal(result.first.name, 'b');
@@ -132,7 +150,12 @@ test('conflict: no common snapshot while the local dataset has snapshots', () =>
 });
 
 test('conflict: diverged names the local snapshots the remote lacks', () => {
-  const local = [snap('a'), snap('b'), snap('x', { guid: '77', createtxg: 5000 }), snap('y', { guid: '78', createtxg: 5001 })];
+  const local = [
+    snap('a'),
+    snap('b'),
+    snap('x', { guid: '77', createtxg: 5000 }),
+    snap('y', { guid: '78', createtxg: 5001 }),
+  ];
   const result = plan([snap('a'), snap('b'), snap('c')], local);
   assert.ok(result.kind === 'conflict');
   assert.equal(result.code, 'EDIVERGED');
@@ -165,30 +188,45 @@ test('--rollback refuses to destroy a held snapshot', () => {
 });
 
 test('a long list of diverged snapshots is summarized', () => {
-  const local = [snap('a'), ...Array.from({ length: 8 }, (_, index) => snap(`l${index}`, { guid: `9${index}`, createtxg: 9000 + index }))];
+  const local = [
+    snap('a'),
+    ...Array.from({ length: 8 }, (_, index) => snap(`l${index}`, { guid: `9${index}`, createtxg: 9000 + index })),
+  ];
   const result = plan([snap('a'), snap('b')], local);
   assert.ok(result.kind === 'conflict');
   assert.match(result.message, /@l0, @l1, @l2, @l3, @l4 and 3 more/);
 });
 
 test('with 20,000 snapshots per side the plan finds the base and exactly the 10 new ones', () => {
-  const many = (count: number) => Array.from({ length: count }, (_, index) => ({ name: `s${index}`, guid: String(index + 1), createtxg: index + 1, creation: NOW - count + index, userrefs: 0 }));
+  const many = (count: number) =>
+    Array.from({ length: count }, (_, index) => ({
+      name: `s${index}`,
+      guid: String(index + 1),
+      createtxg: index + 1,
+      creation: NOW - count + index,
+      userrefs: 0,
+    }));
   const result = plan(many(20_000), many(19_990));
   assert.ok(result.kind === 'incremental');
   assert.equal(result.incoming.length, 10);
 });
 
 test('the base snapshot destroyed on the remote: incremental from its bookmark, not a full resend', () => {
-  const result = plan([snap('a'), snap('c'), snap('d')], [snap('a'), snap('b')], {}, [snap('b', { name: 'zfs_replicate-x-b' })]);
+  const result = plan([snap('a'), snap('c'), snap('d')], [snap('a'), snap('b')], {}, [
+    snap('b', { name: 'zfs_replicate-x-b' }),
+  ]);
   assert.ok(result.kind === 'incremental');
   assert.equal(result.base.viaBookmark, true);
   assert.equal(result.base.remote.name, 'zfs_replicate-x-b');
   assert.equal(result.base.local.name, 'b');
   assert.deepEqual(names(result.incoming), ['c', 'd']);
-  assert.deepEqual(plannedSends(result, 'tank/src').map((send) => send.arguments), [
-    ['-i', 'tank/src#zfs_replicate-x-b', 'tank/src@c'],
-    ['-I', 'tank/src@c', 'tank/src@d'],
-  ]);
+  assert.deepEqual(
+    plannedSends(result, 'tank/src').map((send) => send.arguments),
+    [
+      ['-i', 'tank/src#zfs_replicate-x-b', 'tank/src@c'],
+      ['-I', 'tank/src@c', 'tank/src@d'],
+    ],
+  );
 });
 
 test('a snapshot beats a bookmark of the same guid, and a newer bookmark beats an older snapshot', () => {
@@ -206,11 +244,20 @@ test('a bookmark with nothing newer on the remote is no base: the plan falls bac
 
 test('plannedSends: initial is a full stream then one -I; incremental is one -I; up to date sends nothing', () => {
   const initial = plan([snap('a'), snap('b'), snap('c')], undefined);
-  assert.deepEqual(plannedSends(initial, 'tank/src').map((send) => [send.arguments, send.full]), [
-    [['tank/src@a'], true],
-    [['-I', 'tank/src@a', 'tank/src@c'], false],
-  ]);
-  assert.deepEqual(plannedSends(plan([snap('a')], undefined), 'tank/src').map((send) => send.arguments), [['tank/src@a']]);
-  assert.deepEqual(plannedSends(plan([snap('a'), snap('b'), snap('c')], [snap('a')]), 'tank/src').map((send) => send.arguments), [['-I', 'tank/src@a', 'tank/src@c']]);
+  assert.deepEqual(
+    plannedSends(initial, 'tank/src').map((send) => [send.arguments, send.full]),
+    [
+      [['tank/src@a'], true],
+      [['-I', 'tank/src@a', 'tank/src@c'], false],
+    ],
+  );
+  assert.deepEqual(
+    plannedSends(plan([snap('a')], undefined), 'tank/src').map((send) => send.arguments),
+    [['tank/src@a']],
+  );
+  assert.deepEqual(
+    plannedSends(plan([snap('a'), snap('b'), snap('c')], [snap('a')]), 'tank/src').map((send) => send.arguments),
+    [['-I', 'tank/src@a', 'tank/src@c']],
+  );
   assert.deepEqual(plannedSends(plan([snap('a')], [snap('a')]), 'tank/src'), []);
 });

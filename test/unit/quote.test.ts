@@ -1,5 +1,5 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { execaSync } from 'execa';
 import { shellJoin, shellQuote } from '../../src/exec/quote.js';
 

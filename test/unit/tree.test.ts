@@ -1,11 +1,21 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { planTree } from '../../src/replication/tree.js';
 import type { Listing } from '../../src/zfs/listing.js';
 import type { DatasetState } from '../../src/zfs/types.js';
 
 function listing(...names: string[]): Listing {
-  return new Map(names.map((name): [string, DatasetState] => [name, { dataset: name, exists: true, snapshots: [{ name: 'a', guid: String(name.length), createtxg: 1, creation: 1, userrefs: 0 }], bookmarks: [] }]));
+  return new Map(
+    names.map((name): [string, DatasetState] => [
+      name,
+      {
+        dataset: name,
+        exists: true,
+        snapshots: [{ name: 'a', guid: String(name.length), createtxg: 1, creation: 1, userrefs: 0 }],
+        bookmarks: [],
+      },
+    ]),
+  );
 }
 
 test('every remote dataset under the root maps to the same relative path, parents before children', () => {
@@ -16,19 +26,36 @@ test('every remote dataset under the root maps to the same relative path, parent
     local: listing('backup/host/vm', 'backup/host/vm/web'),
     exclude: [],
   });
-  assert.deepEqual(tree.members.map((member) => [member.remoteDataset, member.localDataset, member.remote.exists, member.local.exists]), [
-    ['pool/vm', 'backup/host/vm', true, true],
-    ['pool/vm/db', 'backup/host/vm/db', true, false],
-    ['pool/vm/web', 'backup/host/vm/web', true, true],
-    ['pool/vm/web/disk0', 'backup/host/vm/web/disk0', true, false],
-  ]);
+  assert.deepEqual(
+    tree.members.map((member) => [
+      member.remoteDataset,
+      member.localDataset,
+      member.remote.exists,
+      member.local.exists,
+    ]),
+    [
+      ['pool/vm', 'backup/host/vm', true, true],
+      ['pool/vm/db', 'backup/host/vm/db', true, false],
+      ['pool/vm/web', 'backup/host/vm/web', true, true],
+      ['pool/vm/web/disk0', 'backup/host/vm/web/disk0', true, false],
+    ],
+  );
   assert.equal(tree.members[0]!.remote.snapshots.length, 1, 'each member carries its own listed snapshots');
   assert.deepEqual(tree.localOnly, []);
 });
 
 test('a missing remote root is still a member, so the single-dataset planner reports it', () => {
-  const tree = planTree({ remoteRoot: 'pool/gone', localRoot: 'backup/gone', remote: new Map(), local: new Map(), exclude: [] });
-  assert.deepEqual(tree.members.map((member) => [member.remoteDataset, member.remote.exists]), [['pool/gone', false]]);
+  const tree = planTree({
+    remoteRoot: 'pool/gone',
+    localRoot: 'backup/gone',
+    remote: new Map(),
+    local: new Map(),
+    exclude: [],
+  });
+  assert.deepEqual(
+    tree.members.map((member) => [member.remoteDataset, member.remote.exists]),
+    [['pool/gone', false]],
+  );
 });
 
 test('--exclude leaves out a dataset and its subtree, and its replica is not reported as local-only', () => {
@@ -39,7 +66,10 @@ test('--exclude leaves out a dataset and its subtree, and its replica is not rep
     local: listing('backup/vm', 'backup/vm/swap'),
     exclude: ['pool/vm/swap'],
   });
-  assert.deepEqual(tree.members.map((member) => member.remoteDataset), ['pool/vm', 'pool/vm/db', 'pool/vm/swapfile']);
+  assert.deepEqual(
+    tree.members.map((member) => member.remoteDataset),
+    ['pool/vm', 'pool/vm/db', 'pool/vm/swapfile'],
+  );
   assert.deepEqual(tree.localOnly, []);
 });
 
@@ -52,5 +82,8 @@ test('replicas whose source is gone are reported once per subtree, never members
     exclude: [],
   });
   assert.deepEqual(tree.localOnly, ['backup/vm/old', 'backup/vm/older']);
-  assert.deepEqual(tree.members.map((member) => member.localDataset), ['backup/vm', 'backup/vm/db']);
+  assert.deepEqual(
+    tree.members.map((member) => member.localDataset),
+    ['backup/vm', 'backup/vm/db'],
+  );
 });

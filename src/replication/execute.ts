@@ -1,0 +1,119 @@
+import { FailureError } from '../errors/errors.js';
+import type { ZfsOperations } from '../zfs/host.js';
+import { parentOf } from '../zfs/names.js';
+import { receiveArgv, replicaProperties } from '../zfs/stream-args.js';
+import type { DatasetState, Snapshot } from '../zfs/types.js';
+import { keepBookmark } from './bookmarks.js';
+import { snapshotList } from './format.js';
+import { moveHolds } from './holds.js';
+import type { IncrementalPlan, InitialPlan } from './plan.js';
+import { plannedSends, runSendFlags } from './sends.js';
+import { transfer } from './transfer.js';
+import type { PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
+
+export interface ExecutedRun {
+  /** The local dataset as listed after the receive. */
+  localState: DatasetState;
+  /** The snapshot both sides hold from now on. */
+  base: { local: Snapshot; remote: Snapshot };
+}
+
+/** Transfers what the plan says, verifies it by guid, and moves the holds. */
+export async function executePlan(
+  prepared: PreparedRun,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<ExecutedRun> {
+  const { remote, local, log } = context;
+  const { plan, pair } = prepared;
+  const received = plan.kind === 'up-to-date' ? pair.local : await pull(plan, prepared, settings, context);
+
+  const target = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
+  const localBase = received.snapshots.find((snapshot) => snapshot.guid === target.guid);
+  if (localBase === undefined) throw verifyError(settings, remote.label, [target]);
+  await moveHolds(
+    settings.tag,
+    [
+      { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: pair.remote.snapshots },
+      { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots },
+    ],
+    plan.kind !== 'up-to-date',
+    log,
+  );
+  await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);
+  return { localState: received, base: { local: localBase, remote: target } };
+}
+
+/** The nearest missing ancestor of `dataset` that an initial receive would have to create, if any. */
+export async function missingParent(local: ZfsOperations, dataset: string): Promise<string | undefined> {
+  const parent = parentOf(dataset);
+  return parent !== undefined && !(await local.exists(parent)) ? parent : undefined;
+}
+
+/** Runs the plan's sends, creating the parents first and rolling back first where the plan says so. */
+async function pull(
+  plan: InitialPlan | IncrementalPlan,
+  prepared: PreparedRun,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<DatasetState> {
+  const { local, log } = context;
+  if (plan.kind === 'initial') {
+    const parent = await missingParent(local, settings.localDataset);
+    if (parent !== undefined) {
+      // Only the parents: the replica itself must come from the full stream, never from `zfs create`.
+      await local.createParents(parent);
+      log.info(`created parent dataset ${parent}`);
+    }
+  } else if (settings.rollback) {
+    await local.rollback(settings.localDataset, plan.base.local.name, plan.discard.length > 0);
+    // Whoever wrote to the replica had made it writable; the drift must not recur.
+    await local.setProperty(settings.localDataset, 'readonly', 'on');
+    log.warn(
+      `rolled ${settings.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${snapshotList(plan.discard)}` : ''} (--rollback)`,
+    );
+  }
+  const flags = runSendFlags(prepared.pair, settings, context);
+  const remoteType = prepared.pair.remote.type;
+  for (const send of plannedSends(plan, settings.remoteDataset)) {
+    await transfer(
+      {
+        sendArguments: [...flags, ...send.arguments],
+        recvArgv: receiveArgv(local.features, settings.localDataset, send.full ? remoteType : undefined),
+        what: send.what,
+        remoteDataset: settings.remoteDataset,
+        localDataset: settings.localDataset,
+      },
+      context,
+    );
+    if (send.full && !local.features.openzfs) {
+      for (const [property, value] of replicaProperties(remoteType)) {
+        await local.setProperty(settings.localDataset, property, value);
+      }
+    }
+  }
+  return verify(plan.incoming, settings, context);
+}
+
+/**
+ * rc 0 can lie on zfs-fuse (an incremental into a missing target lands elsewhere; a duplicate receive
+ * "succeeds" with 0 bytes): the replica must now hold every expected snapshot with the remote's guid.
+ */
+async function verify(
+  expected: readonly Snapshot[],
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<DatasetState> {
+  const state = await context.local.state(settings.localDataset);
+  const present = new Set(state.snapshots.map((snapshot) => snapshot.guid));
+  const missing = expected.filter((snapshot) => !present.has(snapshot.guid));
+  if (missing.length > 0) throw verifyError(settings, context.remote.label, missing);
+  return state;
+}
+
+function verifyError(settings: ReplicationSettings, remoteHost: string, missing: readonly Snapshot[]): FailureError {
+  return new FailureError(
+    'EVERIFY',
+    `after receiving, ${settings.localDataset} lacks ${snapshotList(missing)} of ${remoteHost}:${settings.remoteDataset} (matched by guid): the receive did not land where expected`,
+  );
+}

@@ -1,0 +1,69 @@
+import { describeExpiry } from '../retention/describe.js';
+import { planExpiry } from '../retention/plan.js';
+import type { Snapshot } from '../zfs/types.js';
+import { describePlan } from './describe.js';
+import { missingParent } from './execute.js';
+import { formatBytes } from './format.js';
+import { plannedSends, runSendFlags } from './sends.js';
+import type { PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
+
+/**
+ * The whole dry-run report of one dataset: what would be resumed, sent, created, rolled back, held and
+ * released, the estimated size, and what expiry would then destroy and why each survivor survives.
+ * `parentsArriving`: replicas a recursive run receives before this one (a missing parent among them is
+ * received, not created).
+ */
+export async function reportDryRun(
+  prepared: PreparedRun,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+  parentsArriving: ReadonlySet<string> = new Set(),
+): Promise<void> {
+  const { local, remote, print } = context;
+  const { plan, pair } = prepared;
+  if (pair.local.resumeToken !== undefined) {
+    print(`would first resume (or abort) the interrupted receive into ${settings.localDataset}`);
+  }
+  const missing = plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
+  const parentMissing = missing !== undefined && parentsArriving.has(missing) ? undefined : missing;
+  for (const line of describePlan(plan, { ...settings, remoteHost: remote.label, parentMissing })) print(line);
+
+  const sends = plannedSends(plan, settings.remoteDataset);
+  if (sends.length > 0) {
+    const flags = runSendFlags(pair, settings, context);
+    const estimates = await Promise.all(sends.map((send) => remote.estimateSendBytes([...flags, ...send.arguments])));
+    const known = estimates.filter((estimate): estimate is number => estimate !== undefined);
+    print(
+      known.length === sends.length
+        ? `estimated stream size: ${formatBytes(known.reduce((sum, estimate) => sum + estimate, 0))}${flags.length > 0 ? ` (zfs send ${flags.join(' ')})` : ''}`
+        : `estimated stream size: unknown (${remote.label} cannot estimate: zfs send -nvP is missing)`,
+    );
+  }
+
+  const now = context.now();
+  const expiry = planExpiry({
+    ...expectedAfter(prepared),
+    remote: pair.remote.snapshots,
+    nowSeconds: Math.floor(now.getTime() / 1000),
+    keepSeconds: settings.keepSeconds,
+  });
+  const lines = describeExpiry(expiry, { tag: settings.tag, remoteHost: remote.label, keep: settings.keepLabel, now });
+  for (const line of lines) print(line);
+}
+
+/** The replica's snapshots and base as they would be after the plan ran. */
+export function expectedAfter(prepared: PreparedRun): { local: Snapshot[]; baseGuid: string | undefined } {
+  const { plan, pair } = prepared;
+  const arriving = (snapshots: readonly Snapshot[]) => snapshots.map((snapshot) => ({ ...snapshot, userrefs: 0 }));
+  switch (plan.kind) {
+    case 'up-to-date':
+      return { local: pair.local.snapshots, baseGuid: plan.base.local.guid };
+    case 'initial':
+      return { local: arriving(plan.incoming), baseGuid: plan.target.guid };
+    case 'incremental': {
+      const discarded = new Set(plan.discard.map((snapshot) => snapshot.guid));
+      const kept = pair.local.snapshots.filter((snapshot) => !discarded.has(snapshot.guid));
+      return { local: [...kept, ...arriving(plan.incoming)], baseGuid: plan.target.guid };
+    }
+  }
+}

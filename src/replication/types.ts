@@ -1,0 +1,45 @@
+import type { Logger } from '../log/logger.js';
+import type { StreamRunner } from '../transport/stream.js';
+import type { ZfsOperations } from '../zfs/host.js';
+import type { DatasetState } from '../zfs/types.js';
+import type { Plan } from './plan.js';
+
+/** What one dataset's run is asked to do (a tree run passes one of these per member). */
+export interface ReplicationSettings {
+  remoteDataset: string;
+  localDataset: string;
+  tag: string;
+  keepSeconds: number;
+  /** How keep reads in messages ("30 days", "36h"). */
+  keepLabel: string;
+  rollback: boolean;
+  dryRun: boolean;
+  /** Send encrypted datasets raw (the backup never sees the key); false sends them decrypted. */
+  raw: boolean;
+}
+
+/** The hosts and the process-level facilities a run works with. */
+export interface ReplicationContext {
+  remote: ZfsOperations;
+  local: ZfsOperations;
+  streams: StreamRunner;
+  log: Logger;
+  /** Dry-run output: the plan, for a human who asked for it. */
+  print: (line: string) => void;
+  cancelSignal: AbortSignal;
+  now: () => Date;
+  /** The run lock's descriptor, inherited by the transfer's processes (see HeldLock.fd). */
+  lockFd?: number | undefined;
+}
+
+/** Both sides of one dataset as listed. */
+export interface ListedPair {
+  remote: DatasetState;
+  local: DatasetState;
+}
+
+/** A plan that can be carried out (conflicts are thrown before this point), with the listings it came from. */
+export interface PreparedRun {
+  plan: Exclude<Plan, { kind: 'conflict' }>;
+  pair: ListedPair;
+}
