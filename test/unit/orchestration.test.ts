@@ -1,0 +1,330 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConflictError, FailureError } from '../../src/errors/errors.js';
+import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
+import { runOnce } from '../../src/replication/run-once.js';
+import { runTree } from '../../src/replication/run-tree.js';
+import type { ReplicationContext, ReplicationSettings } from '../../src/replication/types.js';
+import { FakeStreams, FakeZfsHost, FUSE_FEATURES, OPENZFS_FEATURES, recordingLogger } from '../fakes/fake-zfs.js';
+
+// The root-free tier of the orchestration: runOnce, runTree, moving holds, expiry and bookmarks against
+// in-memory hosts. The zfs-fuse and OpenZFS tiers remain the proof on real ZFS; this tier catches a broken
+// order of operations in seconds.
+
+const DAY = 86_400;
+const NOW = 1_800_000_000;
+const TAG = 'offsite';
+
+function setup(features = FUSE_FEATURES) {
+  const journal: string[] = [];
+  const remote = new FakeZfsHost('alpha', features, journal).create('tank').create('tank/src');
+  const local = new FakeZfsHost('local', features, journal).create('backup');
+  const streams = new FakeStreams(remote, local);
+  const log = recordingLogger();
+  const printed: string[] = [];
+  const context: ReplicationContext = {
+    remote,
+    local,
+    streams,
+    log,
+    print: (line) => printed.push(line),
+    cancelSignal: new AbortController().signal,
+    now: () => new Date(NOW * 1000),
+  };
+  const settings: ReplicationSettings = {
+    remoteDataset: 'tank/src',
+    localDataset: 'backup/copy/src',
+    tag: TAG,
+    keepSeconds: 30 * DAY,
+    keepLabel: '30 days',
+    rollback: false,
+    dryRun: false,
+    raw: true,
+  };
+  return { remote, local, streams, log, printed, context, settings };
+}
+
+/** Snapshots s1..sN on the remote, one a day, the newest `newestAgeDays` old. */
+function series(remote: FakeZfsHost, count: number, newestAgeDays = 0, dataset = 'tank/src') {
+  for (let index = 1; index <= count; index++) {
+    remote.snapshot(dataset, `s${index}`, NOW - (count - index + newestAgeDays) * DAY);
+  }
+}
+
+/** Tagged snapshots on a host, by name. */
+function tagged(host: FakeZfsHost, dataset: string): string[] {
+  return host.snapshotNames(dataset).filter((name) => host.tagsOf(dataset, name).includes(TAG));
+}
+
+/**
+ * The promise: once a pair has a held common snapshot, at every instant some snapshot with the same guid
+ * carries the tag on both sides. Checked after every single change either host makes.
+ */
+function watchCommonHeld(remote: FakeZfsHost, local: FakeZfsHost, remoteDataset: string, localDataset: string) {
+  const violations: string[] = [];
+  const check = () => {
+    const heldGuids = (host: FakeZfsHost, dataset: string) =>
+      new Set(
+        (host.datasets.get(dataset)?.snapshots ?? [])
+          .filter((snapshot) => snapshot.holds.includes(TAG))
+          .map((snapshot) => snapshot.guid),
+      );
+    const remoteHeld = heldGuids(remote, remoteDataset);
+    const both = [...heldGuids(local, localDataset)].some((guid) => remoteHeld.has(guid));
+    if (!both) violations.push(`${[...remote.events, ...local.events].at(-1)}`);
+  };
+  remote.onChange = check;
+  local.onChange = check;
+  return violations;
+}
+
+describe('runOnce', () => {
+  test('an initial run creates the parents, receives everything and holds only the newest on both sides', async () => {
+    const { remote, local, streams, context, settings } = setup();
+    series(remote, 3);
+    const { received } = await runOnce(settings, context);
+    assert.equal(received, true);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
+    assert.ok(local.events.includes('local: create backup/copy'), 'the parent is created');
+    assert.deepEqual(
+      streams.sent.map((argv) => argv.slice(2)),
+      [['tank/src@s1'], ['-I', 'tank/src@s1', 'tank/src@s3']],
+    );
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s3']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s3']);
+  });
+
+  test('an incremental run holds the new base on both sides before releasing the old one', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    remote.snapshot('tank/src', 's3', NOW);
+    remote.snapshot('tank/src', 's4', NOW);
+    const violations = watchCommonHeld(remote, local, 'tank/src', 'backup/copy/src');
+    await runOnce(settings, context);
+    assert.deepEqual(violations, [], 'a moment without a held common snapshot');
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s4']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s4']);
+    const order = remote.journal;
+    const newHeld = order.indexOf('local: hold offsite backup/copy/src@s4');
+    assert.ok(newHeld >= 0 && order.indexOf('alpha: release offsite tank/src@s2') > newHeld, order.join('\n'));
+  });
+
+  test('a no-op run sends nothing and repairs a hold removed by hand, with a warning', async () => {
+    const { remote, local, streams, log, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    await local.release(TAG, 'backup/copy/src', 's2');
+    const sent = streams.sent.length;
+    const { received } = await runOnce(settings, context);
+    assert.equal(received, false);
+    assert.equal(streams.sent.length, sent);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
+    assert.ok(log.lines.some((line) => /^warn: repaired: hold "offsite" was missing/.test(line)));
+  });
+
+  test('expiry destroys old snapshots after releasing their remote twins, never the base however old', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 5, 40);
+    await runOnce({ ...settings, keepSeconds: 100 * DAY }, context);
+    await remote.hold('downstream', 'tank/src', 's2');
+    // Old snapshots that still carry our tag on the remote (as a crashed run could leave them).
+    await remote.hold(TAG, 'tank/src', 's1');
+    const violations = watchCommonHeld(remote, local, 'tank/src', 'backup/copy/src');
+    await runOnce(settings, context);
+    assert.deepEqual(violations, []);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s5'], 'the base survives, 40 days old');
+    assert.deepEqual(remote.snapshotNames('tank/src'), ['s1', 's2', 's3', 's4', 's5'], 'the source is never pruned');
+    assert.deepEqual(remote.tagsOf('tank/src', 's2'), ['downstream'], "another tag's hold stays");
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s5']);
+  });
+
+  test('expiry keeps a local snapshot held by another tag and says so', async () => {
+    const { remote, local, log, context, settings } = setup();
+    series(remote, 3, 40);
+    await runOnce({ ...settings, keepSeconds: 100 * DAY }, context);
+    await local.hold('gamma', 'backup/copy/src', 's1');
+    await runOnce(settings, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's3']);
+    assert.ok(log.lines.some((line) => /kept backup\/copy\/src@s1 past keep: another hold protects it/.test(line)));
+  });
+
+  test('when the remote cannot release its hold, expiry destroys nothing and the run fails', async () => {
+    const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
+    series(remote, 3, 40);
+    await runOnce({ ...settings, keepSeconds: 100 * DAY }, context);
+    await remote.hold('downstream', 'tank/src', 's1');
+    remote.failing.add('release');
+    await assert.rejects(runOnce(settings, context), (error: unknown) => {
+      assert.ok(error instanceof FailureError);
+      assert.equal(error.code, 'EEXPIRY');
+      return true;
+    });
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
+  });
+
+  test('a transfer cut part-way fails the run; expiry still runs and keeps the held base', async () => {
+    const { remote, local, streams, context, settings } = setup();
+    series(remote, 2, 40);
+    await runOnce({ ...settings, keepSeconds: 100 * DAY }, context);
+    remote.snapshot('tank/src', 's3', NOW);
+    remote.snapshot('tank/src', 's4', NOW);
+    streams.failAfterSnapshots = 1;
+    await assert.rejects(runOnce(settings, context), /transfer failed: send/);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s2', 's3']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s2']);
+  });
+
+  test('a diverged replica is a conflict, and nothing changes on either side', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    local.snapshot('backup/copy/src', 'local-only', NOW);
+    remote.snapshot('tank/src', 's3', NOW);
+    const before = [remote.events.length, local.events.length];
+    await assert.rejects(runOnce(settings, context), (error: unknown) => {
+      assert.ok(error instanceof ConflictError);
+      assert.equal(error.code, 'EDIVERGED');
+      return true;
+    });
+    assert.deepEqual([remote.events.length, local.events.length], before);
+  });
+
+  test('a modified replica is EMODIFIED; --rollback then continues and restores readonly', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    local.dataset('backup/copy/src').modified = true;
+    remote.snapshot('tank/src', 's3', NOW);
+    await assert.rejects(runOnce(settings, context), { code: 'EMODIFIED' });
+    await runOnce({ ...settings, rollback: true }, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
+    assert.ok(local.events.includes('local: set readonly=on backup/copy/src'));
+  });
+
+  test('a dry-run changes nothing and reports the sends, the holds and the expiry', async () => {
+    const { remote, local, streams, printed, context, settings } = setup();
+    series(remote, 3, 40);
+    await runOnce({ ...settings, dryRun: true }, context);
+    assert.equal(streams.sent.length, 0);
+    assert.deepEqual([...remote.events, ...local.events], []);
+    assert.ok(printed.includes('would create parent dataset backup/copy (zfs create -p)'), printed.join('\n'));
+    assert.ok(printed.some((line) => line.startsWith('would receive a full stream of alpha:tank/src@s3')));
+    assert.ok(printed.some((line) => /^keeps @s3: the newest common snapshot/.test(line)));
+  });
+});
+
+describe('bookmarks (OpenZFS)', () => {
+  test('the base is bookmarked per tag, the old bookmark goes, and a destroyed base is bridged by it', async () => {
+    const { remote, local, streams, context, settings } = setup(OPENZFS_FEATURES);
+    series(remote, 2);
+    await runOnce(settings, context);
+    const prefix = bookmarkPrefix(TAG);
+    assert.deepEqual(
+      remote.dataset('tank/src').bookmarks.map((bookmark) => bookmark.name),
+      [`${prefix}${remote.dataset('tank/src').snapshots[1]?.createtxg}`],
+    );
+    // An admin releases our tag and destroys the base on the source; newer snapshots arrive.
+    await remote.release(TAG, 'tank/src', 's2');
+    await remote.destroySnapshots('tank/src', ['s2']);
+    remote.snapshot('tank/src', 's3', NOW);
+    remote.snapshot('tank/src', 's4', NOW);
+    await runOnce(settings, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4']);
+    assert.deepEqual(streams.sent.at(-2)?.slice(-3), ['-i', `tank/src#${prefix}2`, 'tank/src@s3']);
+    assert.equal(remote.dataset('tank/src').bookmarks.length, 1, 'one bookmark per tag');
+  });
+});
+
+describe('runTree', () => {
+  function tree(features = FUSE_FEATURES) {
+    const bed = setup(features);
+    bed.remote.create('tank/src/a').create('tank/src/a/x').create('tank/src/b');
+    for (const dataset of ['tank/src', 'tank/src/a', 'tank/src/a/x', 'tank/src/b']) {
+      bed.remote.snapshot(dataset, 'r1', NOW - DAY);
+    }
+    const locked = new Set<string>();
+    const treeContext = {
+      ...bed.context,
+      lockMember: (dataset: string) =>
+        locked.has(dataset) ? undefined : { path: dataset, fd: -1, release: () => undefined },
+    };
+    return { ...bed, locked, treeContext, treeSettings: { ...bed.settings, exclude: [] } };
+  }
+
+  test('every member replicates from its own base, parents first, and a no-op run lists each side once', async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    await runTree(treeSettings, treeContext);
+    for (const member of ['backup/copy/src', 'backup/copy/src/a', 'backup/copy/src/a/x', 'backup/copy/src/b']) {
+      assert.deepEqual(tagged(local, member), ['r1'], member);
+    }
+    remote.listings = 0;
+    local.listings = 0;
+    await runTree(treeSettings, treeContext);
+    assert.deepEqual([remote.listings, local.listings], [1, 1]);
+  });
+
+  test('after a member receives, later members are listed again (the source may have pruned meanwhile)', async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    await runTree(treeSettings, treeContext);
+    remote.snapshot('tank/src', 'r2', NOW);
+    remote.listings = 0;
+    local.listings = 0;
+    await runTree(treeSettings, treeContext);
+    // The tree listing, the root's verification, then each of the three later members listed on both sides.
+    assert.deepEqual([remote.listings, local.listings], [1 + 3, 1 + 1 + 3]);
+  });
+
+  test('a member whose new replica failed blocks its children, which are not created by zfs create', async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    remote.dataset('tank/src/a').snapshots = [];
+    remote.snapshot('tank/src/a', 'r1', NOW);
+    local.failing.add('state');
+    await assert.rejects(runTree(treeSettings, treeContext), (error: unknown) => {
+      assert.ok(error instanceof FailureError);
+      return true;
+    });
+    local.failing.clear();
+    const streamsSeen = new FakeStreams(remote, local);
+    const { treeContext: again } = { treeContext: { ...treeContext, streams: streamsSeen } };
+    // Now a member's receive fails: its child must be skipped, not created under a plain parent.
+    streamsSeen.failAfterSnapshots = 0;
+    await assert.rejects(runTree(treeSettings, again), /not replicated/);
+    assert.equal(local.datasets.has('backup/copy/src/a/x'), false);
+  });
+
+  test('a member locked by another job is skipped and its new children wait', async () => {
+    const { local, locked, treeContext, treeSettings } = tree();
+    locked.add('backup/copy/src/a');
+    await assert.rejects(runTree(treeSettings, treeContext), /backup\/copy\/src\/a\/x \(skipped: its parent/);
+    assert.equal(local.datasets.has('backup/copy/src/a'), false);
+    assert.equal(local.datasets.has('backup/copy/src/a/x'), false);
+    assert.deepEqual(tagged(local, 'backup/copy/src/b'), ['r1']);
+  });
+
+  test('a container root without snapshots replicates through its children, quietly', async () => {
+    const { remote, local, log, treeContext, treeSettings } = tree();
+    remote.dataset('tank/src').snapshots = [];
+    await runTree(treeSettings, treeContext);
+    assert.deepEqual(tagged(local, 'backup/copy/src/b'), ['r1']);
+    assert.ok(
+      log.lines.some((line) => /^info: backup\/copy\/src: not replicated: .* \(only its children are\)/.test(line)),
+    );
+    assert.ok(!log.lines.some((line) => line.startsWith('warn:') || line.startsWith('error:')));
+  });
+
+  test('one diverged member is a conflict for the run (exit 4) while the others replicate', async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    await runTree(treeSettings, treeContext);
+    local.snapshot('backup/copy/src/b', 'local-only', NOW);
+    remote.snapshot('tank/src/a', 'r2', NOW);
+    await assert.rejects(runTree(treeSettings, treeContext), (error: unknown) => {
+      assert.ok(error instanceof ConflictError);
+      assert.equal(error.exitCode, 4);
+      assert.match(error.message, /1 of 4 datasets not replicated: backup\/copy\/src\/b \(conflict EDIVERGED\)/);
+      return true;
+    });
+    assert.deepEqual(tagged(local, 'backup/copy/src/a'), ['r2']);
+  });
+});
