@@ -28,6 +28,18 @@ const DEFAULT_OPTIONS = [
   'Compression=no',
 ];
 
+/** ssh arguments shared by the master and every multiplexed command: the user's -o options first, so they win. */
+export function sshArguments(settings: SshSettings, controlPath: string): string[] {
+  const args: string[] = [];
+  for (const option of settings.options) args.push('-o', option);
+  for (const option of DEFAULT_OPTIONS) args.push('-o', option);
+  if (settings.port !== undefined) args.push('-p', String(settings.port));
+  if (settings.identity !== undefined) args.push('-i', settings.identity);
+  if (settings.cipher !== undefined) args.push('-c', settings.cipher);
+  args.push('-S', controlPath);
+  return args;
+}
+
 /**
  * An ssh endpoint that multiplexes every command of a run over one connection (one handshake per run).
  * `open()` starts the master, `close()` ends it; a master orphaned by a crash exits by itself after
@@ -49,16 +61,8 @@ export class SshEndpoint implements Endpoint {
     return this.settings.user ? `${this.settings.user}@${this.settings.host}` : this.settings.host;
   }
 
-  /** ssh arguments shared by the master and every multiplexed command. */
-  baseArgs(): string[] {
-    const args: string[] = [];
-    for (const option of this.settings.options) args.push('-o', option);
-    for (const option of DEFAULT_OPTIONS) args.push('-o', option);
-    if (this.settings.port !== undefined) args.push('-p', String(this.settings.port));
-    if (this.settings.identity !== undefined) args.push('-i', this.settings.identity);
-    if (this.settings.cipher !== undefined) args.push('-c', this.settings.cipher);
-    args.push('-S', this.controlPath);
-    return args;
+  private baseArgs(): string[] {
+    return sshArguments(this.settings, this.controlPath);
   }
 
   wrap(argv: readonly string[]): { file: string; args: string[] } {

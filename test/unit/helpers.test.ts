@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { withSbinPath } from '../../src/cli/path.js';
+import { localEndpoint } from '../../src/exec/endpoint.js';
+import { describePlan } from '../../src/replication/describe.js';
+import type { CommonSnapshot, Plan } from '../../src/replication/plan.js';
+import { describeExpiry } from '../../src/retention/describe.js';
+import { sshArguments } from '../../src/transport/ssh.js';
+import { pipefailScript, streamStages } from '../../src/transport/stream.js';
+import type { HostFeatures, Snapshot } from '../../src/zfs/types.js';
+
+const snap = (name: string, createtxg: number, creation = 1_000_000): Snapshot => ({
+  name,
+  guid: String(createtxg * 7),
+  createtxg,
+  creation,
+  userrefs: 0,
+});
+const base = (snapshot: Snapshot, viaBookmark = false): CommonSnapshot => ({
+  local: snapshot,
+  remote: snapshot,
+  viaBookmark,
+});
+const describeContext = {
+  remoteHost: 'alpha',
+  remoteDataset: 'tank/vm',
+  localDataset: 'backup/vm',
+  tag: 'offsite',
+  rollback: false,
+  parentMissing: undefined,
+};
+
+describe('describePlan (the dry-run lines of a plan)', () => {
+  test('initial: parent, full stream, the incremental rest, skipped snapshots, the hold', () => {
+    const plan: Plan = {
+      kind: 'initial',
+      first: snap('b', 2),
+      target: snap('d', 4),
+      incoming: [snap('b', 2), snap('c', 3), snap('d', 4)],
+      skipped: [snap('a', 1)],
+    };
+    assert.deepEqual(describePlan(plan, { ...describeContext, parentMissing: 'backup' }), [
+      'would create parent dataset backup (zfs create -p)',
+      'would receive a full stream of alpha:tank/vm@b into the new dataset backup/vm (unmounted), then set readonly=on',
+      'would then send alpha:tank/vm@b..@d as one incremental stream (2 snapshots: @c, @d)',
+      'would not send 1 older snapshot outside keep (@a)',
+      'would hold "offsite" on @d on both sides',
+    ]);
+  });
+
+  test('incremental with --rollback, and from a bookmark', () => {
+    const plan: Plan = {
+      kind: 'incremental',
+      base: base(snap('a', 1)),
+      target: snap('c', 3),
+      incoming: [snap('b', 2), snap('c', 3)],
+      discard: [snap('x', 2)],
+    };
+    assert.deepEqual(describePlan(plan, { ...describeContext, rollback: true }), [
+      'would roll backup/vm back to @a, destroying @x (--rollback)',
+      'would send alpha:tank/vm@a..@c into backup/vm as one incremental stream (2 snapshots: @b, @c)',
+      'would hold "offsite" on @c on both sides, then release it from @a and any other snapshot',
+    ]);
+    const fromBookmark = describePlan({ ...plan, base: base(snap('a', 1), true), discard: [] }, describeContext);
+    assert.match(
+      fromBookmark[0] ?? '',
+      /^would send alpha:tank\/vm#a\.\.@c into backup\/vm incrementally from the bookmark/,
+    );
+  });
+
+  test('up to date and conflict', () => {
+    assert.match(
+      describePlan({ kind: 'up-to-date', base: base(snap('a', 1)) }, describeContext)[0] ?? '',
+      /^up to date/,
+    );
+    assert.deepEqual(describePlan({ kind: 'conflict', code: 'EDIVERGED', message: 'm' }, describeContext), [
+      'conflict (EDIVERGED): m',
+    ]);
+  });
+});
+
+describe('describeExpiry (the dry-run lines of expiry)', () => {
+  test('what expires, with the remote release, and why each survivor survives', () => {
+    const now = new Date(100 * 86_400 * 1000);
+    const old = { ...snap('old', 1, 10 * 86_400), userrefs: 2 };
+    const lines = describeExpiry(
+      {
+        expire: [{ snapshot: old, remoteTwin: snap('old', 1) }],
+        survivors: [
+          { snapshot: snap('base', 3, 20 * 86_400), reason: 'base' },
+          { snapshot: snap('new', 4, 99 * 86_400), reason: 'within-keep' },
+        ],
+      },
+      { tag: 'offsite', remoteHost: 'alpha', keep: '30 days', now },
+    );
+    assert.deepEqual(lines, [
+      'would expire @old: 3 months old, older than 30 days, after releasing "offsite" on its twin on alpha (holds: 2; kept if a hold other than "offsite" remains)',
+      'keeps @base: the newest common snapshot (never expired, whatever its age)',
+      'keeps @new: 1 day old, within 30 days',
+    ]);
+  });
+});
+
+describe('streamStages (the processes of one stream)', () => {
+  const features = (tools: string[]): HostFeatures => ({
+    zfsVersion: undefined,
+    parsableList: false,
+    holdsCommand: false,
+    openzfs: false,
+    tools: new Set(tools),
+  });
+  const remoteEnd = { ...localEndpoint, label: 'alpha', isRemote: true };
+  const send = ['zfs', 'send', 'tank/a@b'];
+  const recv = ['zfs', 'recv', '-u', 'backup/a'];
+
+  test('compression with a codec both ends have, then mbuffer, then recv', () => {
+    const plan = streamStages(
+      { endpoint: remoteEnd, features: features(['zstd', 'lz4']) },
+      { endpoint: localEndpoint, features: features(['lz4', 'mbuffer']) },
+      send,
+      recv,
+      { compress: true, mbufferSize: '64M' },
+    );
+    assert.equal(plan.codec, 'lz4');
+    assert.deepEqual(
+      plan.stages.map((stage) => stage.name),
+      ['send', 'decompress', 'mbuffer', 'recv'],
+    );
+    assert.deepEqual(plan.stages[2]?.command, { argv: ['mbuffer', '-q', '-s', '128k', '-m', '64M'] });
+  });
+
+  test('no codec shared, -n, or a local source: no compression stage', () => {
+    const shared = { endpoint: remoteEnd, features: features(['zstd']) };
+    const sink = { endpoint: localEndpoint, features: features(['lz4']) };
+    assert.equal(streamStages(shared, sink, send, recv, { compress: true, mbufferSize: '1M' }).codec, undefined);
+    const both = { endpoint: remoteEnd, features: features(['lz4']) };
+    assert.equal(streamStages(both, sink, send, recv, { compress: false, mbufferSize: '1M' }).codec, undefined);
+    const local = { endpoint: localEndpoint, features: features(['lz4']) };
+    const plan = streamStages(local, sink, send, recv, { compress: true, mbufferSize: '1M' });
+    assert.deepEqual(
+      plan.stages.map((stage) => stage.name),
+      ['send', 'recv'],
+    );
+  });
+});
+
+describe('pipefailScript under POSIX shells', () => {
+  for (const shell of ['sh', 'dash', 'bash']) {
+    const run = (producer: string[], consumer: string[]) =>
+      spawnSync(shell, ['-c', pipefailScript(producer, consumer)], { encoding: 'utf8', timeout: 10_000 });
+
+    test(`${shell}: the data flows, and the status is the producer's failure or the consumer's`, () => {
+      const ok = run(['printf', 'a b\\n'], ['tr', 'a', 'x']);
+      assert.equal(ok.status, 0);
+      assert.equal(ok.stdout, 'x b\n');
+      assert.notEqual(run(['sh', '-c', 'echo partial; exit 3'], ['cat']).status, 0, 'a failing producer fails it');
+      assert.notEqual(run(['printf', 'a'], ['false']).status, 0, 'a failing consumer fails it');
+      assert.notEqual(run(['no-such-command-zr'], ['cat']).status, 0, 'a missing producer fails it');
+    });
+  }
+});
+
+describe('withSbinPath', () => {
+  test("cron's PATH gains the sbin directories; present ones are not repeated", () => {
+    assert.equal(withSbinPath('/usr/bin:/bin'), '/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin');
+    assert.equal(withSbinPath('/sbin:/usr/bin'), '/sbin:/usr/bin:/usr/local/sbin:/usr/sbin');
+    assert.equal(withSbinPath(undefined), '/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin');
+    assert.equal(withSbinPath('::/bin:'), '/bin:/usr/local/sbin:/usr/sbin:/sbin');
+  });
+});
+
+describe('sshArguments', () => {
+  test("the user's options come first (ssh keeps the first value), then the safe defaults, then the rest", () => {
+    const args = sshArguments(
+      { host: 'h', options: ['ConnectTimeout=3'], port: 2222, identity: '/k', cipher: 'aes128-gcm@openssh.com' },
+      '/tmp/ctl',
+    );
+    assert.deepEqual(args.slice(0, 4), ['-o', 'ConnectTimeout=3', '-o', 'BatchMode=yes']);
+    assert.ok(args.includes('ConnectTimeout=10'), 'the default follows, and loses');
+    assert.deepEqual(args.slice(-8), ['-p', '2222', '-i', '/k', '-c', 'aes128-gcm@openssh.com', '-S', '/tmp/ctl']);
+    assert.deepEqual(sshArguments({ host: 'h', options: [] }, '/c').slice(-2), ['-S', '/c']);
+  });
+});
