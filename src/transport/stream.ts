@@ -70,11 +70,11 @@ export function streamStages(
 }
 
 /**
- * `producer | consumer` whose exit status is the producer's failure if it failed: POSIX sh has no pipefail
- * (dash), so the producer's status travels out on fd 4.
+ * `producer | consumer` that fails when either fails: POSIX sh has no pipefail (dash), so the producer's
+ * status travels out on fd 4, and the consumer's is the status of the command substitution.
  */
 export function pipefailScript(producer: readonly string[], consumer: readonly string[]): string {
-  return `{ rc=$( { { ${shellJoin(producer)}; echo $? >&4; } | ${shellJoin(consumer)} >&3; } 4>&1 ); } 3>&1; [ "$rc" = 0 ]`;
+  return `{ rc=$( { { ${shellJoin(producer)}; echo $? >&4; } | ${shellJoin(consumer)} >&3; } 4>&1 ); crc=$?; } 3>&1; [ "$rc" = 0 ] && [ "$crc" = 0 ]`;
 }
 
 export interface StreamOptions {
