@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { errorMessage, LockedError, ReplicateError } from '../errors/errors.js';
+import { LockedError, ReplicateError, errorMessage } from '../errors/errors.js';
 import { ExitCode } from '../errors/exit-codes.js';
 import { type Endpoint, localEndpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
-import { acquireLock, type HeldLock } from '../lock/lock.js';
-import { createLogger, type Logger } from '../log/logger.js';
+import { type HeldLock, acquireLock } from '../lock/lock.js';
+import { type Logger, createLogger } from '../log/logger.js';
 import { runOnce } from '../replication/run-once.js';
 import { runTree } from '../replication/run-tree.js';
 import { SshEndpoint } from '../transport/ssh.js';

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { constants, closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDistanceStrict } from 'date-fns/formatDistanceStrict';
-import { errorMessage, FailureError, LockedError } from '../errors/errors.js';
+import { FailureError, LockedError, errorMessage } from '../errors/errors.js';
 
 export interface LockHolder {
   pid: number;

@@ -1,8 +1,8 @@
-import { ConflictError, errorMessage, FailureError, ReplicateError } from '../errors/errors.js';
+import { ConflictError, FailureError, ReplicateError, errorMessage } from '../errors/errors.js';
 import type { HeldLock } from '../lock/lock.js';
 import { isUnder } from '../zfs/names.js';
 import { runOnce } from './run-once.js';
-import { planTree, type TreeMember } from './tree.js';
+import { type TreeMember, planTree } from './tree.js';
 import type { ReplicationContext, ReplicationSettings } from './types.js';
 
 export interface TreeSettings extends ReplicationSettings {

@@ -1,4 +1,4 @@
-import { datasetState, type Listing } from '../zfs/listing.js';
+import { type Listing, datasetState } from '../zfs/listing.js';
 import { isUnder } from '../zfs/names.js';
 import type { DatasetState } from '../zfs/types.js';
 

@@ -1,4 +1,4 @@
-import { errorMessage, FailureError } from '../errors/errors.js';
+import { FailureError, errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ZfsOperations } from '../zfs/host.js';
 import type { ExpiryCandidate, ExpiryPlan } from './plan.js';

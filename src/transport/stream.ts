@@ -1,7 +1,7 @@
 import type { Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import type { HostFeatures } from '../zfs/types.js';
-import { commandText, runPipeline, type Stage } from './pipeline.js';
+import { type Stage, commandText, runPipeline } from './pipeline.js';
 
 export interface StreamSettings {
   /** Wire compression when both ends have a fast codec (the ancestor's pigz, minus its cost). */

@@ -2,11 +2,11 @@ import { FailureError } from '../errors/errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
 import { type CommandRunner, commandError, succeeded } from '../exec/runner.js';
 import {
-  datasetState,
-  getArgv,
   type Listing,
   ListingParseError,
   type ListingScope,
+  datasetState,
+  getArgv,
   listArgv,
   parseGetOutput,
   parseListOutput,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { datasetState, ListingParseError, parseGetOutput, parseListOutput } from '../../src/zfs/listing.js';
+import { ListingParseError, datasetState, parseGetOutput, parseListOutput } from '../../src/zfs/listing.js';
 import { parseProbe } from '../../src/zfs/probe.js';
 
 // Captured from zfs-fuse 0.7.0 on the test bed: `zfs get -Hp -d 1 -o name,property,value type,guid,... DS`.

@@ -5,7 +5,7 @@ import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { runOnce } from '../../src/replication/run-once.js';
 import { runTree } from '../../src/replication/run-tree.js';
 import type { ReplicationContext, ReplicationSettings } from '../../src/replication/types.js';
-import { FakeStreams, FakeZfsHost, FUSE_FEATURES, OPENZFS_FEATURES, recordingLogger } from '../fakes/fake-zfs.js';
+import { FUSE_FEATURES, FakeStreams, FakeZfsHost, OPENZFS_FEATURES, recordingLogger } from '../fakes/fake-zfs.js';
 
 // The root-free tier of the orchestration: runOnce, runTree, moving holds, expiry and bookmarks against
 // in-memory hosts. The zfs-fuse and OpenZFS tiers remain the proof on real ZFS; this tier catches a broken

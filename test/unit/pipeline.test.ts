@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { localEndpoint } from '../../src/exec/endpoint.js';
-import { PipelineError, runPipeline, type Stage } from '../../src/transport/pipeline.js';
+import { PipelineError, type Stage, runPipeline } from '../../src/transport/pipeline.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zr-pipeline-test-'));
 const stage = (name: string, ...argv: string[]): Stage => ({ name, endpoint: localEndpoint, command: { argv } });
