@@ -22,11 +22,12 @@ fi
 results=$(mktemp -d)
 summary=()
 failed=0
-run_tier() { # run_tier NAME FILES...: one tier, its spec output on the console, its counts kept
-  local name=$1 began=$SECONDS status=0; shift
+run_tier() { # run_tier NAME TIMEOUT_S FILES...: one tier, its spec output on the console, its counts kept
+  local name=$1 timeout=$2 began=$SECONDS status=0; shift 2
   echo "=== tier $name: $# files"
   # One file at a time: the integration files share one test bed's names and addresses.
-  node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
+  # --test-timeout: every test fails on its own after that long, so a hung process never hangs the suite.
+  node --test --test-concurrency=1 --test-timeout=$((timeout * 1000)) --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=tap --test-reporter-destination="$results/$name.tap" "$@" || status=$?
   local pass fail
   pass=$(awk '/^# pass /{print $3}' "$results/$name.tap" 2>/dev/null || true)
@@ -35,9 +36,9 @@ run_tier() { # run_tier NAME FILES...: one tier, its spec output on the console,
   [ "$status" = 0 ] || failed=1
 }
 
-run_tier unit dist/test/unit/*.test.js
-[ "$tier" = unit ] || run_tier fuse dist/test/integration/*.test.js
-[ "$tier" = all ] && run_tier openzfs dist/test/openzfs/*.test.js
+run_tier unit 60 dist/test/unit/*.test.js
+[ "$tier" = unit ] || run_tier fuse 300 dist/test/integration/*.test.js
+[ "$tier" = all ] && run_tier openzfs 1800 dist/test/openzfs/*.test.js
 
 echo "=== elapsed per tier (whole run $((SECONDS - started)) s, setup and lint included)"
 printf '%s\n' "${summary[@]}"

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { CommandOutcome, Testbed } from '../testbed/testbed.js';
+import { type CommandOutcome, TESTBED_DIR, type Testbed } from '../testbed/testbed.js';
 
-export const SSHD_LOG = (host: string) => `/var/tmp/zfs_replicate-testbed/hosts/${host}/sshd.log`;
+export const SSHD_LOG = (host: string) => `${TESTBED_DIR}/hosts/${host}/sshd.log`;
 
 /** ssh connections accepted so far by `host`'s sshd. */
 export function sshHandshakes(host: string): number {

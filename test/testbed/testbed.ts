@@ -10,6 +10,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** The project root (this file runs from dist/test/testbed/). */
 export const PROJECT_ROOT = resolve(here, '../../..');
 export const TESTBED_SCRIPT = join(PROJECT_ROOT, 'test/testbed/testbed.sh');
+/** Where testbed.sh keeps its state, and the prefix of its namespaces: set both to run a second bed beside one. */
+export const TESTBED_DIR = process.env.ZR_TESTBED_DIR ?? '/var/tmp/zfs_replicate-testbed';
+export const TESTBED_NS = process.env.ZR_TESTBED_NS ?? 'zrt';
 export const CLI = join(PROJECT_ROOT, 'dist/src/cli/main.js');
 /** cron's environment: no sbin in PATH, no HOME assumptions beyond root's. */
 export const CRON_PATH = '/usr/bin:/bin';
