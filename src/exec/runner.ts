@@ -24,7 +24,8 @@ export type CommandObserver = (endpoint: Endpoint, argv: readonly string[]) => v
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 
 /**
- * The single path by which the tool runs a non-streaming external command, locally or over ssh. It never
+ * How the tool runs every zfs and probe command, locally or over ssh (streams go through transport/pipeline;
+ * the ssh master, flock and logger(1) are started where they live). It never
  * throws for a non-zero exit on its own: `attempt` returns the result so callers can read idempotent errors
  * ("tag already exists"); `run` turns any failure into a CommandError naming the host, the command and stderr.
  */

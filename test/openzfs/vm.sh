@@ -124,17 +124,20 @@ build() {
 
 running() { [ -e "$RUN/qemu.pid" ] && kill -0 "$(cat "$RUN/qemu.pid")" 2>/dev/null; }
 
-up() {
-  local version=$1; version_dirs "$version"
-  [ -e "$IMAGE/ready" ] || build "$version"
-  running && { log "zfs-$version is up"; return 0; }
+# A TCG boot takes 25-60 s here; one that printed nothing for this long is hung (seen under load: a guest booted
+# beside another one gave no ssh after 300 s, and booted in 35 s when tried again).
+BOOT_SILENCE_S=90
+BOOT_LIMIT_S=240
+
+boot_once() { # boot_once VERSION: start a guest from a fresh overlay; 0 when ssh answers, else 1 with qemu stopped
+  local version=$1 started=$SECONDS last_size=-1 last_change=$SECONDS size
   rm -rf "$RUN"; mkdir -p "$RUN"
   qemu-img create -q -f qcow2 -F raw -b "$IMAGE/rootfs.img" "$RUN/root.qcow2"
   truncate -s 2G "$RUN/data1.raw" "$RUN/data2.raw"
-  local started=$SECONDS
+  # No `quiet`: the console log is what tells a hung boot from a slow one.
   qemu-system-x86_64 -name "zr-zfs-$version" -machine pc -accel tcg,thread=multi,tb-size=512 -cpu max -smp 2 -m 1536 \
     -kernel "$IMAGE/vmlinuz" -initrd "$IMAGE/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0,115200 quiet net.ifnames=0 mitigations=off panic=-1" \
+    -append "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 mitigations=off panic=-1" \
     -drive "file=$RUN/root.qcow2,if=none,id=root,format=qcow2,cache=unsafe" -device virtio-blk-pci,drive=root \
     -drive "file=$RUN/data1.raw,if=none,id=d1,format=raw,cache=unsafe" -device virtio-blk-pci,drive=d1,serial=zr-data1 \
     -drive "file=$RUN/data2.raw,if=none,id=d2,format=raw,cache=unsafe" -device virtio-blk-pci,drive=d2,serial=zr-data2 \
@@ -144,9 +147,30 @@ up() {
     -serial "file:$RUN/console.log" -daemonize -pidfile "$RUN/qemu.pid"
   # shellcheck disable=SC2046
   until ssh $(ssh_args) root@127.0.0.1 true 2>/dev/null; do
-    running || { tail -30 "$RUN/console.log" >&2; die "zfs-$version: qemu exited while booting"; }
-    [ $((SECONDS - started)) -lt 300 ] || { tail -30 "$RUN/console.log" >&2; die "zfs-$version: no ssh after 300 s"; }
+    running || { log "zfs-$version: qemu exited while booting"; return 1; }
+    size=$(stat -c %s "$RUN/console.log" 2>/dev/null || echo 0)
+    [ "$size" != "$last_size" ] && { last_size=$size; last_change=$SECONDS; }
+    if [ $((SECONDS - last_change)) -ge $BOOT_SILENCE_S ] || [ $((SECONDS - started)) -ge $BOOT_LIMIT_S ]; then
+      log "zfs-$version: no ssh after $((SECONDS - started)) s, console silent for $((SECONDS - last_change)) s: hung"
+      stop_qemu; return 1
+    fi
     sleep 1
+  done
+}
+
+up() {
+  local version=$1 attempt; version_dirs "$version"
+  [ -e "$IMAGE/ready" ] || build "$version"
+  running && { log "zfs-$version is up"; return 0; }
+  local started=$SECONDS
+  for attempt in 1 2; do
+    boot_once "$version" && break
+    if [ "$attempt" = 2 ]; then
+      log "zfs-$version: console tail:"; tail -40 "$RUN/console.log" >&2
+      die "zfs-$version: no boot in two tries"
+    fi
+    cp "$RUN/console.log" "$HOME_DIR/console-zfs-$version-failed.log" 2>/dev/null || true
+    log "zfs-$version: booting once more from a fresh overlay"
   done
   # shellcheck disable=SC2046
   ssh $(ssh_args) root@127.0.0.1 "mkdir -p '$PROJECT' && mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 project '$PROJECT' && modprobe zfs &&
@@ -155,16 +179,19 @@ up() {
   log "zfs-$version up in $((SECONDS - started)) s: $(cat "$IMAGE/zfs-version")"
 }
 
+stop_qemu() {
+  running || return 0
+  local pid; pid=$(cat "$RUN/qemu.pid")
+  # shellcheck disable=SC2046
+  ssh $(ssh_args) -O exit root@127.0.0.1 >/dev/null 2>&1 || true
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 down() {
   local version=$1; version_dirs "$version"
-  if running; then
-    local pid; pid=$(cat "$RUN/qemu.pid")
-    # shellcheck disable=SC2046
-    ssh $(ssh_args) -O exit root@127.0.0.1 >/dev/null 2>&1 || true
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
+  stop_qemu
   rm -rf "$RUN"
 }
 
