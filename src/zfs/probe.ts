@@ -8,7 +8,7 @@ export const STREAM_TOOLS = ['mbuffer', 'pv', 'lz4', 'zstd'] as const;
  * One round trip per host learns what its zfs and stream tools can do. `zfs list -Hp -d 0` with no dataset
  * lists only pools, so the check costs nothing even with many snapshots.
  */
-const PROBE_SCRIPT = [
+export const PROBE_SCRIPT = [
   `for tool in ${STREAM_TOOLS.join(' ')}; do command -v "$tool" >/dev/null 2>&1 && echo "tool=$tool"; done`,
   'zfs version >/dev/null 2>&1 && echo "zfs_version=$(zfs version 2>/dev/null | head -n 1)"',
   'zfs list -Hp -o name -d 0 >/dev/null 2>&1 && echo list_p=1',
