@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { CommandOutcome, Testbed } from '../testbed/testbed.js';
 
-export const SSHD_LOG = (host: string) => `/var/tmp/zfs_replicate-testbed/hosts/${host}/sshd.log`;
+/** testbed.sh's directory: a second test bed (ZR_TESTBED_DIR, ZR_TESTBED_NS) must read its own hosts' logs. */
+export const TESTBED_DIR = process.env.ZR_TESTBED_DIR ?? '/var/tmp/zfs_replicate-testbed';
+export const SSHD_LOG = (host: string) => `${TESTBED_DIR}/hosts/${host}/sshd.log`;
 
 /** ssh connections accepted so far by `host`'s sshd. */
 export function sshHandshakes(host: string): number {
