@@ -64,9 +64,9 @@ start_holder() { # the holder process owns the host's mount and uts namespaces, 
     set -e
     echo \$\$ >'$dir/holder.pid'
     hostname '$host'
-    mount -t tmpfs -o mode=755 zrt-run /run
+    mount -t tmpfs -o mode=755 $NS-run /run
     mkdir -p /run/zfs /run/lock/zfs /run/sshd
-    mount -t tmpfs -o mode=755 zrt-zfslib /var/lib/zfs
+    mount -t tmpfs -o mode=755 $NS-zfslib /var/lib/zfs
     mount --bind '$dir/etc_zfs' /etc/zfs
     mount --bind '$STATE/etc_hosts' /etc/hosts
     mount --bind '$dir/etc_hostname' /etc/hostname

@@ -77,7 +77,8 @@ export class Testbed {
     const result = await execa('bash', [TESTBED_SCRIPT, 'on', host, '--', ...argv], {
       reject: false,
       cwd: PROJECT_ROOT,
-      env: options.env ?? {},
+      // testbed.sh itself needs ZR_TESTBED_* even in a cron-like environment, or it would enter another test bed's hosts.
+      env: options.env === undefined ? {} : { ...testbedVariables(), ...options.env },
       extendEnv: options.env === undefined,
       timeout: options.timeoutMs ?? 300_000,
     });
@@ -205,6 +206,14 @@ export class Testbed {
       if (!mounted) await this.zfs(host, 'unmount', dataset);
     }
   }
+}
+
+function testbedVariables(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      (entry): entry is [string, string] => entry[0].startsWith('ZR_TESTBED_') && entry[1] !== undefined,
+    ),
+  );
 }
 
 function prerequisitesMissing(): string | undefined {
