@@ -132,8 +132,8 @@ describe('the test bed', () => {
     }
     assert.deepEqual(present(), [], 'a daemon of this bed is still running or was never reaped');
     const mounts = (await execa('cat', ['/proc/mounts'])).stdout;
-    assert.ok(!mounts.includes(TESTBED_DIR), 'a mount of this bed is left');
-    const left = (await execa('pgrep', ['-f', TESTBED_DIR], { reject: false })).stdout;
+    assert.ok(!mounts.includes(`${TESTBED_DIR}/`), 'a mount of this bed is left');
+    const left = (await execa('pgrep', ['-f', `${TESTBED_DIR}/`], { reject: false })).stdout;
     assert.equal(left.trim(), '', `processes left: ${left}`);
   });
 });
