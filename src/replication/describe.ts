@@ -44,7 +44,7 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
       const lines: string[] = [];
       if (context.rollback) {
         lines.push(
-          `would roll ${context.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${names(plan.discard)}` : ''} (--rollback)`,
+          `would roll ${context.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${names(plan.discard)}` : ''} (--rollback)${heldNote(plan.discard, context.tag)}`,
         );
       }
       if (plan.incoming.length > 0 && plan.base.viaBookmark) {
@@ -62,4 +62,11 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
       return lines;
     }
   }
+}
+
+/** Held snapshots a rollback would destroy: ours is released first, another tag refuses the rollback. */
+function heldNote(discard: readonly Snapshot[], tag: string): string {
+  const held = discard.filter((snapshot) => snapshot.userrefs > 0);
+  if (held.length === 0) return '';
+  return `; held: ${held.map((snapshot) => `@${snapshot.name}`).join(', ')} (a hold "${tag}" is released first; a hold of any other tag refuses the rollback)`;
 }

@@ -1,4 +1,4 @@
-import { FailureError } from '../errors/errors.js';
+import { ConflictError, FailureError } from '../errors/errors.js';
 import type { ZfsOperations } from '../zfs/host.js';
 import { parentOf } from '../zfs/names.js';
 import { receiveArgv, replicaProperties } from '../zfs/stream-args.js';
@@ -6,7 +6,7 @@ import type { DatasetState, Snapshot } from '../zfs/types.js';
 import { keepBookmark } from './bookmarks.js';
 import { snapshotList } from './format.js';
 import { moveHolds } from './holds.js';
-import type { IncrementalPlan, InitialPlan } from './plan.js';
+import { type IncrementalPlan, type InitialPlan, describeSnapshots } from './plan.js';
 import { plannedSends, runSendFlags } from './sends.js';
 import { transfer } from './transfer.js';
 import type { PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
@@ -31,10 +31,15 @@ export async function executePlan(
   const target = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
   const localBase = received.snapshots.find((snapshot) => snapshot.guid === target.guid);
   if (localBase === undefined) throw verifyError(settings, remote.label, [target]);
+  // The remote was listed before pull() held the first snapshot of an initial sync: count that hold in.
+  const heldMeanwhile = plan.kind === 'initial' ? plan.first.guid : undefined;
+  const remoteSnapshots = pair.remote.snapshots.map((snapshot) =>
+    snapshot.guid === heldMeanwhile ? { ...snapshot, userrefs: snapshot.userrefs + 1 } : snapshot,
+  );
   await moveHolds(
     settings.tag,
     [
-      { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: pair.remote.snapshots },
+      { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteSnapshots },
       { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots },
     ],
     plan.kind !== 'up-to-date',
@@ -66,6 +71,7 @@ async function pull(
       log.info(`created parent dataset ${parent}`);
     }
   } else if (settings.rollback) {
+    await releaseOwnHoldsOrRefuse(plan, settings, context);
     await local.rollback(settings.localDataset, plan.base.local.name, plan.discard.length > 0);
     // Whoever wrote to the replica had made it writable; the drift must not recur.
     await local.setProperty(settings.localDataset, 'readonly', 'on');
@@ -91,8 +97,67 @@ async function pull(
         await local.setProperty(settings.localDataset, property, value);
       }
     }
+    if (send.full && plan.kind === 'initial' && plan.target.guid !== plan.first.guid) {
+      // The first common snapshot exists from here on: hold it on both sides before the rest travels, so
+      // that a failed incremental leaves a held common snapshot, which the source's pruning cannot destroy.
+      const landed = await verify([plan.first], settings, context);
+      await holdOnBothSides(plan.first, landed, prepared, settings, context);
+    }
   }
   return verify(plan.incoming, settings, context);
+}
+
+/** Moves the tag to `snapshot` on both sides (hold first, then release elsewhere). */
+export async function holdOnBothSides(
+  snapshot: Snapshot,
+  localState: DatasetState,
+  prepared: PreparedRun,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<void> {
+  const localTwin = localState.snapshots.find((candidate) => candidate.guid === snapshot.guid);
+  const remoteTwin = prepared.pair.remote.snapshots.find((candidate) => candidate.guid === snapshot.guid);
+  if (localTwin === undefined || remoteTwin === undefined) return;
+  await moveHolds(
+    settings.tag,
+    [
+      {
+        zfs: context.remote,
+        dataset: settings.remoteDataset,
+        keep: remoteTwin,
+        snapshots: prepared.pair.remote.snapshots,
+      },
+      { zfs: context.local, dataset: settings.localDataset, keep: localTwin, snapshots: localState.snapshots },
+    ],
+    true,
+    context.log,
+  );
+}
+
+/**
+ * A snapshot that `--rollback` would destroy may carry our own tag (it was our base until the source lost
+ * it): that hold protects nothing any more, so it is released. Any other hold (a downstream host's) refuses
+ * the rollback before anything is destroyed. zfs-fuse cannot list tags, so the count after our release tells.
+ */
+async function releaseOwnHoldsOrRefuse(
+  plan: IncrementalPlan,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<void> {
+  const held = plan.discard.filter((snapshot) => snapshot.userrefs > 0);
+  if (held.length === 0) return;
+  for (const snapshot of held) await context.local.release(settings.tag, settings.localDataset, snapshot.name);
+  const after = await context.local.state(settings.localDataset);
+  const stillHeld = held.filter((snapshot) =>
+    after.snapshots.some((candidate) => candidate.guid === snapshot.guid && candidate.userrefs > 0),
+  );
+  if (stillHeld.length > 0) {
+    const one = stillHeld.length === 1;
+    throw new ConflictError(
+      'EHELD',
+      `cannot roll back ${settings.localDataset} to @${plan.base.local.name}: ${describeSnapshots(stillHeld)} ${one ? 'carries a hold' : 'carry holds'} of another tag (a downstream host may depend on ${one ? 'it' : 'them'}); release the holds by hand first (nothing was destroyed)`,
+    );
+  }
 }
 
 /**

@@ -21,7 +21,10 @@ export interface IncrementalPlan {
   target: Snapshot;
   /** Every remote snapshot after the base up to the target, oldest first: all arrive in one `-I` stream. */
   incoming: Snapshot[];
-  /** Local snapshots after the base that a `--rollback` destroys; empty unless the user asked for it. */
+  /**
+   * Local snapshots after the base that a `--rollback` destroys; empty unless the user asked for it. Those that
+   * carry a hold are destroyed only if the hold was ours (see execute.ts).
+   */
   discard: Snapshot[];
 }
 
@@ -41,6 +44,8 @@ export interface ConflictPlan {
   code: ConflictCode;
   /** One line: the dataset, the cause, the way out. */
   message: string;
+  /** The newest common snapshot, where there is one: held on both sides until a human resolves the conflict. */
+  base?: CommonSnapshot;
 }
 
 export type Plan = UpToDatePlan | IncrementalPlan | InitialPlan | ConflictPlan;
@@ -88,20 +93,14 @@ export function planReplication(input: PlanInput): Plan {
   }
 
   const newerLocal = local.snapshots.filter((snapshot) => snapshot.createtxg > base.local.createtxg);
-  if (newerLocal.length > 0) {
-    if (!input.rollback) {
-      return conflict(
+  if (newerLocal.length > 0 && !input.rollback) {
+    return {
+      ...conflict(
         'EDIVERGED',
-        `local dataset ${local.dataset} has diverged from ${remoteName}: ${describe(newerLocal)} ${newerLocal.length === 1 ? 'is' : 'are'} newer than the common snapshot @${base.local.name} and not on the remote; re-run with --rollback to destroy ${newerLocal.length === 1 ? 'it' : 'them'} and continue (nothing was changed)`,
-      );
-    }
-    const held = newerLocal.filter((snapshot) => snapshot.userrefs > 0);
-    if (held.length > 0) {
-      return conflict(
-        'EHELD',
-        `cannot roll back ${local.dataset} to @${base.local.name}: ${describe(held)} ${held.length === 1 ? 'carries a hold' : 'carry holds'} (a downstream host may depend on ${held.length === 1 ? 'it' : 'them'}); release the holds by hand first (nothing was changed)`,
-      );
-    }
+        `local dataset ${local.dataset} has diverged from ${remoteName}: ${describeSnapshots(newerLocal)} ${newerLocal.length === 1 ? 'is' : 'are'} newer than the common snapshot @${base.local.name} and not on the remote; re-run with --rollback to destroy ${newerLocal.length === 1 ? 'it' : 'them'} and continue (nothing was changed)`,
+      ),
+      base,
+    };
   }
 
   if (base.remote.guid === target.guid) {
@@ -130,6 +129,18 @@ function planInitial(input: PlanInput, target: Snapshot): InitialPlan {
     incoming: snapshots.slice(index),
     skipped: snapshots.slice(0, index),
   };
+}
+
+/** The newest local snapshot (by createtxg) that the remote also has (same guid), if any. */
+export function newestCommonSnapshot(local: readonly Snapshot[], remote: readonly Snapshot[]): Snapshot | undefined {
+  return newestCommon(local, remote, [])?.local;
+}
+
+/** "@a, @b, @c, @d, @e and 3 more": snapshot names for a one-line message. */
+export function describeSnapshots(snapshots: readonly Snapshot[]): string {
+  const names = snapshots.slice(0, LISTED_NAMES).map((snapshot) => `@${snapshot.name}`);
+  const more = snapshots.length - LISTED_NAMES;
+  return more > 0 ? `${names.join(', ')} and ${more} more` : names.join(', ');
 }
 
 /**
@@ -167,9 +178,3 @@ function conflict(code: ConflictCode, message: string): ConflictPlan {
 }
 
 const LISTED_NAMES = 5;
-
-function describe(snapshots: readonly Snapshot[]): string {
-  const names = snapshots.slice(0, LISTED_NAMES).map((snapshot) => `@${snapshot.name}`);
-  const more = snapshots.length - LISTED_NAMES;
-  return more > 0 ? `${names.join(', ')} and ${more} more` : names.join(', ');
-}

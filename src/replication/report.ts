@@ -52,18 +52,18 @@ export async function reportDryRun(
 }
 
 /** The replica's snapshots and base as they would be after the plan ran. */
-export function expectedAfter(prepared: PreparedRun): { local: Snapshot[]; baseGuid: string | undefined } {
+export function expectedAfter(prepared: PreparedRun): { local: Snapshot[]; bases: ReadonlySet<string> } {
   const { plan, pair } = prepared;
   const arriving = (snapshots: readonly Snapshot[]) => snapshots.map((snapshot) => ({ ...snapshot, userrefs: 0 }));
   switch (plan.kind) {
     case 'up-to-date':
-      return { local: pair.local.snapshots, baseGuid: plan.base.local.guid };
+      return { local: pair.local.snapshots, bases: new Set([plan.base.local.guid]) };
     case 'initial':
-      return { local: arriving(plan.incoming), baseGuid: plan.target.guid };
+      return { local: arriving(plan.incoming), bases: new Set([plan.target.guid]) };
     case 'incremental': {
       const discarded = new Set(plan.discard.map((snapshot) => snapshot.guid));
       const kept = pair.local.snapshots.filter((snapshot) => !discarded.has(snapshot.guid));
-      return { local: [...kept, ...arriving(plan.incoming)], baseGuid: plan.target.guid };
+      return { local: [...kept, ...arriving(plan.incoming)], bases: new Set([plan.target.guid]) };
     }
   }
 }

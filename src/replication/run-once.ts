@@ -2,8 +2,8 @@ import { ConflictError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
 import type { DatasetState } from '../zfs/types.js';
-import { executePlan } from './execute.js';
-import { planReplication } from './plan.js';
+import { executePlan, holdOnBothSides } from './execute.js';
+import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
 import { reportDryRun } from './report.js';
 import { settleInterruptedReceive } from './resume.js';
 import type { ListedPair, PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
@@ -38,7 +38,10 @@ export async function runOnce(
     keepSeconds: settings.keepSeconds,
     rollback: settings.rollback,
   });
-  if (plan.kind === 'conflict') throw new ConflictError(plan.code, plan.message);
+  if (plan.kind === 'conflict') {
+    if (plan.base !== undefined && !settings.dryRun) await holdThroughConflict(plan.base, settings, context);
+    throw new ConflictError(plan.code, plan.message);
+  }
   const prepared: PreparedRun = { plan, pair };
   const received = plan.kind !== 'up-to-date' || pair !== listed;
   if (settings.dryRun) {
@@ -47,22 +50,21 @@ export async function runOnce(
   }
 
   let transferError: unknown;
-  let after: { local: DatasetState; baseGuid: string | undefined };
+  let after: { local: DatasetState; bases: ReadonlySet<string> };
   try {
     const executed = await executePlan(prepared, settings, context);
-    after = { local: executed.localState, baseGuid: executed.base.local.guid };
+    after = { local: executed.localState, bases: new Set([executed.base.local.guid]) };
   } catch (error) {
     if (error instanceof ConflictError || context.cancelSignal.aborted) throw error;
     transferError = error;
-    after = { local: pair.local, baseGuid: plan.kind === 'initial' ? undefined : plan.base.local.guid };
+    after = { local: pair.local, bases: new Set() };
   }
   try {
-    // After a failure the replica may hold part of the stream: list it again rather than trust the old listing.
-    const local = transferError === undefined ? after.local : await context.local.state(settings.localDataset);
+    if (transferError !== undefined) after = await settleAfterFailure(prepared, settings, context);
     const expiry = planExpiry({
-      local: local.snapshots,
+      local: after.local.snapshots,
       remote: pair.remote.snapshots,
-      baseGuid: after.baseGuid,
+      bases: after.bases,
       nowSeconds: nowSeconds(context),
       keepSeconds: settings.keepSeconds,
     });
@@ -80,6 +82,59 @@ export async function runOnce(
   }
   if (transferError !== undefined) throw transferError;
   return { received };
+}
+
+/**
+ * After a failed transfer the replica may hold part of the stream: list it again, move the tag to the newest
+ * common snapshot that arrived (the next run starts from it, and the source may now prune the old base), and
+ * protect both it and the old base from expiry, in case moving the tag failed half-way.
+ */
+async function settleAfterFailure(
+  prepared: PreparedRun,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<{ local: DatasetState; bases: ReadonlySet<string> }> {
+  const { plan, pair } = prepared;
+  const local = await context.local.state(settings.localDataset);
+  const bases = new Set<string>();
+  if (plan.kind !== 'initial') bases.add(plan.base.local.guid);
+  const common = newestCommonSnapshot(local.snapshots, pair.remote.snapshots);
+  if (common !== undefined && !bases.has(common.guid)) {
+    bases.add(common.guid);
+    try {
+      await holdOnBothSides(common, local, prepared, settings, context);
+    } catch (error) {
+      context.log.warn(
+        `could not move hold "${settings.tag}" to @${common.name} after the failure: ${errorMessage(error)}`,
+      );
+    }
+  }
+  return { local, bases };
+}
+
+/**
+ * A conflict waits for a human, maybe for days, while the source goes on pruning: the newest common snapshot
+ * must carry our tag on both sides meanwhile (it may not, when the source lost our old base), or the pair
+ * would need a full resend. Only holds are added; nothing is released or destroyed.
+ */
+async function holdThroughConflict(
+  base: CommonSnapshot,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<void> {
+  try {
+    const added = [
+      base.viaBookmark ? 'present' : await context.remote.hold(settings.tag, settings.remoteDataset, base.remote.name),
+      await context.local.hold(settings.tag, settings.localDataset, base.local.name),
+    ];
+    if (added.includes('added')) {
+      context.log.warn(
+        `held the newest common snapshot @${base.local.name} with "${settings.tag}" on both sides until the conflict is resolved`,
+      );
+    }
+  } catch (error) {
+    context.log.warn(`could not hold the newest common snapshot @${base.local.name}: ${errorMessage(error)}`);
+  }
 }
 
 /** Both sides in one command each, at the same time. */

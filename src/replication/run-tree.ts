@@ -10,58 +10,110 @@ export interface TreeSettings extends ReplicationSettings {
 }
 
 export interface TreeContext extends ReplicationContext {
-  /** Locks one member's replica for its turn; undefined (already reported) when another run holds it. */
+  /**
+   * Locks one member's replica; undefined (already reported) when another run holds it. Throws when the lock
+   * cannot be taken at all (the member's failure only).
+   */
   lockMember: (localDataset: string) => HeldLock | undefined;
 }
 
 type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: string };
 
 /**
- * `--recursive`: lists both trees once, then replicates every member on its own (its own base, holds,
- * bookmark and expiry), parents first. One member's failure does not stop the others; the run ends with
- * one summary error naming every member that was not replicated.
+ * `--recursive`: replicates every member of the tree on its own (its own base, holds, bookmark and expiry),
+ * parents first. Every member is locked before the replicas are listed, so no member is planned from a
+ * listing that another job (a single-dataset cron line on one member) could have made stale: that job's
+ * run either finished before our listing or waits for our lock. One member's failure does not stop the
+ * others; the run ends with one summary error naming every member that was not replicated.
  */
 export async function runTree(settings: TreeSettings, context: TreeContext): Promise<void> {
-  const { remote, local, log } = context;
-  const [remoteTree, localTree] = await Promise.all([
-    remote.tree(settings.remoteDataset),
-    local.tree(settings.localDataset),
-  ]);
-  const tree = planTree({
+  const { remote, local } = context;
+  const remoteTree = await remote.tree(settings.remoteDataset);
+  const memberNames = planTree({
     remoteRoot: settings.remoteDataset,
     localRoot: settings.localDataset,
     remote: remoteTree,
-    local: localTree,
+    local: new Map(),
     exclude: settings.exclude,
-  });
-  log.debug(`recursive: ${tree.members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
-  for (const localOnly of tree.localOnly) {
-    const line = `${localOnly} has no counterpart under ${remote.label}:${settings.remoteDataset} (destroyed or renamed there?): left as it is`;
-    if (settings.dryRun) context.print(line);
-    else log.info(line);
-  }
+  }).members.map((member) => member.localDataset);
 
+  const locks = new Map<string, HeldLock | undefined>();
+  const lockFailures = new Map<string, unknown>();
+  try {
+    for (const name of memberNames) {
+      if (name === settings.localDataset) continue;
+      try {
+        locks.set(name, context.lockMember(name));
+      } catch (error) {
+        lockFailures.set(name, error);
+      }
+    }
+    // Listed only now, with every member locked: what we plan from is what we will change.
+    const localTree = await local.tree(settings.localDataset);
+    const tree = planTree({
+      remoteRoot: settings.remoteDataset,
+      localRoot: settings.localDataset,
+      remote: remoteTree,
+      local: localTree,
+      exclude: settings.exclude,
+    });
+    reportTreeShape(tree.localOnly, settings, context);
+    warnUnmatchedExcludes(settings, context, [...remoteTree.keys()]);
+    await replicateMembers(tree.members, settings, context, locks, lockFailures);
+  } finally {
+    for (const lock of locks.values()) lock?.release();
+  }
+}
+
+async function replicateMembers(
+  members: readonly TreeMember[],
+  settings: TreeSettings,
+  context: TreeContext,
+  locks: ReadonlyMap<string, HeldLock | undefined>,
+  lockFailures: ReadonlyMap<string, unknown>,
+): Promise<void> {
+  const { remote, log } = context;
+  log.debug(`recursive: ${members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
   const parentsArriving = new Set(
-    tree.members.filter((member) => !member.local.exists).map((member) => member.localDataset),
+    members.filter((member) => !member.local.exists && member.remote.snapshots.length > 0).map((m) => m.localDataset),
   );
   const problems: Outcome[] = [];
   // Members are planned from the tree listing until one receives (or fails): a transfer can take hours, in
   // which the source's own pruning may destroy snapshots the listing still names. Later members list again.
   let listingFresh = true;
-  const notReplicated = new Set<string>();
-  for (const member of tree.members) {
+  // New replicas that were not made this run: receiving a child first would create them with `zfs create`,
+  // a plain dataset that could never become a replica. `failed` ones make their children failures too;
+  // `waiting` ones (no snapshot yet at the source) only hold their children back, with one warning.
+  const failed = new Set<string>();
+  const waiting = new Map<string, string[]>();
+  for (const member of members) {
     if (context.cancelSignal.aborted) break;
-    const blockedBy = [...notReplicated].find((ancestor) => isUnder(member.localDataset, ancestor));
-    if (blockedBy !== undefined) {
-      // Receiving it would first create its parent with `zfs create`, which would then never become a replica.
-      notReplicated.add(member.localDataset);
-      problems.push({ member, problem: 'failed', detail: `skipped: its parent ${blockedBy} was not replicated` });
+    const isRoot = member.localDataset === settings.localDataset;
+    const failedParent = [...failed].find((ancestor) => isUnder(member.localDataset, ancestor));
+    if (failedParent !== undefined) {
+      failed.add(member.localDataset);
+      problems.push({ member, problem: 'failed', detail: `skipped: its parent ${failedParent} was not replicated` });
       continue;
     }
-    const isRoot = member.localDataset === settings.localDataset;
-    const memberLock = isRoot ? undefined : context.lockMember(member.localDataset);
+    const waitingParent = [...waiting.keys()].find((ancestor) => isUnder(member.localDataset, ancestor));
+    if (waitingParent !== undefined) {
+      if (!member.local.exists) waiting.get(waitingParent)?.push(member.localDataset);
+      continue;
+    }
+    if (!isRoot && !member.local.exists && member.remote.snapshots.length === 0) {
+      waiting.set(member.localDataset, []);
+      continue;
+    }
+    const lockFailure = lockFailures.get(member.localDataset);
+    if (lockFailure !== undefined) {
+      log.error(`${member.localDataset}: ${errorMessage(lockFailure)}`);
+      if (!member.local.exists) failed.add(member.localDataset);
+      problems.push({ member, problem: 'failed', detail: codeOf(lockFailure) });
+      continue;
+    }
+    const memberLock = locks.get(member.localDataset);
     if (!isRoot && memberLock === undefined) {
-      if (!member.local.exists) notReplicated.add(member.localDataset);
+      if (!member.local.exists) failed.add(member.localDataset);
       continue;
     }
     if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
@@ -74,29 +126,70 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       if (!settings.dryRun && received) listingFresh = false;
     } catch (error) {
       if (context.cancelSignal.aborted) throw error;
-      if (error instanceof ConflictError && error.code === 'EREMOTEEMPTY') {
-        // A root that is only a container (sanoid's process_children_only) is normal, quietly; a child created
-        // since the last recursive snapshot is worth a line until its first snapshot.
-        const containerRoot = isRoot && member.local.snapshots.length === 0;
-        const line = `${member.localDataset}: not replicated: ${remote.label}:${member.remoteDataset} has no snapshots${containerRoot ? ' (only its children are)' : ''}`;
-        if (containerRoot) log.info(line);
-        else log.warn(line);
-        continue;
-      }
+      if (error instanceof ConflictError && quietConflict(error, member, isRoot, remote.label, context)) continue;
       // A conflict is found before anything runs; any other failure may come after a long transfer.
       if (!(error instanceof ConflictError)) listingFresh = false;
       log.error(`${member.localDataset}: ${errorMessage(error)}`);
-      if (!member.local.exists) notReplicated.add(member.localDataset);
-      problems.push({
-        member,
-        problem: error instanceof ConflictError ? 'conflict' : 'failed',
-        detail: error instanceof ReplicateError ? error.code : 'error',
-      });
-    } finally {
-      memberLock?.release();
+      if (!member.local.exists) failed.add(member.localDataset);
+      problems.push({ member, problem: error instanceof ConflictError ? 'conflict' : 'failed', detail: codeOf(error) });
     }
   }
-  if (problems.length > 0) throw treeError(problems, tree.members.length);
+  for (const [member, children] of waiting) {
+    const held =
+      children.length > 0 ? `; ${children.length} dataset(s) under it wait for it: ${children.join(', ')}` : '';
+    log.warn(`${member}: not replicated yet: its source has no snapshot (take one, e.g. zfs snapshot -r)${held}`);
+  }
+  if (problems.length > 0) throw treeError(problems, members.length);
+}
+
+/**
+ * Member situations that are normal in a living tree: a root that is only a container (sanoid's
+ * process_children_only), a child created since the last recursive snapshot whose replica exists, a member
+ * destroyed or renamed at the source while earlier members were transferring. Returns whether it was one.
+ */
+function quietConflict(
+  error: ConflictError,
+  member: TreeMember,
+  isRoot: boolean,
+  remoteHost: string,
+  context: TreeContext,
+): boolean {
+  const source = `${remoteHost}:${member.remoteDataset}`;
+  if (error.code === 'EREMOTEEMPTY') {
+    const containerRoot = isRoot && member.local.snapshots.length === 0;
+    const line = `${member.localDataset}: not replicated: ${source} has no snapshots${containerRoot ? ' (only its children are)' : ''}`;
+    if (containerRoot) context.log.info(line);
+    else context.log.warn(line);
+    return true;
+  }
+  if (error.code === 'EREMOTEMISSING' && !isRoot) {
+    context.log.info(`${member.localDataset}: ${source} is gone (destroyed or renamed during this run): left as it is`);
+    return true;
+  }
+  return false;
+}
+
+function reportTreeShape(localOnly: readonly string[], settings: TreeSettings, context: TreeContext): void {
+  for (const dataset of localOnly) {
+    const line = `${dataset} has no counterpart under ${context.remote.label}:${settings.remoteDataset} (destroyed or renamed there?): left as it is`;
+    if (settings.dryRun) context.print(line);
+    else context.log.info(line);
+  }
+}
+
+/** A typo in --exclude must not pass in silence: it would replicate what the operator meant to leave out. */
+function warnUnmatchedExcludes(settings: TreeSettings, context: TreeContext, remoteNames: readonly string[]): void {
+  for (const exclusion of settings.exclude) {
+    if (!remoteNames.some((name) => name === exclusion || isUnder(name, exclusion))) {
+      context.log.warn(
+        `--exclude ${exclusion} matches no dataset under ${context.remote.label}:${settings.remoteDataset}`,
+      );
+    }
+  }
+}
+
+function codeOf(error: unknown): string {
+  return error instanceof ReplicateError ? error.code : 'error';
 }
 
 /** One line naming every member that was not replicated; exit 4 when any of them needs a human. */

@@ -5,8 +5,11 @@ export interface ExpiryInput {
   local: readonly Snapshot[];
   /** The remote's snapshots: where a twin (same guid) exists, our hold on it must go first. */
   remote: readonly Snapshot[];
-  /** guid of the newest common snapshot: never expired, whatever its age. Undefined: expire nothing. */
-  baseGuid: string | undefined;
+  /**
+   * guids of the common snapshots that are or may be held on both sides (normally one: the base): never
+   * expired, whatever their age. Empty: expire nothing.
+   */
+  bases: ReadonlySet<string>;
   nowSeconds: number;
   keepSeconds: number;
 }
@@ -32,14 +35,14 @@ export interface ExpiryPlan {
  */
 export function planExpiry(input: ExpiryInput): ExpiryPlan {
   const plan: ExpiryPlan = { expire: [], survivors: [] };
-  if (input.baseGuid === undefined) {
+  if (input.bases.size === 0) {
     for (const snapshot of input.local) plan.survivors.push({ snapshot, reason: 'base' });
     return plan;
   }
   const oldestKept = input.nowSeconds - input.keepSeconds;
   const remoteByGuid = new Map(input.remote.map((snapshot) => [snapshot.guid, snapshot]));
   for (const snapshot of input.local) {
-    if (snapshot.guid === input.baseGuid) plan.survivors.push({ snapshot, reason: 'base' });
+    if (input.bases.has(snapshot.guid)) plan.survivors.push({ snapshot, reason: 'base' });
     else if (snapshot.creation >= oldestKept) plan.survivors.push({ snapshot, reason: 'within-keep' });
     else {
       const twin = remoteByGuid.get(snapshot.guid);

@@ -16,7 +16,7 @@ const snap = (name: string, ageDays: number, extra: Partial<Snapshot> = {}): Sna
 
 test('snapshots older than keep expire; newer ones survive', () => {
   const local = [snap('a', 40), snap('b', 31), snap('c', 29), snap('d', 1)];
-  const plan = planExpiry({ local, remote: local, baseGuid: 'g-d', nowSeconds: NOW, keepSeconds: 30 * DAY });
+  const plan = planExpiry({ local, remote: local, bases: new Set(['g-d']), nowSeconds: NOW, keepSeconds: 30 * DAY });
   assert.deepEqual(
     plan.expire.map((candidate) => candidate.snapshot.name),
     ['a', 'b'],
@@ -32,7 +32,7 @@ test('snapshots older than keep expire; newer ones survive', () => {
 
 test('the base survives whatever its age (a replica offline longer than keep)', () => {
   const local = [snap('a', 100), snap('b', 90)];
-  const plan = planExpiry({ local, remote: local, baseGuid: 'g-b', nowSeconds: NOW, keepSeconds: 30 * DAY });
+  const plan = planExpiry({ local, remote: local, bases: new Set(['g-b']), nowSeconds: NOW, keepSeconds: 30 * DAY });
   assert.deepEqual(
     plan.expire.map((candidate) => candidate.snapshot.name),
     ['a'],
@@ -45,14 +45,14 @@ test('the base survives whatever its age (a replica offline longer than keep)', 
 
 test('without a known base nothing expires', () => {
   const local = [snap('a', 100), snap('b', 90)];
-  const plan = planExpiry({ local, remote: [], baseGuid: undefined, nowSeconds: NOW, keepSeconds: DAY });
+  const plan = planExpiry({ local, remote: [], bases: new Set(), nowSeconds: NOW, keepSeconds: DAY });
   assert.deepEqual(plan.expire, []);
 });
 
 test('a remote twin is named only where it may carry a hold; local-only snapshots are candidates too', () => {
   const local = [snap('a', 50), snap('b', 45), snap('local-only', 44), snap('z', 0)];
   const remote = [snap('a', 50, { userrefs: 1 }), snap('b', 45), snap('z', 0, { userrefs: 1 })];
-  const plan = planExpiry({ local, remote, baseGuid: 'g-z', nowSeconds: NOW, keepSeconds: 30 * DAY });
+  const plan = planExpiry({ local, remote, bases: new Set(['g-z']), nowSeconds: NOW, keepSeconds: 30 * DAY });
   assert.deepEqual(
     plan.expire.map((candidate) => [candidate.snapshot.name, candidate.remoteTwin?.name]),
     [
@@ -65,7 +65,7 @@ test('a remote twin is named only where it may carry a hold; local-only snapshot
 
 test('keep 0 expires everything but the base', () => {
   const local = [snap('a', 3), snap('b', 2), snap('c', 1)];
-  const plan = planExpiry({ local, remote: local, baseGuid: 'g-c', nowSeconds: NOW, keepSeconds: 0 });
+  const plan = planExpiry({ local, remote: local, bases: new Set(['g-c']), nowSeconds: NOW, keepSeconds: 0 });
   assert.deepEqual(
     plan.expire.map((candidate) => candidate.snapshot.name),
     ['a', 'b'],

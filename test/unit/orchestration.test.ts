@@ -163,17 +163,72 @@ describe('runOnce', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
   });
 
-  test('a transfer cut part-way fails the run; expiry still runs and keeps the held base', async () => {
+  test('after a cut transfer the tag moves to the newest snapshot that arrived, which expiry keeps however old', async () => {
     const { remote, local, streams, context, settings } = setup();
     series(remote, 2, 40);
     await runOnce({ ...settings, keepSeconds: 100 * DAY }, context);
-    remote.snapshot('tank/src', 's3', NOW);
-    remote.snapshot('tank/src', 's4', NOW);
+    // Received snapshots keep the sender's creation time: these arrive already older than keep.
+    remote.snapshot('tank/src', 's3', NOW - 35 * DAY);
+    remote.snapshot('tank/src', 's4', NOW - 34 * DAY);
     streams.failAfterSnapshots = 1;
+    const violations = watchCommonHeld(remote, local, 'tank/src', 'backup/copy/src');
     await assert.rejects(runOnce(settings, context), /transfer failed: send/);
-    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s2', 's3']);
-    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
-    assert.deepEqual(tagged(remote, 'tank/src'), ['s2']);
+    assert.deepEqual(violations, []);
+    assert.ok(local.snapshotNames('backup/copy/src').includes('s3'), 'the newest common snapshot is never expired');
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s3']);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s3']);
+    await runOnce(settings, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s4']);
+  });
+
+  test('an initial sync whose incremental rest fails leaves the first snapshot held on both sides', async () => {
+    const { remote, local, streams, context, settings } = setup();
+    series(remote, 4);
+    const cut = streams.run.bind(streams);
+    let calls = 0;
+    streams.run = async (send, recv, options) => {
+      calls++;
+      if (calls === 2) streams.failAfterSnapshots = 0;
+      return cut(send, recv, options);
+    };
+    await assert.rejects(runOnce(settings, context), /transfer failed/);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s1']);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s1']);
+  });
+
+  test('when the source loses our base, the newest common snapshot is held on both sides before the conflict', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 5);
+    await runOnce(settings, context);
+    // An admin releases our tag at the source and destroys the base; newer snapshots follow.
+    await remote.release(TAG, 'tank/src', 's5');
+    await remote.destroySnapshots('tank/src', ['s5']);
+    remote.snapshot('tank/src', 's6', NOW);
+    await assert.rejects(runOnce(settings, context), { code: 'EDIVERGED' });
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s4']);
+    assert.ok(tagged(local, 'backup/copy/src').includes('s4'));
+    // --rollback is the way out: our own tag on the local-only @s5 does not block it.
+    await runOnce({ ...settings, rollback: true }, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4', 's6']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s6']);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s6']);
+  });
+
+  test('--rollback is refused when a local-only snapshot carries another tag, and nothing is destroyed', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    local.snapshot('backup/copy/src', 'local-only', NOW);
+    await local.hold('downstream', 'backup/copy/src', 'local-only');
+    remote.snapshot('tank/src', 's3', NOW);
+    await assert.rejects(runOnce({ ...settings, rollback: true }, context), (error: unknown) => {
+      assert.ok(error instanceof ConflictError);
+      assert.equal(error.code, 'EHELD');
+      assert.match(error.message, /@local-only carries a hold of another tag/);
+      return true;
+    });
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 'local-only']);
   });
 
   test('a diverged replica is a conflict, and nothing changes on either side', async () => {

@@ -179,12 +179,18 @@ test('diverged with --rollback and nothing new on the remote still rolls back', 
   assert.deepEqual(result.incoming, []);
 });
 
-test('--rollback refuses to destroy a held snapshot', () => {
+test('--rollback plans to discard a held snapshot too: whose hold it is, only the host can tell', () => {
   const local = [snap('a'), snap('b'), snap('x', { guid: '77', createtxg: 5000, userrefs: 1 })];
   const result = plan([snap('a'), snap('b'), snap('c')], local, { rollback: true });
+  assert.ok(result.kind === 'incremental');
+  assert.deepEqual(names(result.discard), ['x']);
+});
+
+test('a diverged replica names its newest common snapshot, to be held through the conflict', () => {
+  const local = [snap('a'), snap('b'), snap('x', { guid: '77', createtxg: 5000 })];
+  const result = plan([snap('a'), snap('b'), snap('c')], local);
   assert.ok(result.kind === 'conflict');
-  assert.equal(result.code, 'EHELD');
-  assert.match(result.message, /@x carries a hold/);
+  assert.equal(result.base?.local.name, 'b');
 });
 
 test('a long list of diverged snapshots is summarized', () => {
