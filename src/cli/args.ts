@@ -215,7 +215,7 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     logFormat: parsed.logFormat,
     syslog: parsed.syslog,
     syslogSocket: parsed.syslogSocket,
-    lockDir: parsed.lockDir,
+    lockDir: required(parsed.lockDir, '--lock-dir'),
     lockWarnSeconds: duration(parsed.lockWarn, '--lock-warn'),
   };
 }

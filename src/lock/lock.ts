@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { constants, closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDistanceStrict } from 'date-fns/formatDistanceStrict';
@@ -30,7 +31,7 @@ const BUSY_STATUS = 75;
  * from us; the lock then lives exactly as long as our own descriptor.
  */
 export function acquireLock(directory: string, localDataset: string, now: () => Date): HeldLock {
-  const path = join(directory, `${encodeURIComponent(localDataset)}.lock`);
+  const path = join(directory, lockFileName(localDataset));
   let fd: number;
   try {
     mkdirSync(directory, { recursive: true, mode: 0o755 });
@@ -66,6 +67,17 @@ export function acquireLock(directory: string, localDataset: string, now: () => 
       closeSync(fd);
     },
   };
+}
+
+/** File names stop at 255 bytes; an encoded dataset name (up to 255 bytes, tripled by %-escapes) may not. */
+const MAX_READABLE_NAME = 200;
+
+/** One lock file per dataset: its encoded name, or, for very long names, a readable head and a hash. */
+export function lockFileName(localDataset: string): string {
+  const encoded = encodeURIComponent(localDataset);
+  if (encoded.length <= MAX_READABLE_NAME) return `${encoded}.lock`;
+  const hash = createHash('sha256').update(localDataset).digest('hex').slice(0, 32);
+  return `${encoded.slice(0, MAX_READABLE_NAME - 40).replace(/%[0-9A-F]?$/, '')}~${hash}.lock`;
 }
 
 function readHolder(path: string): LockHolder | undefined {

@@ -21,9 +21,17 @@ export function datasetNameProblem(name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A tag is given to `zfs hold`/`release` as an argument of its own: one that begins with "-" would be read as
+ * an option (`--tag=-r` once received a whole stream, then failed to hold it), and a control character would
+ * split log lines and the holds listing.
+ */
 export function tagProblem(tag: string): string | undefined {
   if (tag.length === 0) return 'is empty';
   if (Buffer.byteLength(tag) > MAX_TAG_LENGTH) return `is longer than ${MAX_TAG_LENGTH} bytes`;
+  if (tag.startsWith('-')) return 'must not begin with "-"';
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused.
+  if (/[\x00-\x1f\x7f]/.test(tag)) return 'must not contain control characters (newline, tab, ...)';
   return undefined;
 }
 

@@ -137,6 +137,10 @@ test('bad input is one clear line', () => {
   usageError([...base, '-b', 'lots'], /-b\/--mbuffer: "lots" is not a size/);
   usageError([...base, 'extra'], /Unknown argument: extra/);
   usageError([...base.slice(0, 6), '-t', 'x'.repeat(256), '-k', '1'], /hold tag is longer than 255 bytes/);
+  usageError([...base.slice(0, 6), '--tag=-r', '-k', '1'], /hold tag must not begin with "-"/);
+  usageError([...base.slice(0, 6), '-t', 'a\nb', '-k', '1'], /hold tag must not contain control characters/);
+  usageError([...base.slice(0, 6), '-t', 'a\tb', '-k', '1'], /hold tag must not contain control characters/);
+  usageError([...base, '--lock-dir', ''], /missing required option --lock-dir/);
 });
 
 test('values can come from ZFS_REPLICATE_* variables; the command line wins', () => {

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { LockedError } from '../../src/errors/errors.js';
-import { acquireLock } from '../../src/lock/lock.js';
+import { FailureError, LockedError } from '../../src/errors/errors.js';
+import { acquireLock, lockFileName } from '../../src/lock/lock.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'zr-lock-test-'));
 const now = () => new Date();
@@ -42,6 +42,37 @@ test('dataset names map to distinct lock files (slashes, spaces)', () => {
   assert.notEqual(one.path, two.path);
   one.release();
   two.release();
+});
+
+test('the longest legal dataset names still get a lock file under the 255-byte name limit, each its own', () => {
+  const longest = `tank/${'a'.repeat(250)}`;
+  const twin = `tank/${'a'.repeat(249)}b`;
+  const spaced = `tank/${'x y/'.repeat(62)}z`;
+  for (const name of [longest, twin, spaced]) assert.ok(Buffer.byteLength(lockFileName(name)) <= 255, name);
+  assert.notEqual(lockFileName(longest), lockFileName(twin));
+  const lock = acquireLock(directory, spaced, now);
+  lock.release();
+  assert.equal(lockFileName('tank/x y'), 'tank%2Fx%20y.lock', 'short names stay readable');
+});
+
+test('a lock directory that cannot be used is ELOCK naming --lock-dir, never an internal error', () => {
+  const file = join(directory, 'plain-file');
+  acquireLock(directory, 'make-the-file', now).release();
+  for (const bad of [
+    join(directory, 'make-the-file.lock'),
+    '/proc/version/locks',
+    file.replace('plain-file', 'make-the-file.lock/sub'),
+  ]) {
+    assert.throws(
+      () => acquireLock(bad, 'tank/x', now),
+      (error: unknown) => {
+        assert.ok(error instanceof FailureError, String(error));
+        assert.equal(error.code, 'ELOCK');
+        assert.match(error.message, /--lock-dir/);
+        return true;
+      },
+    );
+  }
 });
 
 async function holderProcess(dataset: string): Promise<ReturnType<typeof spawn>> {
