@@ -1,3 +1,4 @@
+import { constants, accessSync } from 'node:fs';
 import yargs from 'yargs';
 import { UsageError } from '../errors/errors.js';
 import { EXIT_CODE_MEANINGS } from '../errors/exit-codes.js';
@@ -20,6 +21,7 @@ export interface CliSettings {
   raw: boolean;
   sshOptions: string[];
   identity: string | undefined;
+  acceptNewHostKey: boolean;
   user: string | undefined;
   cipher: string | undefined;
   rollback: boolean;
@@ -31,6 +33,7 @@ export interface CliSettings {
   syslogSocket: string;
   lockDir: string;
   lockWarnSeconds: number;
+  maxClockSkewSeconds: number;
 }
 
 const ENV_PREFIX = 'ZFS_REPLICATE_';
@@ -47,14 +50,18 @@ const EPILOG = [
   'Exit codes:',
   ...EXIT_CODE_MEANINGS.map(([code, meaning]) => `  ${code}  ${meaning}`),
   '',
-  'Every option can also come from the environment: ZFS_REPLICATE_HOST, ZFS_REPLICATE_KEEP_DAYS, ...',
+  'Every option can also come from the environment: ZFS_REPLICATE_HOST, ZFS_REPLICATE_KEEP_DAYS, ... (a flag',
+  'takes 1/0, -v takes 0-2); the command line wins, also over the other option of a pair (-k/--keep, -q/-v).',
 ].join('\n');
 
 /**
  * Parses the command line and ZFS_REPLICATE_* variables (the command line wins); throws UsageError with one
  * line on any problem. `-h` is the host, as in the ancestor's crontab lines: help is `--help` only.
  */
-export function parseArgs(argv: readonly string[]): CliSettings | { help: string } | { version: true } {
+export function parseArgs(
+  argv: readonly string[],
+  environment: NodeJS.ProcessEnv = process.env,
+): CliSettings | { help: string } | { version: true } {
   let helpText: string | undefined;
   const parser = yargs([...argv])
     .scriptName('zfs_replicate')
@@ -65,7 +72,6 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
       'strip-dashed': true,
       'duplicate-arguments-array': true,
     })
-    .env(ENV_PREFIX.slice(0, -1))
     // Built-in help would claim -h; both are plain options here, answered by main().
     .help(false)
     .version(false)
@@ -79,13 +85,11 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     .option('recursive', {
       alias: ['R'],
       type: 'boolean',
-      default: false,
       describe: 'also replicate every filesystem and volume under REMOTE_DATASET, each from its own common snapshot',
     })
     .option('exclude', {
       type: 'string',
       array: true,
-      default: [],
       describe: 'with -R: leave out this remote dataset and everything under it (repeatable)',
     })
     .option('tag', {
@@ -98,53 +102,62 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     .option('mbuffer', {
       alias: ['b'],
       type: 'string',
-      default: '256M',
+      defaultDescription: '256M',
       describe: 'mbuffer memory on the receiving side',
     })
     .option('port', { alias: ['p'], type: 'string', describe: 'ssh port' })
     .option('no-compress', {
       alias: ['n', 'no-pigz'],
       type: 'boolean',
-      default: false,
       describe: 'no wire compression (never dry-run)',
     })
     .option('no-raw', {
       type: 'boolean',
-      default: false,
       describe:
         'send encrypted datasets decrypted, so the backup holds the plaintext (default: raw, the backup never needs the key)',
     })
     .option('ssh-option', {
       type: 'string',
       array: true,
-      default: [],
       describe: 'extra ssh -o option (repeatable), e.g. ConnectTimeout=5',
     })
     .option('identity', { alias: ['i'], type: 'string', describe: 'ssh identity file' })
     .option('user', { type: 'string', describe: 'ssh user' })
+    .option('accept-new-host-key', {
+      type: 'boolean',
+      describe: "trust the remote's host key on first contact (a changed key still fails)",
+    })
     .option('cipher', { type: 'string', describe: 'ssh cipher (default: ssh chooses)' })
     .option('rollback', {
       type: 'boolean',
-      default: false,
       describe:
         'roll the replica back to the common snapshot (destroying local-only snapshots that carry no hold) before receiving',
     })
-    .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be done; change nothing' })
+    .option('dry-run', { type: 'boolean', describe: 'print what would be done; change nothing' })
     .option('verbose', { alias: ['v'], type: 'count', describe: 'more output (-v info, -vv commands)' })
-    .option('quiet', { alias: ['q'], type: 'boolean', default: false, describe: 'errors only' })
+    .option('quiet', { alias: ['q'], type: 'boolean', describe: 'errors only' })
     .option('log-file', { type: 'string', describe: 'also log (info and up) to this file' })
-    .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'log line format' })
-    .option('syslog', { type: 'boolean', default: false, describe: 'also log (info and up) to syslog/journald' })
-    .option('syslog-socket', { type: 'string', default: '/dev/log', describe: 'syslog socket for --syslog' })
+    .option('log-format', {
+      choices: ['text', 'json'] as const,
+      defaultDescription: 'text',
+      describe: 'log line format',
+    })
+    .option('syslog', { type: 'boolean', describe: 'also log (info and up) to syslog/journald' })
+    .option('syslog-socket', { type: 'string', defaultDescription: '/dev/log', describe: 'syslog socket for --syslog' })
     .option('lock-dir', {
       type: 'string',
-      default: '/run/lock/zfs_replicate',
+      defaultDescription: '/run/lock/zfs_replicate',
       describe: 'directory of the per-dataset lock files',
     })
     .option('lock-warn', {
       type: 'string',
-      default: '6h',
+      defaultDescription: '6h',
       describe: 'warn (instead of exiting quietly) when the lock holder has run longer than this',
+    })
+    .option('max-clock-skew', {
+      type: 'string',
+      defaultDescription: '5m',
+      describe: "expire nothing (and warn) while the two hosts' clocks differ by more than this",
     })
     .option('help', { type: 'boolean', describe: 'show this help' })
     .option('version', { type: 'boolean', describe: 'show the version' })
@@ -156,24 +169,27 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
       throw new UsageError(message || error?.message || 'invalid command line');
     });
   // getOptions() is public yargs API that @types/yargs does not declare.
-  const environmentOn = environmentFlags(
-    (parser as unknown as { getOptions(): { key: Record<string, unknown>; boolean: string[] } }).getOptions(),
-  );
-  const parsed = parser.parseSync();
-  if (parsed.help) {
+  const kinds = (parser as unknown as { getOptions(): OptionKinds }).getOptions();
+  const fromCommandLine = parser.parseSync() as Record<string, unknown>;
+  if (fromCommandLine.help) {
     parser.showHelp((text) => {
       helpText = text;
     });
     return { help: helpText ?? '' };
   }
-  if (parsed.version) return { version: true };
-  // A flag is never negated on the command line, so one switched on by the environment simply adds to it.
-  for (const option of environmentOn) Object.assign(parsed, { [camel(option)]: true });
-  for (const [key, value] of Object.entries(parsed)) {
+  if (fromCommandLine.version) return { version: true };
+  for (const [key, value] of Object.entries(fromCommandLine)) {
     // Only --ssh-option and --exclude repeat; a repeated -t or -l in a crontab line is a mistake, not "the last one wins".
-    if (Array.isArray(value) && !REPEATABLE.has(key))
+    if (Array.isArray(value) && !REPEATABLE.has(key)) {
       throw new UsageError(`option --${kebab(key)} was given more than once`);
+    }
   }
+  const given = Object.fromEntries(Object.entries(fromCommandLine).filter(([, value]) => isGiven(value)));
+  const parsed = {
+    ...DEFAULTS,
+    ...environmentOptions(environment, kinds, new Set(Object.keys(given))),
+    ...given,
+  } as Parsed;
 
   const host = required(parsed.host, '-h/--host');
   if (!HOSTNAME.test(host) || host.startsWith('-')) throw new UsageError(`invalid host ${JSON.stringify(host)}`);
@@ -199,7 +215,8 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     sshOptions: (parsed.sshOption ?? []).map((option) =>
       checked(String(option), SSH_OPTION, '--ssh-option', 'Name=value'),
     ),
-    identity: parsed.identity,
+    identity: parsed.identity === undefined ? undefined : readableFile(parsed.identity, '-i/--identity'),
+    acceptNewHostKey: parsed.acceptNewHostKey,
     user:
       parsed.user === undefined
         ? undefined
@@ -217,36 +234,127 @@ export function parseArgs(argv: readonly string[]): CliSettings | { help: string
     syslogSocket: parsed.syslogSocket,
     lockDir: required(parsed.lockDir, '--lock-dir'),
     lockWarnSeconds: duration(parsed.lockWarn, '--lock-warn'),
+    maxClockSkewSeconds: duration(parsed.maxClockSkew, '--max-clock-skew'),
   };
 }
 
 const ENV_TRUE = /^(1|true|yes|on)$/i;
 const ENV_FALSE = /^(0|false|no|off)?$/i;
 
+/** What the environment may not say: a cron job that prints help replicates nothing, silently. */
+const NOT_FROM_ENVIRONMENT = new Set(['help', 'version']);
+
 /**
- * Checks the ZFS_REPLICATE_* variables and returns the flags they switch on (yargs reads "1" or "yes" as
- * false: ZFS_REPLICATE_DRY_RUN=1 must not run for real). A misspelt variable must not be silently ignored,
- * nor reported as an "argument".
+ * Options that set one thing together: the command line giving either one overrides the environment giving
+ * either one (`-k 30` beats ZFS_REPLICATE_KEEP=1s). Within one source the documented override holds (--keep
+ * over -k, -q over -v).
  */
-function environmentFlags(options: { key: Record<string, unknown>; boolean: string[] }): Set<string> {
-  const booleans = new Set(options.boolean.map(kebab));
-  const on = new Set<string>();
-  for (const [name, value = ''] of Object.entries(process.env)) {
+const OPTION_GROUPS: ReadonlyArray<readonly string[]> = [
+  ['keep', 'keepDays'],
+  ['quiet', 'verbose'],
+];
+
+/** The values an option has when neither the command line nor the environment gives it. */
+const DEFAULTS = {
+  recursive: false,
+  exclude: [],
+  mbuffer: '256M',
+  noCompress: false,
+  noRaw: false,
+  sshOption: [],
+  acceptNewHostKey: false,
+  rollback: false,
+  dryRun: false,
+  verbose: 0,
+  quiet: false,
+  logFormat: 'text',
+  syslog: false,
+  syslogSocket: '/dev/log',
+  lockDir: '/run/lock/zfs_replicate',
+  lockWarn: '6h',
+  maxClockSkew: '5m',
+};
+
+interface OptionKinds {
+  key: Record<string, unknown>;
+  boolean: string[];
+  count: string[];
+  array: string[];
+}
+
+interface Parsed {
+  host?: string;
+  remote?: string;
+  local?: string;
+  recursive: boolean;
+  exclude: string[];
+  tag?: string;
+  keep?: string;
+  keepDays?: string;
+  mbuffer: string;
+  port?: string;
+  noCompress: boolean;
+  noRaw: boolean;
+  sshOption: string[];
+  identity?: string;
+  acceptNewHostKey: boolean;
+  user?: string;
+  cipher?: string;
+  rollback: boolean;
+  dryRun: boolean;
+  verbose: number;
+  quiet: boolean;
+  logFile?: string;
+  logFormat: 'text' | 'json';
+  syslog: boolean;
+  syslogSocket: string;
+  lockDir: string;
+  lockWarn: string;
+  maxClockSkew: string;
+}
+
+function isGiven(value: unknown): boolean {
+  return value !== undefined && value !== false && value !== 0 && !(Array.isArray(value) && value.length === 0);
+}
+
+/**
+ * The options ZFS_REPLICATE_* variables give, each with the same meaning as its flag, except those the
+ * command line already gives (itself or one of its group). A misspelt variable must not be silently ignored,
+ * nor reported as an "argument"; yargs' own reading took "1" for false (ZFS_REPLICATE_DRY_RUN=1 ran for real).
+ */
+function environmentOptions(
+  environment: NodeJS.ProcessEnv,
+  kinds: OptionKinds,
+  onCommandLine: ReadonlySet<string>,
+): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const [name, value = ''] of Object.entries(environment)) {
     if (!name.startsWith(ENV_PREFIX)) continue;
-    const option = kebab(
-      name
-        .slice(ENV_PREFIX.length)
-        .toLowerCase()
-        .replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase()),
-    );
-    if (!(option in options.key) && !(camel(option) in options.key))
+    const option = name.slice(ENV_PREFIX.length).toLowerCase().replace(/_/g, '-');
+    const key = camel(option);
+    if (!(option in kinds.key) && !(key in kinds.key)) {
       throw new UsageError(`unknown environment variable ${name}: no option --${option}`);
-    if (!booleans.has(option)) continue;
-    if (ENV_TRUE.test(value)) on.add(option);
-    else if (!ENV_FALSE.test(value))
-      throw new UsageError(`${name}=${JSON.stringify(value)}: expected 1 or 0 (true/false, yes/no)`);
+    }
+    if (NOT_FROM_ENVIRONMENT.has(key)) throw new UsageError(`${name}: --${option} cannot come from the environment`);
+    const group = OPTION_GROUPS.find((members) => members.includes(key)) ?? [key];
+    if (group.some((member) => onCommandLine.has(member))) continue;
+    values[key] = environmentValue(name, value, key, kinds);
   }
-  return on;
+  return values;
+}
+
+function environmentValue(name: string, value: string, key: string, kinds: OptionKinds): unknown {
+  const is = (list: readonly string[]) => list.includes(key) || list.includes(kebab(key));
+  if (is(kinds.boolean)) {
+    if (ENV_TRUE.test(value)) return true;
+    if (ENV_FALSE.test(value)) return false;
+    throw new UsageError(`${name}=${JSON.stringify(value)}: expected 1 or 0 (true/false, yes/no)`);
+  }
+  if (is(kinds.count)) {
+    if (/^[0-2]$/.test(value)) return Number(value);
+    throw new UsageError(`${name}=${JSON.stringify(value)}: expected 0, 1 or 2 (as many as -v flags)`);
+  }
+  return is(kinds.array) ? [value] : value;
 }
 
 function camel(kebabName: string): string {
@@ -276,6 +384,16 @@ function excluded(name: string, remoteDataset: string, recursive: boolean): stri
       `--exclude: ${JSON.stringify(name)} is not a dataset under -r ${remoteDataset} (give its full name)`,
     );
   return name;
+}
+
+/** A missing key file must not fall back to ssh's default key in silence. */
+function readableFile(path: string, flag: string): string {
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (error) {
+    throw new UsageError(`${flag}: cannot read ${JSON.stringify(path)} (${(error as NodeJS.ErrnoException).code})`);
+  }
+  return path;
 }
 
 function checked(value: string, pattern: RegExp, flag: string, expected: string): string {

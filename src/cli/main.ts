@@ -80,6 +80,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
         identity: settings.identity,
         cipher: settings.cipher,
         options: settings.sshOptions,
+        acceptNewHostKey: settings.acceptNewHostKey,
       });
   const remoteEndpoint: Endpoint = ssh ?? { ...localEndpoint, label: settings.host };
   try {

@@ -89,10 +89,15 @@ export class CommandError extends FailureError {
     signal?: string | undefined;
     stderr: string;
     reason?: string | undefined;
+    /** Set when the command never ran to its end because the ssh connection went: says why. */
+    connectionLost?: string | undefined;
   }) {
     const how = args.reason ?? (args.signal ? `killed by ${args.signal}` : `exit ${args.exitStatus ?? '?'}`);
     const tail = lastLines(args.stderr, 3);
-    super('ECOMMAND', `${args.where}: \`${args.command}\` failed (${how})${tail ? `: ${tail}` : ''}`);
+    super(
+      args.connectionLost === undefined ? 'ECOMMAND' : 'ESSH',
+      args.connectionLost ?? `${args.where}: \`${args.command}\` failed (${how})${tail ? `: ${tail}` : ''}`,
+    );
     this.command = args.command;
     this.where = args.where;
     this.exitStatus = args.exitStatus;

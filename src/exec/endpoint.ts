@@ -10,6 +10,12 @@ export interface Endpoint {
   wrap(argv: readonly string[]): { file: string; args: string[] };
   /** The program and arguments that run a POSIX shell script there (built with shellJoin from argvs). */
   wrapScript(script: string): { file: string; args: string[] };
+  /**
+   * For a command there that exited 255 (ssh's own failure code): one line on why the connection went, from
+   * what the transport and the command said; undefined when neither said anything (the remote command died
+   * of a signal, e.g. SIGPIPE after a later stage had gone).
+   */
+  connectionLost?(commandStderr: string): string | undefined;
 }
 
 export const localEndpoint: Endpoint = {

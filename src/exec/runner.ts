@@ -76,7 +76,8 @@ export function commandError(endpoint: Endpoint, argv: readonly string[], result
     exitStatus: result.exitStatus,
     signal: result.signal,
     stderr: result.stderr,
-    ...(result.spawnError ? { reason: result.spawnError } : {}),
+    reason: result.spawnError,
+    connectionLost: result.exitStatus === 255 ? endpoint.connectionLost?.(result.stderr) : undefined,
   });
 }
 

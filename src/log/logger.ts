@@ -1,5 +1,6 @@
 import winston from 'winston';
-import { SyslogTransport } from './syslog.js';
+import { FileTransport } from './file.js';
+import { type DestinationFailed, SyslogTransport } from './syslog.js';
 
 export type Verbosity = 'error' | 'warn' | 'info' | 'debug';
 
@@ -22,13 +23,34 @@ const LEVEL_WORD: Record<string, string> = { error: 'error', warn: 'warning', in
  * and errors) prints nothing at all. A log file, when asked for, records at least info lines.
  */
 export function createLogger(settings: LogSettings): Logger {
+  const prefix = `zfs_replicate[${oneLine(settings.context)}]`;
+  const reported = new Set<string>();
+  // Written straight to stderr, not through winston: the failing destination is one of its transports.
+  const destinationFailed: DestinationFailed = (destination, reason) => {
+    if (reported.has(destination)) return;
+    reported.add(destination);
+    process.stderr.write(`${prefix}: warning: ${destination} failed (${oneLine(reason)}); logging there stopped\n`);
+  };
+  const word = (level: string) => LEVEL_WORD[level] ?? level;
   const lineFormat =
     settings.format === 'json'
-      ? winston.format.combine(winston.format.timestamp(), winston.format.json())
-      : winston.format.printf(
-          (entry) =>
-            `zfs_replicate[${settings.context}]: ${LEVEL_WORD[entry.level] ?? entry.level}: ${String(entry.message)}`,
+      ? winston.format.combine(singleLine(), winston.format.timestamp(), winston.format.json())
+      : winston.format.combine(
+          singleLine(),
+          winston.format.printf((entry) => `${prefix}: ${word(entry.level)}: ${String(entry.message)}`),
         );
+  const fileFormat =
+    settings.format === 'json'
+      ? lineFormat
+      : winston.format.combine(
+          singleLine(),
+          winston.format.timestamp(),
+          winston.format.printf(
+            (entry) =>
+              `${String(entry.timestamp)} [${settings.context}] ${word(entry.level)}: ${String(entry.message)}`,
+          ),
+        );
+  const recordLevel = settings.verbosity === 'debug' ? 'debug' : 'info';
   const transports: winston.transport[] = [
     new winston.transports.Console({
       level: settings.verbosity,
@@ -37,27 +59,15 @@ export function createLogger(settings: LogSettings): Logger {
     }),
   ];
   if (settings.file) {
-    transports.push(
-      new winston.transports.File({
-        filename: settings.file,
-        level: settings.verbosity === 'debug' ? 'debug' : 'info',
-        format:
-          settings.format === 'json'
-            ? lineFormat
-            : winston.format.combine(
-                winston.format.timestamp(),
-                winston.format.printf(
-                  (entry) =>
-                    `${String(entry.timestamp)} [${settings.context}] ${LEVEL_WORD[entry.level] ?? entry.level}: ${String(entry.message)}`,
-                ),
-              ),
-      }),
-    );
+    transports.push(new FileTransport(settings.file, destinationFailed, { level: recordLevel, format: fileFormat }));
   }
   const syslog = settings.syslogSocket
-    ? new SyslogTransport(`zfs_replicate[${settings.context}]`, settings.syslogSocket, {
-        level: settings.verbosity === 'debug' ? 'debug' : 'info',
-        format: winston.format.printf((entry) => String(entry.message)),
+    ? new SyslogTransport(prefix, settings.syslogSocket, destinationFailed, {
+        level: recordLevel,
+        format: winston.format.combine(
+          singleLine(),
+          winston.format.printf((entry) => String(entry.message)),
+        ),
       })
     : undefined;
   if (syslog) transports.push(syslog);
@@ -70,10 +80,30 @@ export function createLogger(settings: LogSettings): Logger {
   return Object.assign(logger, {
     close: async () => {
       await syslog?.flush();
+      // Every transport here writes synchronously or has been flushed; the bound only guards the exit code
+      // against a transport that never reports 'finish'.
       await new Promise<void>((resolve) => {
-        logger.on('finish', () => resolve());
+        const timer = setTimeout(resolve, CLOSE_BOUND_MS);
+        timer.unref();
+        logger.on('finish', () => {
+          clearTimeout(timer);
+          resolve();
+        });
         logger.end();
       });
     },
   }) as unknown as Logger;
 }
+
+const CLOSE_BOUND_MS = 2000;
+
+/** One event, one line: a newline in a zfs message or a name must not split a log line (or a cron mail). */
+export function oneLine(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced.
+  return text.replace(/\s*[\r\n]+\s*/g, ' | ').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '?');
+}
+
+const singleLine = winston.format((entry) => {
+  entry.message = oneLine(String(entry.message));
+  return entry;
+});

@@ -22,6 +22,8 @@ export interface StageOutcome {
   stderr: string;
   /** Milliseconds from the start of the pipeline to this stage's exit. */
   exitedAfterMs: number | undefined;
+  /** Why the ssh connection went, for a stage over ssh that exited 255. */
+  connectionLost?: string | undefined;
 }
 
 export interface PipelineOptions {
@@ -59,8 +61,8 @@ export function commandText(stage: Stage): string {
 
 /**
  * Runs `stages[0] | stages[1] | ... ` with a kernel pipe between each pair, so the stream never passes through
- * JavaScript. Every stage's exit status and stderr is kept. The cause named is the first stage to fail in time,
- * skipping stages killed by SIGPIPE: those only died because a later stage had already gone.
+ * JavaScript. Every stage's exit status and stderr is kept, and the stage that caused a failure is named
+ * (see causeOf).
  */
 export async function runPipeline(stages: readonly Stage[], options: PipelineOptions = {}): Promise<StageOutcome[]> {
   if (stages.length === 0) throw new Error('empty pipeline');
@@ -119,6 +121,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
             outcome.exitedAfterMs = Date.now() - started;
             outcome.exitStatus = code ?? undefined;
             outcome.signal = signal ?? undefined;
+            if (code === 255) outcome.connectionLost = stage.endpoint.connectionLost?.(outcome.stderr);
             if (!stageSucceeded(outcome)) {
               if (failuresInOrder.length === 0) killTimer = setTimeout(killAll, FAILURE_GRACE_MS);
               failuresInOrder.push(outcome);
@@ -148,7 +151,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
     if (killTimer) clearTimeout(killTimer);
     options.cancelSignal?.removeEventListener('abort', onAbort);
   }
-  const cause = failuresInOrder.find((outcome) => outcome.signal !== 'SIGPIPE') ?? failuresInOrder[0];
+  const cause = causeOf(failuresInOrder);
   if (cause !== undefined) throw new PipelineError(cause, outcomes, cancelled);
   if (cancelled) throw new PipelineError(outcomes[0]!, outcomes, true);
   return outcomes;
@@ -171,12 +174,37 @@ function terminate(child: ChildProcess): void {
   child.once('close', () => clearTimeout(timer));
 }
 
+/**
+ * What a stage says when it failed only because its neighbour had gone: a writer whose reader went (EPIPE;
+ * mbuffer exits 1 with "Broken pipe" a few ms before `zfs recv` exits with the real reason), or a reader whose
+ * writer went (zfs recv on a cut stream).
+ */
+const NEIGHBOUR_WENT =
+  /broken pipe|failed to read from stream|incomplete stream|unexpected end|premature end|truncated/i;
+
+/**
+ * The stage that caused a failed pipeline: the first to fail in time that said why on its own (a real error
+ * message, or an ssh connection that was lost), not merely that its neighbour had gone. Where none did, the
+ * first to fail other than by SIGPIPE (directly, or as a shell's status 141).
+ */
+function causeOf(failuresInOrder: readonly StageOutcome[]): StageOutcome | undefined {
+  const spoke = (outcome: StageOutcome) =>
+    outcome.connectionLost !== undefined || (outcome.stderr.trim() !== '' && !NEIGHBOUR_WENT.test(outcome.stderr));
+  const piped = (outcome: StageOutcome) => outcome.signal === 'SIGPIPE' || outcome.exitStatus === 141;
+  return (
+    failuresInOrder.find((outcome) => spoke(outcome) && !piped(outcome)) ??
+    failuresInOrder.find((outcome) => !piped(outcome)) ??
+    failuresInOrder[0]
+  );
+}
+
 function shortStatus(outcome: StageOutcome): string {
   if (outcome.spawnError) return outcome.spawnError;
   return outcome.signal ? `killed by ${outcome.signal}` : `exit ${outcome.exitStatus}`;
 }
 
 function describeFailure(outcome: StageOutcome): string {
+  if (outcome.connectionLost !== undefined && outcome.stderr.trim() !== '') return outcome.connectionLost;
   const tail = lastLines(outcome.stderr, 2);
   return `${outcome.name} on ${outcome.where} (\`${outcome.command}\`) ${shortStatus(outcome)}${tail ? `: ${tail}` : ''}`;
 }

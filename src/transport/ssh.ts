@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -14,6 +14,8 @@ export interface SshSettings {
   cipher?: string | undefined;
   /** Raw `-o` options from the user; they come first so they override our defaults (ssh keeps the first value). */
   options: readonly string[];
+  /** Trust an unknown host's key on first contact (StrictHostKeyChecking=accept-new); a changed key still fails. */
+  acceptNewHostKey?: boolean | undefined;
 }
 
 /**
@@ -28,10 +30,61 @@ const DEFAULT_OPTIONS = [
   'Compression=no',
 ];
 
+const CONTROL_DIR_PREFIX = 'zfs_replicate-ssh-';
+/**
+ * How long the master outlives its last command. Short: a run keeps it busy from start to end, and the master
+ * of a run that was SIGKILLed should not linger.
+ */
+const CONTROL_PERSIST_S = 10;
+
+/** The control directories of runs that died without cleaning up (SIGKILL): their pid is gone. */
+export function removeStaleControlDirectories(parent: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const pid = new RegExp(`^${CONTROL_DIR_PREFIX}(\\d+)-`).exec(entry)?.[1];
+    if (pid === undefined || processAlive(Number(pid))) continue;
+    rmSync(join(parent, entry), { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+function readTail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').slice(-4096);
+  } catch {
+    return '';
+  }
+}
+
+/** What to do about a host key that ssh refused: never accepted silently, so the operator must act. */
+function hostKeyAdvice(said: string, host: string): string {
+  if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/i.test(said)) {
+    return ` (the host key of ${host} CHANGED since it was pinned: if that is expected, check the new key's fingerprint and remove the old one with ssh-keygen -R ${host}; otherwise someone may be impersonating it)`;
+  }
+  if (/Host key verification failed|No \S+ host key is known/i.test(said)) {
+    return ` (the host key of ${host} is not known here: pin it once, e.g. ssh-keyscan ${host} >> ~/.ssh/known_hosts after checking its fingerprint, or connect once by hand with ssh ${host}, or run with --accept-new-host-key)`;
+  }
+  return '';
+}
+
 /** ssh arguments shared by the master and every multiplexed command: the user's -o options first, so they win. */
 export function sshArguments(settings: SshSettings, controlPath: string): string[] {
   const args: string[] = [];
   for (const option of settings.options) args.push('-o', option);
+  if (settings.acceptNewHostKey) args.push('-o', 'StrictHostKeyChecking=accept-new');
   for (const option of DEFAULT_OPTIONS) args.push('-o', option);
   if (settings.port !== undefined) args.push('-p', String(settings.port));
   if (settings.identity !== undefined) args.push('-i', settings.identity);
@@ -50,11 +103,15 @@ export class SshEndpoint implements Endpoint {
   readonly isRemote = true;
   private readonly controlDir: string;
   private readonly controlPath: string;
+  /** The master runs detached (-f): its diagnostics ("Timeout, server not responding") go here, not to /dev/null. */
+  private readonly masterLog: string;
 
   constructor(private readonly settings: SshSettings) {
     this.label = settings.host;
-    this.controlDir = mkdtempSync(join(tmpdir(), 'zfs_replicate-ssh-'));
+    removeStaleControlDirectories(tmpdir());
+    this.controlDir = mkdtempSync(join(tmpdir(), `${CONTROL_DIR_PREFIX}${process.pid}-`));
     this.controlPath = join(this.controlDir, 'master');
+    this.masterLog = join(this.controlDir, 'master.log');
   }
 
   private destination(): string {
@@ -77,13 +134,34 @@ export class SshEndpoint implements Endpoint {
   async open(): Promise<void> {
     const result = await execa(
       'ssh',
-      [...this.baseArgs(), '-o', 'ControlMaster=yes', '-o', 'ControlPersist=120', '-f', '-N', '--', this.destination()],
+      [
+        ...this.baseArgs(),
+        '-o',
+        'ControlMaster=yes',
+        '-o',
+        `ControlPersist=${CONTROL_PERSIST_S}`,
+        '-E',
+        this.masterLog,
+        '-f',
+        '-N',
+        '--',
+        this.destination(),
+      ],
       { reject: false, stdin: 'ignore', timeout: 60_000 },
     );
     if (result.exitCode !== 0) {
-      const why = lastLines(String(result.stderr ?? ''), 2) || (result.failed ? result.shortMessage : 'unknown error');
-      throw new FailureError('ESSH', `cannot connect to ${this.destination()} over ssh: ${why}`);
+      const said = `${String(result.stderr ?? '')}\n${readTail(this.masterLog)}`;
+      const why = lastLines(said, 2) || (result.failed ? result.shortMessage : 'unknown error');
+      throw new FailureError(
+        'ESSH',
+        `cannot connect to ${this.destination()} over ssh: ${why}${hostKeyAdvice(said, this.settings.host)}`,
+      );
     }
+  }
+
+  connectionLost(commandStderr: string): string | undefined {
+    const why = [lastLines(readTail(this.masterLog), 2), lastLines(commandStderr, 2)].filter(Boolean).join(' | ');
+    return why === '' ? undefined : `ssh connection to ${this.destination()} lost: ${why}`;
   }
 
   async close(): Promise<void> {

@@ -217,3 +217,81 @@ test('-R replicates the tree; --exclude (repeatable) takes full remote names und
     /--exclude: dataset name .* must name a filesystem/,
   );
 });
+
+test('one precedence for every pair: the command line over the environment, then --keep over -k and -q over -v', () => {
+  const with_ = (environment: Record<string, string>, argv: string[]) => {
+    const parsed = parseArgs(argv, environment);
+    assert.ok(!('help' in parsed) && !('version' in parsed));
+    return parsed;
+  };
+  const core = base.slice(0, 8);
+  assert.equal(
+    with_({ ZFS_REPLICATE_KEEP: '1s' }, [...core, '-k', '30']).keepSeconds,
+    30 * 86_400,
+    'env --keep vs cli -k',
+  );
+  assert.equal(
+    with_({ ZFS_REPLICATE_KEEP_DAYS: '1' }, [...core, '--keep', '2h']).keepSeconds,
+    7200,
+    'env -k vs cli --keep',
+  );
+  assert.equal(
+    with_({ ZFS_REPLICATE_KEEP: '2h', ZFS_REPLICATE_KEEP_DAYS: '1' }, core).keepSeconds,
+    7200,
+    '--keep over -k',
+  );
+  assert.equal(with_({}, [...core, '-k', '1', '--keep', '2h']).keepSeconds, 7200, '--keep over -k, same source');
+  assert.equal(with_({ ZFS_REPLICATE_QUIET: '1' }, [...core, '-k', '1', '-v']).verbosity, 'info', 'env -q vs cli -v');
+  assert.equal(
+    with_({ ZFS_REPLICATE_VERBOSE: '2' }, [...core, '-k', '1', '-q']).verbosity,
+    'error',
+    'env -v vs cli -q',
+  );
+  assert.equal(with_({ ZFS_REPLICATE_VERBOSE: '2' }, [...core, '-k', '1']).verbosity, 'debug', 'VERBOSE is honoured');
+  assert.equal(with_({ ZFS_REPLICATE_VERBOSE: '1' }, [...core, '-k', '1', '-vv']).verbosity, 'debug', 'cli -vv wins');
+  assert.equal(with_({ ZFS_REPLICATE_DRY_RUN: '1' }, base).dryRun, true, 'env --dry-run is honoured');
+  assert.equal(with_({ ZFS_REPLICATE_DRY_RUN: '0' }, [...base, '--dry-run']).dryRun, true, 'cli --dry-run wins');
+  const tree = with_({ ZFS_REPLICATE_RECURSIVE: '1' }, [...base, '--exclude', 'backuppool/virt/machines/swap']);
+  assert.deepEqual(
+    [tree.recursive, tree.exclude],
+    [true, ['backuppool/virt/machines/swap']],
+    'env -R with cli --exclude',
+  );
+  const excluded = with_({ ZFS_REPLICATE_EXCLUDE: 'backuppool/virt/machines/a' }, [
+    ...base,
+    '-R',
+    '--exclude',
+    'backuppool/virt/machines/b',
+  ]);
+  assert.deepEqual(excluded.exclude, ['backuppool/virt/machines/b'], 'cli --exclude replaces the env one');
+  assert.throws(
+    () => parseArgs(base, { ZFS_REPLICATE_EXCLUDE: 'backuppool/virt/machines/a' }),
+    /--exclude only applies with -R/,
+  );
+});
+
+test('ZFS_REPLICATE_VERBOSE takes 0-2, and help or version cannot come from the environment', () => {
+  assert.throws(
+    () => parseArgs(base, { ZFS_REPLICATE_VERBOSE: 'abc' }),
+    /ZFS_REPLICATE_VERBOSE="abc": expected 0, 1 or 2/,
+  );
+  for (const [name, value] of [
+    ['ZFS_REPLICATE_HELP', 'true'],
+    ['ZFS_REPLICATE_HELP', '1'],
+    ['ZFS_REPLICATE_VERSION', '1'],
+  ]) {
+    assert.throws(
+      () => parseArgs(base, { [name as string]: value as string }),
+      (error: unknown) => error instanceof UsageError && /cannot come from the environment/.test(error.message),
+      `${name}=${value}`,
+    );
+  }
+});
+
+test('an -i identity file that cannot be read is a usage error, not a silent fallback to the default key', () => {
+  usageError(
+    [...base, '-i', '/nonexistent/id_ed25519'],
+    /-i\/--identity: cannot read "\/nonexistent\/id_ed25519" \(ENOENT\)/,
+  );
+  assert.equal(settings([...base, '-i', '/etc/hostname']).identity, '/etc/hostname');
+});

@@ -135,3 +135,60 @@ test('a stage that ignores SIGTERM is still killed after the grace period', asyn
     PipelineError,
   );
 });
+
+test('a consumer that fails names itself, even when the stage before it reported the broken pipe first', async () => {
+  for (let round = 0; round < 5; round++) {
+    await assert.rejects(
+      runPipeline([
+        stage('send', 'sh', '-c', 'yes'),
+        // Like mbuffer: SIGPIPE ignored, it exits 1 on EPIPE, saying so, long before the consumer says why.
+        stage('mbuffer', 'sh', '-c', 'trap "" PIPE; cat || { echo "mbuffer: error: Broken pipe" >&2; exit 1; }'),
+        stage(
+          'recv',
+          'sh',
+          '-c',
+          'head -c 10 >/dev/null; exec 0<&-; sleep 0.3; echo "cannot receive: bad stream" >&2; exit 1',
+        ),
+      ]),
+      (error: unknown) => {
+        assert.ok(error instanceof PipelineError);
+        assert.equal(error.failedStage.name, 'recv', error.message);
+        assert.match(error.message, /cannot receive: bad stream/);
+        return true;
+      },
+    );
+  }
+});
+
+test('an ssh stage that exits 255 is named by why its connection went', async () => {
+  const lost = {
+    ...localEndpoint,
+    label: 'alpha',
+    isRemote: true,
+    connectionLost: () => 'ssh connection to alpha lost: Timeout, server alpha not responding.',
+  };
+  await assert.rejects(
+    runPipeline([
+      {
+        name: 'send',
+        endpoint: lost,
+        command: { argv: ['sh', '-c', 'echo "client_loop: send disconnect" >&2; exit 255'] },
+      },
+      stage(
+        'recv',
+        'sh',
+        '-c',
+        'cat >/dev/null; sleep 0.2; echo "cannot receive: failed to read from stream" >&2; exit 1',
+      ),
+    ]),
+    (error: unknown) => {
+      assert.ok(error instanceof PipelineError);
+      assert.equal(error.failedStage.name, 'send');
+      assert.match(
+        error.message,
+        /transfer failed: ssh connection to alpha lost: Timeout, server alpha not responding/,
+      );
+      return true;
+    },
+  );
+});
