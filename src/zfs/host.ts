@@ -93,7 +93,7 @@ export class ZfsHost implements ZfsOperations {
 
   /** Idempotent: an existing hold of the same tag is success. */
   async hold(tag: string, dataset: string, snapshot: string): Promise<HoldResult> {
-    return (await this.succeedsUnless(['zfs', 'hold', tag, snapshotName(dataset, snapshot)], /tag already exists/))
+    return (await this.succeedsUnless(['zfs', 'hold', '--', tag, snapshotName(dataset, snapshot)], /tag already exists/))
       ? 'added'
       : 'present';
   }
@@ -101,7 +101,7 @@ export class ZfsHost implements ZfsOperations {
   /** Idempotent: releasing a tag that is absent (or from a snapshot that is gone) is success. */
   async release(tag: string, dataset: string, snapshot: string): Promise<ReleaseResult> {
     return (await this.succeedsUnless(
-      ['zfs', 'release', tag, snapshotName(dataset, snapshot)],
+      ['zfs', 'release', '--', tag, snapshotName(dataset, snapshot)],
       /no such tag|dataset does not exist/,
     ))
       ? 'released'

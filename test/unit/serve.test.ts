@@ -441,7 +441,7 @@ for (const shell of SHELLS) {
           shellJoin(['zfs', 'send', '-i', 'tank/other#zfs_replicate-x', 'tank/vm@b']),
           /tank\/other is outside/,
         ],
-        ['a hold outside', shellJoin(['zfs', 'hold', 'beta', 'tank/db@a']), /tank\/db is outside/],
+        ['a hold outside', shellJoin(['zfs', 'hold', '--', 'beta', 'tank/db@a']), /tank\/db is outside/],
         ['.. in a name', shellJoin(listArgv('tank/vm/../db', 'tree'))],
         ['; after a listing', `${listing}; rm -rf /`, /unquoted shell syntax: ;/],
         ['&&', `${listing} && touch /tmp/x`, /unquoted shell syntax: &/],
@@ -470,14 +470,14 @@ for (const shell of SHELLS) {
         ['-o smuggled as the dataset', shellJoin(listArgv('-o', 'dataset'))],
         ['-R smuggled as the dataset', shellJoin(getArgv('-R', 'tree'))],
         ['-- smuggled as the dataset', shellJoin(listArgv('--', 'dataset'))],
-        ['an option before the snapshot of a hold', shellJoin(['zfs', 'hold', 'beta', '-r', 'tank/vm@a'])],
+        ['an option before the snapshot of a hold', shellJoin(['zfs', 'hold', '--', 'beta', '-r', 'tank/vm@a'])],
         [
           'a tag starting with -',
-          shellJoin(['zfs', 'hold', '-r', 'tank/vm@a']),
+          shellJoin(['zfs', 'hold', '--', '-r', 'tank/vm@a']),
           /hold tag must not be empty or start with '-'/,
         ],
-        ['a release tag starting with -', shellJoin(['zfs', 'release', '-r', 'tank/vm@a']), /hold tag/],
-        ['an empty tag', shellJoin(['zfs', 'hold', '', 'tank/vm@a']), /hold tag/],
+        ['a release tag starting with -', shellJoin(['zfs', 'release', '--', '-r', 'tank/vm@a']), /hold tag/],
+        ['an empty tag', shellJoin(['zfs', 'hold', '--', '', 'tank/vm@a']), /hold tag/],
         [
           'send -R',
           shellJoin(['zfs', 'send', '-R', 'tank/vm@a']),
@@ -516,7 +516,7 @@ for (const shell of SHELLS) {
           ]),
           /longer than 65536 bytes/,
         ],
-        ['a very long word', shellJoin(['zfs', 'hold', 'x'.repeat(5000), 'tank/vm@a']), /longer than 4096 bytes/],
+        ['a very long word', shellJoin(['zfs', 'hold', '--', 'x'.repeat(5000), 'tank/vm@a']), /longer than 4096 bytes/],
         ['an empty command (an interactive login)', '', /interactive logins are not allowed/],
       ];
       for (const [name, command, reason] of corpus) {
