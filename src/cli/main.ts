@@ -7,6 +7,7 @@ import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
 import { type HeldLock, acquireLock } from '../lock/lock.js';
 import { type Logger, createLogger } from '../log/logger.js';
+import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
 import { runTree } from '../replication/run-tree.js';
 import { SshEndpoint } from '../transport/ssh.js';
@@ -85,13 +86,23 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
   const remoteEndpoint: Endpoint = ssh ?? { ...localEndpoint, label: settings.host };
   try {
     // The local probe needs no ssh: it runs while the connection is set up.
-    const [remoteFeatures, localFeatures] = await Promise.all([
+    const [remoteProbe, localProbe] = await Promise.all([
       (async () => {
         await ssh?.open();
-        return probeHost(runner, remoteEndpoint);
+        const probe = await probeHost(runner, remoteEndpoint);
+        return { ...probe, answeredAt: Date.now() / 1000 };
       })(),
       probeHost(runner, localEndpoint),
     ]);
+    const remoteFeatures = remoteProbe.features;
+    const localFeatures = localProbe.features;
+    const clocks = judgeClocks(
+      remoteProbe.clockSeconds,
+      remoteProbe.answeredAt,
+      settings.maxClockSkewSeconds,
+      settings.host,
+    );
+    if (clocks.expiryWithheld !== undefined) log.warn(clocks.expiryWithheld);
     log.debug(
       `remote zfs: ${remoteFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...remoteFeatures.tools].join(' ') || 'none'}`,
     );
@@ -122,6 +133,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
       cancelSignal: controller.signal,
       now: () => new Date(),
       lockFd: lock.fd,
+      ...clocks,
     };
     if (settings.recursive) {
       // Each member is locked for its turn too, so a single-dataset job on one of them never races this run.

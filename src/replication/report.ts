@@ -1,6 +1,7 @@
 import { describeExpiry } from '../retention/describe.js';
 import { planExpiry } from '../retention/plan.js';
 import type { Snapshot } from '../zfs/types.js';
+import { sourceNowSeconds } from './clock.js';
 import { describePlan } from './describe.js';
 import { missingParent } from './execute.js';
 import { formatBytes } from './format.js';
@@ -40,14 +41,23 @@ export async function reportDryRun(
     );
   }
 
-  const now = context.now();
+  if (context.expiryWithheld !== undefined) {
+    print(`would expire nothing: ${context.expiryWithheld}`);
+    return;
+  }
+  const now = sourceNowSeconds(context);
   const expiry = planExpiry({
     ...expectedAfter(prepared),
     remote: pair.remote.snapshots,
-    nowSeconds: Math.floor(now.getTime() / 1000),
+    nowSeconds: now,
     keepSeconds: settings.keepSeconds,
   });
-  const lines = describeExpiry(expiry, { tag: settings.tag, remoteHost: remote.label, keep: settings.keepLabel, now });
+  const lines = describeExpiry(expiry, {
+    tag: settings.tag,
+    remoteHost: remote.label,
+    keep: settings.keepLabel,
+    now: new Date(now * 1000),
+  });
   for (const line of lines) print(line);
 }
 

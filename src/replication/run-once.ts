@@ -2,6 +2,8 @@ import { ConflictError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
 import type { DatasetState } from '../zfs/types.js';
+import { CLAIM_PROPERTY, claimOf, refuseHarmfulPair } from './claim.js';
+import { sourceNowSeconds } from './clock.js';
 import { executePlan, holdOnBothSides } from './execute.js';
 import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
 import { reportDryRun } from './report.js';
@@ -14,6 +16,8 @@ export interface MemberHints {
   listed?: ListedPair | undefined;
   /** Dry-run only: replicas the tree receives before this one. */
   parentsArriving?: ReadonlySet<string>;
+  /** The claims of this host's replicas (see claim.ts), listed once for the whole tree. */
+  claims?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -27,14 +31,18 @@ export async function runOnce(
   context: ReplicationContext,
   member: MemberHints = {},
 ): Promise<{ received: boolean }> {
-  const listed = member.listed ?? (await listPair(settings, context));
+  const [listed, claims] = await Promise.all([
+    member.listed ?? listPair(settings, context),
+    member.claims ?? context.local.userProperty(CLAIM_PROPERTY),
+  ]);
+  refuseHarmfulPair(listed, claims, settings.tag, context.remote.label);
   const pair = settings.dryRun ? listed : await settleInterruptedReceive(listed, settings, context);
   context.log.debug(`listed ${pair.remote.snapshots.length} remote and ${pair.local.snapshots.length} local snapshots`);
   const plan = planReplication({
     remote: pair.remote,
     local: pair.local,
     remoteHost: context.remote.label,
-    nowSeconds: nowSeconds(context),
+    nowSeconds: sourceNowSeconds(context),
     keepSeconds: settings.keepSeconds,
     rollback: settings.rollback,
   });
@@ -54,6 +62,7 @@ export async function runOnce(
   try {
     const executed = await executePlan(prepared, settings, context);
     after = { local: executed.localState, bases: new Set([executed.base.local.guid]) };
+    await recordClaim(pair, claims, settings, context);
   } catch (error) {
     if (error instanceof ConflictError || context.cancelSignal.aborted) throw error;
     transferError = error;
@@ -61,11 +70,12 @@ export async function runOnce(
   }
   try {
     if (transferError !== undefined) after = await settleAfterFailure(prepared, settings, context);
+    if (context.expiryWithheld !== undefined) after = { ...after, bases: new Set() };
     const expiry = planExpiry({
       local: after.local.snapshots,
       remote: pair.remote.snapshots,
       bases: after.bases,
-      nowSeconds: nowSeconds(context),
+      nowSeconds: sourceNowSeconds(context),
       keepSeconds: settings.keepSeconds,
     });
     await expireSnapshots(expiry, {
@@ -137,6 +147,20 @@ async function holdThroughConflict(
   }
 }
 
+/** Marks the replica as this source's under this tag, where it is not marked yet (once, after its first run). */
+async function recordClaim(
+  pair: ListedPair,
+  claims: ReadonlyMap<string, string>,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<void> {
+  if (pair.remote.guid === undefined) return;
+  const claim = claimOf(pair.remote.guid, settings.tag, settings.localDataset);
+  if (claims.get(settings.localDataset) !== claim) {
+    await context.local.setProperty(settings.localDataset, CLAIM_PROPERTY, claim);
+  }
+}
+
 /** Both sides in one command each, at the same time. */
 async function listPair(settings: ReplicationSettings, context: ReplicationContext): Promise<ListedPair> {
   const [remote, local] = await Promise.all([
@@ -144,8 +168,4 @@ async function listPair(settings: ReplicationSettings, context: ReplicationConte
     context.local.state(settings.localDataset),
   ]);
   return { remote, local };
-}
-
-function nowSeconds(context: ReplicationContext): number {
-  return Math.floor(context.now().getTime() / 1000);
 }

@@ -1,6 +1,8 @@
-import { ConflictError, FailureError, ReplicateError, errorMessage } from '../errors/errors.js';
+import { ConflictError, FailureError, ReplicateError, UsageError, errorMessage } from '../errors/errors.js';
 import type { HeldLock } from '../lock/lock.js';
+import type { Listing } from '../zfs/listing.js';
 import { isUnder } from '../zfs/names.js';
+import { CLAIM_PROPERTY } from './claim.js';
 import { runOnce } from './run-once.js';
 import { type TreeMember, planTree } from './tree.js';
 import type { ReplicationContext, ReplicationSettings } from './types.js';
@@ -49,7 +51,11 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       }
     }
     // Listed only now, with every member locked: what we plan from is what we will change.
-    const localTree = await local.tree(settings.localDataset);
+    const [localTree, claims] = await Promise.all([
+      local.tree(settings.localDataset),
+      local.userProperty(CLAIM_PROPERTY),
+    ]);
+    refuseOverlap(remoteTree, localTree, settings, remote.label);
     const tree = planTree({
       remoteRoot: settings.remoteDataset,
       localRoot: settings.localDataset,
@@ -59,18 +65,23 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     });
     reportTreeShape(tree.localOnly, settings, context);
     warnUnmatchedExcludes(settings, context, [...remoteTree.keys()]);
-    await replicateMembers(tree.members, settings, context, locks, lockFailures);
+    await replicateMembers(tree.members, settings, context, { locks, lockFailures, claims });
   } finally {
     for (const lock of locks.values()) lock?.release();
   }
+}
+
+interface MemberAccess {
+  locks: ReadonlyMap<string, HeldLock | undefined>;
+  lockFailures: ReadonlyMap<string, unknown>;
+  claims: ReadonlyMap<string, string>;
 }
 
 async function replicateMembers(
   members: readonly TreeMember[],
   settings: TreeSettings,
   context: TreeContext,
-  locks: ReadonlyMap<string, HeldLock | undefined>,
-  lockFailures: ReadonlyMap<string, unknown>,
+  { locks, lockFailures, claims }: MemberAccess,
 ): Promise<void> {
   const { remote, log } = context;
   log.debug(`recursive: ${members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
@@ -121,7 +132,7 @@ async function replicateMembers(
       const { received } = await runOnce(
         { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
         { ...context, lockFd: memberLock?.fd ?? context.lockFd },
-        { listed: listingFresh ? { remote: member.remote, local: member.local } : undefined, parentsArriving },
+        { listed: listingFresh ? { remote: member.remote, local: member.local } : undefined, parentsArriving, claims },
       );
       if (!settings.dryRun && received) listingFresh = false;
     } catch (error) {
@@ -167,6 +178,22 @@ function quietConflict(
     return true;
   }
   return false;
+}
+
+/**
+ * A tree that contains its own replica (`-h` naming this host, `-l` under `-r`) would replicate the replica
+ * into itself, one level deeper every run: refused before anything changes, by dataset guid.
+ */
+function refuseOverlap(remoteTree: Listing, localTree: Listing, settings: TreeSettings, remoteHost: string): void {
+  const remoteGuids = new Map([...remoteTree.values()].map((state) => [state.guid, state.dataset]));
+  for (const state of localTree.values()) {
+    const twin = state.guid === undefined ? undefined : remoteGuids.get(state.guid);
+    if (twin !== undefined) {
+      throw new UsageError(
+        `${remoteHost}:${settings.remoteDataset} contains ${state.dataset} itself (as ${twin}): a tree cannot be replicated into itself (nothing was changed)`,
+      );
+    }
+  }
 }
 
 function reportTreeShape(localOnly: readonly string[], settings: TreeSettings, context: TreeContext): void {

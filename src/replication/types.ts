@@ -30,6 +30,10 @@ export interface ReplicationContext {
   now: () => Date;
   /** The run lock's descriptor, inherited by the transfer's processes (see HeldLock.fd). */
   lockFd?: number | undefined;
+  /** The source's clock minus ours (see clock.ts): ages are judged by the source's clock. */
+  sourceClockOffsetSeconds?: number;
+  /** Set when the clocks disagree beyond the tolerance: expiry is skipped, for this reason. */
+  expiryWithheld?: string | undefined;
 }
 
 /** Both sides of one dataset as listed. */

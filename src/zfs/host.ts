@@ -43,6 +43,8 @@ export interface ZfsOperations {
   destroyBookmark(dataset: string, bookmark: string): Promise<void>;
   estimateSendBytes(sendArguments: readonly string[]): Promise<number | undefined>;
   destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>>;
+  /** Every filesystem and volume with its value of the user property `property` (unset ones left out). */
+  userProperty(property: string): Promise<Map<string, string>>;
 }
 
 /** Typed zfs operations on one host, run as commands; picks the best command form the host's features allow. */
@@ -93,7 +95,10 @@ export class ZfsHost implements ZfsOperations {
 
   /** Idempotent: an existing hold of the same tag is success. */
   async hold(tag: string, dataset: string, snapshot: string): Promise<HoldResult> {
-    return (await this.succeedsUnless(['zfs', 'hold', '--', tag, snapshotName(dataset, snapshot)], /tag already exists/))
+    return (await this.succeedsUnless(
+      ['zfs', 'hold', '--', tag, snapshotName(dataset, snapshot)],
+      /tag already exists/,
+    ))
       ? 'added'
       : 'present';
   }
@@ -124,6 +129,16 @@ export class ZfsHost implements ZfsOperations {
       if (name?.startsWith(prefix) && tag !== undefined) tags.get(name.slice(prefix.length))?.push(tag);
     }
     return tags;
+  }
+
+  async userProperty(property: string): Promise<Map<string, string>> {
+    const { stdout } = await this.run(['zfs', 'list', '-H', '-o', `name,${property}`, '-t', 'filesystem,volume']);
+    const values = new Map<string, string>();
+    for (const line of stdout.split('\n')) {
+      const tab = line.lastIndexOf('\t');
+      if (tab > 0 && line.slice(tab + 1) !== '-') values.set(line.slice(0, tab), line.slice(tab + 1));
+    }
+    return values;
   }
 
   async createParents(dataset: string): Promise<void> {

@@ -129,6 +129,7 @@ function stateFromRows(dataset: string, own: Row, snapshots: Snapshot[], bookmar
   return {
     dataset,
     exists: true,
+    ...(own.guid ? { guid: own.guid } : {}),
     ...(own.type ? { type: own.type } : {}),
     snapshots: snapshots.sort(byTxg),
     bookmarks: bookmarks.sort(byTxg),

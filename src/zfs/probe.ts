@@ -14,25 +14,36 @@ export const PROBE_SCRIPT = [
   'zfs version >/dev/null 2>&1 && echo "zfs_version=$(zfs version 2>/dev/null | head -n 1)"',
   'zfs list -Hp -o name -d 0 >/dev/null 2>&1 && echo list_p=1',
   'command -v zfs >/dev/null 2>&1 && echo zfs=1',
+  'echo "now=$(date +%s)"',
   'true',
 ].join('; ');
 
-export async function probeHost(runner: CommandRunner, endpoint: Endpoint): Promise<HostFeatures> {
+export interface HostProbe {
+  features: HostFeatures;
+  /** The host's clock (seconds since the epoch) when it answered: snapshot ages are judged by the source's. */
+  clockSeconds: number | undefined;
+}
+
+export async function probeHost(runner: CommandRunner, endpoint: Endpoint): Promise<HostProbe> {
   const { stdout } = await runner.run(endpoint, ['sh', '-c', PROBE_SCRIPT], { timeoutMs: 60_000 });
   return parseProbe(stdout, endpoint.label);
 }
 
-export function parseProbe(stdout: string, label: string): HostFeatures {
+export function parseProbe(stdout: string, label: string): HostProbe {
   const facts = stdout.split('\n').filter((line) => line.includes('='));
   const value = (key: string) => facts.find((line) => line.startsWith(`${key}=`))?.slice(key.length + 1);
   if (value('zfs') === undefined)
     throw new FailureError('ENOZFS', `${label}: no zfs command found (is ZFS installed and in PATH?)`);
   const zfsVersion = value('zfs_version');
+  const clock = value('now');
   return {
-    zfsVersion,
-    parsableList: value('list_p') === '1',
-    holdsCommand: zfsVersion !== undefined,
-    openzfs: zfsVersion !== undefined,
-    tools: new Set(facts.filter((line) => line.startsWith('tool=')).map((line) => line.slice('tool='.length))),
+    features: {
+      zfsVersion,
+      parsableList: value('list_p') === '1',
+      holdsCommand: zfsVersion !== undefined,
+      openzfs: zfsVersion !== undefined,
+      tools: new Set(facts.filter((line) => line.startsWith('tool=')).map((line) => line.slice('tool='.length))),
+    },
+    clockSeconds: clock !== undefined && /^\d+$/.test(clock) ? Number(clock) : undefined,
   };
 }

@@ -13,6 +13,8 @@ export interface Snapshot {
 export interface DatasetState {
   dataset: string;
   exists: boolean;
+  /** The dataset's own guid (new for every dataset, a received one too): tells one dataset from another. */
+  guid?: string;
   type?: string;
   /** Ordered by createtxg, oldest first. */
   snapshots: Snapshot[];

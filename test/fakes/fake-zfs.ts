@@ -28,6 +28,8 @@ interface FakeDataset {
   bookmarks: Omit<FakeSnapshot, 'holds'>[];
   /** Written to since its newest snapshot: an incremental receive is refused. */
   modified: boolean;
+  properties: Map<string, string>;
+  guid: string;
   resumeToken?: string;
   encrypted?: boolean;
 }
@@ -69,7 +71,14 @@ export class FakeZfsHost implements ZfsOperations {
   // Test set-up, which bypasses `events`.
 
   create(dataset: string, type: FakeDataset['type'] = 'filesystem'): this {
-    this.datasets.set(dataset, { type, snapshots: [], bookmarks: [], modified: false });
+    this.datasets.set(dataset, {
+      type,
+      snapshots: [],
+      bookmarks: [],
+      modified: false,
+      properties: new Map(),
+      guid: String(nextGuid++),
+    });
     return this;
   }
 
@@ -145,8 +154,18 @@ export class FakeZfsHost implements ZfsOperations {
   }
 
   async setProperty(dataset: string, property: string, value: string): Promise<void> {
-    this.dataset(dataset);
+    this.dataset(dataset).properties.set(property, value);
     this.changed(`set ${property}=${value} ${dataset}`);
+  }
+
+  /** Local values only: the orchestration never relies on inheritance of user properties. */
+  async userProperty(property: string): Promise<Map<string, string>> {
+    const values = new Map<string, string>();
+    for (const [name, dataset] of this.datasets) {
+      const value = dataset.properties.get(property);
+      if (value !== undefined) values.set(name, value);
+    }
+    return values;
   }
 
   async rollback(dataset: string, snapshot: string, destroyLater: boolean): Promise<void> {
@@ -230,6 +249,7 @@ export class FakeZfsHost implements ZfsOperations {
     return {
       dataset,
       exists: true,
+      guid: found.guid,
       type: found.type,
       snapshots: found.snapshots.map(toSnapshot),
       bookmarks: this.features.openzfs ? found.bookmarks.map((bookmark) => ({ ...bookmark, userrefs: 0 })) : [],

@@ -111,7 +111,7 @@ test('malformed output is an error, never a silently empty listing', () => {
 });
 
 test('probe output: zfs-fuse has no version, no list -p, no holds', () => {
-  const features = parseProbe('tool=mbuffer\ntool=zstd\nzfs=1\n', 'beta');
+  const { features } = parseProbe('tool=mbuffer\ntool=zstd\nzfs=1\n', 'beta');
   assert.equal(features.zfsVersion, undefined);
   assert.equal(features.parsableList, false);
   assert.equal(features.holdsCommand, false);
@@ -120,7 +120,7 @@ test('probe output: zfs-fuse has no version, no list -p, no holds', () => {
 });
 
 test('probe output: OpenZFS 2.3', () => {
-  const features = parseProbe('tool=lz4\nzfs_version=zfs-2.3.2-2~bpo12+2\nlist_p=1\nzfs=1\n', 'gamma');
+  const { features } = parseProbe('tool=lz4\nzfs_version=zfs-2.3.2-2~bpo12+2\nlist_p=1\nzfs=1\n', 'gamma');
   assert.equal(features.zfsVersion, 'zfs-2.3.2-2~bpo12+2');
   assert.equal(features.parsableList, true);
   assert.equal(features.holdsCommand, true);

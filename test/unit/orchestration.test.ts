@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConflictError, FailureError } from '../../src/errors/errors.js';
+import { ConflictError, FailureError, UsageError } from '../../src/errors/errors.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
+import { judgeClocks } from '../../src/replication/clock.js';
 import { runOnce } from '../../src/replication/run-once.js';
 import { runTree } from '../../src/replication/run-tree.js';
 import type { ReplicationContext, ReplicationSettings } from '../../src/replication/types.js';
@@ -267,6 +268,57 @@ describe('runOnce', () => {
     assert.ok(printed.includes('would create parent dataset backup/copy (zfs create -p)'), printed.join('\n'));
     assert.ok(printed.some((line) => line.startsWith('would receive a full stream of alpha:tank/src@s3')));
     assert.ok(printed.some((line) => /^keeps @s3: the newest common snapshot/.test(line)));
+  });
+});
+
+describe('never harm the source or another replica', () => {
+  test('a remote that is the local dataset itself (an alias of this host) is refused by guid; nothing changes', async () => {
+    const { remote, context, settings } = setup();
+    series(remote, 3, 40);
+    const sameHost = { ...context, local: remote };
+    await assert.rejects(
+      runOnce({ ...settings, localDataset: 'tank/src', keepSeconds: DAY }, sameHost),
+      (error: unknown) => error instanceof UsageError && /are the same dataset/.test(error.message),
+    );
+    assert.deepEqual(remote.events, []);
+    assert.deepEqual(remote.snapshotNames('tank/src'), ['s1', 's2', 's3']);
+  });
+
+  test('a second replica of the same source with the same tag is refused, naming the first; another tag is fine', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    remote.snapshot('tank/src', 's3', NOW);
+    await assert.rejects(
+      runOnce({ ...settings, localDataset: 'backup/second' }, context),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        /backup\/copy\/src already replicates alpha:tank\/src with tag "offsite"/.test(error.message),
+    );
+    assert.equal(local.datasets.has('backup/second'), false);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s2']);
+    await runOnce({ ...settings, localDataset: 'backup/second', tag: 'second' }, context);
+    assert.deepEqual(local.snapshotNames('backup/second'), ['s1', 's2', 's3']);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s2'], "the first replica's hold stays where it was");
+  });
+
+  test("ages are judged by the source's clock, and past the tolerance nothing is expired", async () => {
+    const { remote, local, log, context, settings } = setup();
+    series(remote, 3);
+    // This host's clock runs 60 days ahead of the source's.
+    const ahead = { ...context, now: () => new Date((NOW + 60 * DAY) * 1000) };
+    const judged = judgeClocks(NOW, NOW + 60 * DAY, 300, 'alpha');
+    assert.match(
+      judged.expiryWithheld ?? '',
+      /the clock of alpha is 2 months behind this host's \(more than --max-clock-skew 5 minutes\)/,
+    );
+    await runOnce(settings, { ...ahead, ...judged });
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3'], 'the initial window is not skewed');
+    remote.snapshot('tank/src', 's4', NOW);
+    await runOnce({ ...settings, keepSeconds: 1 }, { ...ahead, ...judged });
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4'], 'nothing expired');
+    assert.ok(!log.lines.some((line) => /expired/.test(line)));
+    assert.deepEqual(judgeClocks(NOW + 100, NOW, 300, 'alpha'), { sourceClockOffsetSeconds: 100 });
   });
 });
 

@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { UsageError } from '../errors/errors.js';
+import type { ListedPair } from './types.js';
+
+/**
+ * The user property by which a replica records which source (by the source dataset's guid, whatever host
+ * name reached it) and which tag it replicates with. Two replicas of one source under one tag on one host
+ * would strip each other's hold at the source on every run; the claim lets the second be refused.
+ */
+export const CLAIM_PROPERTY = 'zfs_replicate:pull';
+
+/**
+ * The claim's value names its own dataset, so a value a child merely inherits (user properties are inherited)
+ * is told from one set on the child itself.
+ */
+export function claimOf(remoteGuid: string, tag: string, localDataset: string): string {
+  return `${claimPrefix(remoteGuid, tag)}${localDataset}`;
+}
+
+function claimPrefix(remoteGuid: string, tag: string): string {
+  return `${remoteGuid}:${createHash('sha256').update(tag).digest('hex').slice(0, 16)}:`;
+}
+
+/** Another local dataset that claims the same source and tag, if any. */
+export function rivalReplica(
+  claims: ReadonlyMap<string, string>,
+  remoteGuid: string,
+  tag: string,
+  localDataset: string,
+): string | undefined {
+  const prefix = claimPrefix(remoteGuid, tag);
+  for (const [name, value] of claims) {
+    if (name !== localDataset && value.startsWith(prefix) && value.slice(prefix.length) === name) return name;
+  }
+  return undefined;
+}
+
+/**
+ * Refuses, before anything changes, a run that would harm its own source or another replica: the remote and
+ * the local dataset are one dataset (`-h` naming this host by any alias: names cannot tell, guids can), or
+ * another replica here already pulls the same source with the same tag.
+ */
+export function refuseHarmfulPair(
+  pair: ListedPair,
+  claims: ReadonlyMap<string, string>,
+  tag: string,
+  remoteHost: string,
+): void {
+  const { remote, local } = pair;
+  if (remote.guid === undefined) return;
+  if (remote.guid === local.guid) {
+    throw new UsageError(
+      `${remoteHost}:${remote.dataset} and ${local.dataset} are the same dataset (guid ${remote.guid}): a dataset cannot be its own replica (nothing was changed)`,
+    );
+  }
+  const rival = rivalReplica(claims, remote.guid, tag, local.dataset);
+  if (rival !== undefined) {
+    throw new UsageError(
+      `${rival} already replicates ${remoteHost}:${remote.dataset} with tag "${tag}" on this host: two replicas sharing a tag would release each other's hold at the source; use one tag per replica (or, if ${rival} is abandoned, run zfs inherit ${CLAIM_PROPERTY} ${rival}) (nothing was changed)`,
+    );
+  }
+}

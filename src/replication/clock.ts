@@ -1,0 +1,35 @@
+import { formatDistanceStrict } from 'date-fns/formatDistanceStrict';
+import type { ReplicationContext } from './types.js';
+
+export interface ClockJudgement {
+  /** The source's clock minus ours: snapshot creation times come from the source's clock. */
+  sourceClockOffsetSeconds: number;
+  /** Why expiry must wait, when the two clocks disagree by more than the tolerance. */
+  expiryWithheld?: string;
+}
+
+/**
+ * Snapshot ages are read from the source's clock (creation times are the source's), so a backup host whose
+ * clock runs 60 days ahead no longer sees fresh snapshots as 60 days old. Past the tolerance one of the two
+ * clocks is wrong, and which one cannot be told: expiry waits until they agree, with a warning every run.
+ */
+export function judgeClocks(
+  sourceClock: number | undefined,
+  localClock: number,
+  toleranceSeconds: number,
+  sourceHost: string,
+): ClockJudgement {
+  if (sourceClock === undefined) return { sourceClockOffsetSeconds: 0 };
+  const offset = Math.round(sourceClock - localClock);
+  if (Math.abs(offset) <= toleranceSeconds) return { sourceClockOffsetSeconds: offset };
+  const by = formatDistanceStrict(0, Math.abs(offset) * 1000);
+  return {
+    sourceClockOffsetSeconds: offset,
+    expiryWithheld: `the clock of ${sourceHost} is ${by} ${offset > 0 ? 'ahead of' : 'behind'} this host's (more than --max-clock-skew ${formatDistanceStrict(0, toleranceSeconds * 1000)}): expiring nothing until the clocks agree (check NTP on both)`,
+  };
+}
+
+/** Now, by the source's clock: the clock its snapshots' creation times come from. */
+export function sourceNowSeconds(context: Pick<ReplicationContext, 'now' | 'sourceClockOffsetSeconds'>): number {
+  return Math.floor(context.now().getTime() / 1000) + (context.sourceClockOffsetSeconds ?? 0);
+}
