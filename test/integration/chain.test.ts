@@ -19,75 +19,83 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
       await tb.on('alpha', ['zfs', 'destroy', `${dataset}@${name}`]);
   }
 
-  test("alpha -> beta -> gamma: many rounds, gamma never resends in full, beta never fails on gamma's holds", async () => {
-    await tb.zfs('alpha', 'create', 'tank/vm');
-    const guids = new Map<string, string>();
-    let betaSkippedGammaHold = false;
-    for (let round = 1; round <= 8; round++) {
-      const name = `r${round}`;
-      await tb.writeAndSnapshot('alpha', 'tank/vm', name);
-      guids.set(name, (await tb.snapshots('alpha', 'tank/vm')).get(name)!.guid);
-      await alphaExpiresOwn('tank/vm', 3);
+  test(
+    "alpha -> beta -> gamma: many rounds, gamma never resends in full, beta never fails on gamma's holds",
+    { timeout: 240_000 },
+    async () => {
+      await tb.zfs('alpha', 'create', 'tank/vm');
+      const guids = new Map<string, string>();
+      let betaSkippedGammaHold = false;
+      for (let round = 1; round <= 8; round++) {
+        const name = `r${round}`;
+        await tb.writeAndSnapshot('alpha', 'tank/vm', name);
+        guids.set(name, (await tb.snapshots('alpha', 'tank/vm')).get(name)!.guid);
+        await alphaExpiresOwn('tank/vm', 3);
 
-      const beta = await pull(tb, 'beta', 'alpha', 'tank/vm', 'tank/b/vm', 'beta', ['--keep', '3s', '-v']);
-      assertExit(beta, 0, `round ${round} beta`);
-      assert.doesNotMatch(beta.stderr, /error|warning/, `round ${round} beta`);
-      if (/another hold protects it/.test(beta.stderr)) betaSkippedGammaHold = true;
+        const beta = await pull(tb, 'beta', 'alpha', 'tank/vm', 'tank/b/vm', 'beta', ['--keep', '3s', '-v']);
+        assertExit(beta, 0, `round ${round} beta`);
+        assert.doesNotMatch(beta.stderr, /error|warning/, `round ${round} beta`);
+        if (/another hold protects it/.test(beta.stderr)) betaSkippedGammaHold = true;
 
-      // gamma runs every other round, so its base on beta ages past beta's keep.
-      if (round % 2 === 1) {
-        const gamma = await pull(tb, 'gamma', 'beta', 'tank/b/vm', 'tank/g/vm', 'gamma', ['--keep', '1h', '-v']);
-        assertExit(gamma, 0, `round ${round} gamma`);
-        assert.doesNotMatch(gamma.stderr, /error|warning/, `round ${round} gamma`);
-        if (round > 1)
-          assert.doesNotMatch(gamma.stderr, /receiving full/, `round ${round}: gamma must catch up incrementally`);
+        // gamma runs every other round, so its base on beta ages past beta's keep.
+        if (round % 2 === 1) {
+          const gamma = await pull(tb, 'gamma', 'beta', 'tank/b/vm', 'tank/g/vm', 'gamma', ['--keep', '1h', '-v']);
+          assertExit(gamma, 0, `round ${round} gamma`);
+          assert.doesNotMatch(gamma.stderr, /error|warning/, `round ${round} gamma`);
+          if (round > 1)
+            assert.doesNotMatch(gamma.stderr, /receiving full/, `round ${round}: gamma must catch up incrementally`);
+        }
+        await sleep(1500);
       }
-      await sleep(1500);
-    }
-    assert.ok(betaSkippedGammaHold, "beta's expiry met a snapshot held by gamma and skipped it");
+      assert.ok(betaSkippedGammaHold, "beta's expiry met a snapshot held by gamma and skipped it");
 
-    const final = await pull(tb, 'gamma', 'beta', 'tank/b/vm', 'tank/g/vm', 'gamma', ['--keep', '1h', '-v']);
-    assertExit(final, 0);
-    assert.doesNotMatch(final.stderr, /receiving full/);
-    const onGamma = await tb.snapshots('gamma', 'tank/g/vm');
-    assert.equal(onGamma.get('r8')?.guid, guids.get('r8'));
-    for (const [name, guid] of onGamma) assert.equal(guid.guid, guids.get(name), `gamma @${name} has alpha's guid`);
-    // Each hop's hold sits only on its own base.
-    assert.ok(await tb.hasHold('beta', 'tank/b/vm@r8', 'gamma'));
-    assert.ok(await tb.hasHold('beta', 'tank/b/vm@r8', 'beta'));
-    assert.ok(await tb.hasHold('alpha', 'tank/vm@r8', 'beta'));
-    for (const name of (await tb.snapshots('beta', 'tank/b/vm')).keys()) {
-      if (name !== 'r8')
-        assert.ok(!(await tb.hasHold('beta', `tank/b/vm@${name}`, 'gamma')), `leaked gamma hold on beta @${name}`);
-    }
-  });
+      const final = await pull(tb, 'gamma', 'beta', 'tank/b/vm', 'tank/g/vm', 'gamma', ['--keep', '1h', '-v']);
+      assertExit(final, 0);
+      assert.doesNotMatch(final.stderr, /receiving full/);
+      const onGamma = await tb.snapshots('gamma', 'tank/g/vm');
+      assert.equal(onGamma.get('r8')?.guid, guids.get('r8'));
+      for (const [name, guid] of onGamma) assert.equal(guid.guid, guids.get(name), `gamma @${name} has alpha's guid`);
+      // Each hop's hold sits only on its own base.
+      assert.ok(await tb.hasHold('beta', 'tank/b/vm@r8', 'gamma'));
+      assert.ok(await tb.hasHold('beta', 'tank/b/vm@r8', 'beta'));
+      assert.ok(await tb.hasHold('alpha', 'tank/vm@r8', 'beta'));
+      for (const name of (await tb.snapshots('beta', 'tank/b/vm')).keys()) {
+        if (name !== 'r8')
+          assert.ok(!(await tb.hasHold('beta', `tank/b/vm@${name}`, 'gamma')), `leaked gamma hold on beta @${name}`);
+      }
+    },
+  );
 
-  test("fan-out: beta and gamma pull the same dataset with their own tags; each one's holds survive the other's runs", async () => {
-    await tb.zfs('alpha', 'create', 'tank/fan');
-    const bases = new Map<string, string>();
-    for (let round = 1; round <= 4; round++) {
-      for (const [host, tag] of [
-        ['beta', 'fan-beta'],
-        ['gamma', 'fan-gamma'],
-      ] as const) {
-        const name = `f${round}-${host}`;
-        await tb.writeAndSnapshot('alpha', 'tank/fan', name);
-        assertExit(
-          await pull(tb, host, 'alpha', 'tank/fan', 'tank/fan-copy', tag, ['--keep', '2s']),
-          0,
-          `${host} round ${round}`,
-        );
-        bases.set(tag, name);
-        for (const [otherTag, base] of bases) {
-          assert.ok(
-            await tb.hasHold('alpha', `tank/fan@${base}`, otherTag),
-            `after ${host}'s run, ${otherTag} still holds @${base}`,
+  test(
+    "fan-out: beta and gamma pull the same dataset with their own tags; each one's holds survive the other's runs",
+    { timeout: 180_000 },
+    async () => {
+      await tb.zfs('alpha', 'create', 'tank/fan');
+      const bases = new Map<string, string>();
+      for (let round = 1; round <= 4; round++) {
+        for (const [host, tag] of [
+          ['beta', 'fan-beta'],
+          ['gamma', 'fan-gamma'],
+        ] as const) {
+          const name = `f${round}-${host}`;
+          await tb.writeAndSnapshot('alpha', 'tank/fan', name);
+          assertExit(
+            await pull(tb, host, 'alpha', 'tank/fan', 'tank/fan-copy', tag, ['--keep', '2s']),
+            0,
+            `${host} round ${round}`,
           );
+          bases.set(tag, name);
+          for (const [otherTag, base] of bases) {
+            assert.ok(
+              await tb.hasHold('alpha', `tank/fan@${base}`, otherTag),
+              `after ${host}'s run, ${otherTag} still holds @${base}`,
+            );
+          }
         }
       }
-    }
-    const onAlpha = [...(await tb.snapshots('alpha', 'tank/fan')).entries()];
-    const held = onAlpha.filter(([, snapshot]) => snapshot.userrefs > 0).map(([name]) => name);
-    assert.deepEqual(held.sort(), [...bases.values()].sort(), 'alpha holds exactly the two bases');
-  });
+      const onAlpha = [...(await tb.snapshots('alpha', 'tank/fan')).entries()];
+      const held = onAlpha.filter(([, snapshot]) => snapshot.userrefs > 0).map(([name]) => name);
+      assert.deepEqual(held.sort(), [...bases.values()].sort(), 'alpha holds exactly the two bases');
+    },
+  );
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
-import { assertExit, poolSnapshot, pull, snapshotSeries } from './helpers.js';
+import { assertExit, poolSnapshot, pull, pulledReplica, rx, sourceWithSnapshots } from './helpers.js';
 
 const CONFLICT = 4;
 
@@ -9,9 +9,6 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
   let tb: Testbed;
   before(async () => {
     tb = await Testbed.up(['alpha', 'beta']);
-    await tb.zfs('alpha', 'create', 'tank/src');
-    await snapshotSeries(tb, 'alpha', 'tank/src', ['s1', 's2']);
-    assertExit(await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/replica', 'beta'), 0, 'setup');
   });
   after(async () => {
     await tb?.down();
@@ -34,7 +31,7 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
     return tb.mountpoint('beta', dataset);
   }
 
-  test('remote dataset missing', async () => {
+  test('remote dataset missing', { timeout: 120_000 }, async () => {
     await expectConflict(
       'tank/nope',
       'tank/replica2',
@@ -42,74 +39,81 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
     );
   });
 
-  test('remote dataset without snapshots', async () => {
+  test('remote dataset without snapshots', { timeout: 120_000 }, async () => {
     await tb.zfs('alpha', 'create', 'tank/empty');
     await expectConflict('tank/empty', 'tank/replica-empty', /alpha:tank\/empty has no snapshots/);
   });
 
-  test('local dataset exists but is not a replica (no snapshots): never a full receive over it', async () => {
-    await tb.zfs('beta', 'create', 'tank/plain');
-    await expectConflict(
-      'tank/src',
-      'tank/plain',
-      /tank\/plain exists but has no snapshots, so it is not a replica of alpha:tank\/src/,
-    );
+  test(
+    'local dataset exists but is not a replica (no snapshots): never a full receive over it',
+    { timeout: 120_000 },
+    async () => {
+      const [src, dst] = ['tank/plain/src', 'tank/plain/dst'];
+      await sourceWithSnapshots(tb, 'alpha', src, ['s1', 's2']);
+      await tb.zfs('beta', 'create', '-p', dst);
+      await expectConflict(src, dst, rx`${dst} exists but has no snapshots, so it is not a replica of alpha:${src}`);
+    },
+  );
+
+  test('no common snapshot (by guid), even where snapshot names match', { timeout: 120_000 }, async () => {
+    const [src, dst] = ['tank/unrelated/src', 'tank/unrelated/other'];
+    await sourceWithSnapshots(tb, 'alpha', src, ['s1', 's2']);
+    await sourceWithSnapshots(tb, 'beta', dst, ['s1', 's2']);
+    await expectConflict(src, dst, rx`${dst} shares no snapshot \(by guid\) with alpha:${src}`);
   });
 
-  test('no common snapshot (by guid), even where snapshot names match', async () => {
-    await tb.zfs('beta', 'create', 'tank/other');
-    await tb.writeAndSnapshot('beta', 'tank/other', 's1');
-    await tb.writeAndSnapshot('beta', 'tank/other', 's2');
-    await expectConflict('tank/src', 'tank/other', /tank\/other shares no snapshot \(by guid\) with alpha:tank\/src/);
+  test(
+    'diverged: a local snapshot the remote never had is named; --rollback destroys it and continues',
+    { timeout: 120_000 },
+    async () => {
+      const [src, dst] = ['tank/diverged/src', 'tank/diverged/replica'];
+      await pulledReplica(tb, src, dst, ['s1', 's2']);
+      await tb.writeAndSnapshot('alpha', src, 's3');
+      const mountpoint = await makeWritable(dst);
+      await tb.sh('beta', `echo local > '${mountpoint}/local-file'`);
+      await tb.zfs('beta', 'snapshot', `${dst}@local-only`);
+      await expectConflict(
+        src,
+        dst,
+        rx`has diverged from alpha:${src}: @local-only is newer than the common snapshot @s2 .*--rollback`,
+      );
+
+      const run = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--rollback']);
+      assertExit(run, 0);
+      assert.match(run.stderr, rx`rolled ${dst} back to @s2, destroying @local-only \(--rollback\)`);
+      assert.deepEqual([...(await tb.snapshots('beta', dst)).keys()], ['s1', 's2', 's3']);
+      // zfs-fuse shows readonly as "off temporary" while mounted, so test what matters: writes are refused.
+      const write = await tb.on('beta', ['touch', `${await tb.mountpoint('beta', dst)}/after-rollback`]);
+      assert.notEqual(write.exitCode, 0, 'the replica is writable again after --rollback');
+      assert.match(write.stderr, /Read-only file system/);
+    },
+  );
+
+  test('--rollback refuses to destroy a local-only snapshot that carries a hold', { timeout: 120_000 }, async () => {
+    const [src, dst] = ['tank/held-local/src', 'tank/held-local/replica'];
+    await pulledReplica(tb, src, dst, ['s1', 's2', 's3']);
+    await makeWritable(dst);
+    await tb.zfs('beta', 'snapshot', `${dst}@held-local`);
+    await tb.zfs('beta', 'hold', 'downstream', `${dst}@held-local`);
+    await expectConflict(src, dst, rx`cannot roll back ${dst} to @s3: @held-local carries a hold`, ['--rollback']);
+    await tb.zfs('beta', 'release', 'downstream', `${dst}@held-local`);
+    await tb.zfs('beta', 'destroy', `${dst}@held-local`);
   });
 
-  test('diverged: a local snapshot the remote never had is named; --rollback destroys it and continues', async () => {
-    await tb.writeAndSnapshot('alpha', 'tank/src', 's3');
-    const mountpoint = await makeWritable('tank/replica');
-    await tb.sh('beta', `echo local > '${mountpoint}/local-file'`);
-    await tb.zfs('beta', 'snapshot', 'tank/replica@local-only');
-    await expectConflict(
-      'tank/src',
-      'tank/replica',
-      /has diverged from alpha:tank\/src: @local-only is newer than the common snapshot @s2 .*--rollback/,
-    );
+  test(
+    'modified replica: the refused incremental is a conflict; --rollback discards the change and continues',
+    { timeout: 120_000 },
+    async () => {
+      const [src, dst] = ['tank/modified/src', 'tank/modified/replica'];
+      await pulledReplica(tb, src, dst, ['s1', 's2', 's3']);
+      const mountpoint = await makeWritable(dst);
+      await tb.sh('beta', `echo drift > '${mountpoint}/drift'`);
+      await tb.writeAndSnapshot('alpha', src, 's4');
+      await expectConflict(src, dst, rx`${dst} was modified since its newest snapshot.*re-run with --rollback`);
 
-    const run = await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/replica', 'beta', ['--rollback']);
-    assertExit(run, 0);
-    assert.match(run.stderr, /rolled tank\/replica back to @s2, destroying @local-only \(--rollback\)/);
-    assert.deepEqual([...(await tb.snapshots('beta', 'tank/replica')).keys()], ['s1', 's2', 's3']);
-    // zfs-fuse shows readonly as "off temporary" while mounted, so test what matters: writes are refused.
-    const write = await tb.on('beta', ['touch', `${await tb.mountpoint('beta', 'tank/replica')}/after-rollback`]);
-    assert.notEqual(write.exitCode, 0, 'the replica is writable again after --rollback');
-    assert.match(write.stderr, /Read-only file system/);
-  });
-
-  test('--rollback refuses to destroy a local-only snapshot that carries a hold', async () => {
-    await makeWritable('tank/replica');
-    await tb.zfs('beta', 'snapshot', 'tank/replica@held-local');
-    await tb.zfs('beta', 'hold', 'downstream', 'tank/replica@held-local');
-    await expectConflict(
-      'tank/src',
-      'tank/replica',
-      /cannot roll back tank\/replica to @s3: @held-local carries a hold/,
-      ['--rollback'],
-    );
-    await tb.zfs('beta', 'release', 'downstream', 'tank/replica@held-local');
-    await tb.zfs('beta', 'destroy', 'tank/replica@held-local');
-  });
-
-  test('modified replica: the refused incremental is a conflict; --rollback discards the change and continues', async () => {
-    const mountpoint = await makeWritable('tank/replica');
-    await tb.sh('beta', `echo drift > '${mountpoint}/drift'`);
-    await tb.writeAndSnapshot('alpha', 'tank/src', 's4');
-    await expectConflict(
-      'tank/src',
-      'tank/replica',
-      /tank\/replica was modified since its newest snapshot.*re-run with --rollback/,
-    );
-
-    assertExit(await pull(tb, 'beta', 'alpha', 'tank/src', 'tank/replica', 'beta', ['--rollback']), 0);
-    assert.deepEqual([...(await tb.snapshots('beta', 'tank/replica')).keys()], ['s1', 's2', 's3', 's4']);
-    assert.equal(await tb.contentDigest('beta', 'tank/replica'), await tb.contentDigest('alpha', 'tank/src'));
-  });
+      assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--rollback']), 0);
+      assert.deepEqual([...(await tb.snapshots('beta', dst)).keys()], ['s1', 's2', 's3', 's4']);
+      assert.equal(await tb.contentDigest('beta', dst), await tb.contentDigest('alpha', src));
+    },
+  );
 });

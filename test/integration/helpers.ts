@@ -66,3 +66,31 @@ export async function snapshotSeries(tb: Testbed, host: string, dataset: string,
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `prefix`1 .. `prefix``count`: snapshot names for a series. */
+export const series = (prefix: string, count: number): string[] =>
+  Array.from({ length: count }, (_, index) => `${prefix}${index + 1}`);
+
+/** A new dataset on `host` (parents created as needed) with one snapshot per name, each over 1 MB of new data. */
+export async function sourceWithSnapshots(tb: Testbed, host: string, dataset: string, names: string[]): Promise<void> {
+  await tb.zfs(host, 'create', '-p', dataset);
+  await snapshotSeries(tb, host, dataset, names);
+}
+
+/**
+ * A replica a test can start from: `remote` is made on alpha with snapshots `names`, then beta pulls it into
+ * `local` with tag "beta", so both sides hold the newest snapshot.
+ */
+export async function pulledReplica(tb: Testbed, remote: string, local: string, names: string[]): Promise<void> {
+  await sourceWithSnapshots(tb, 'alpha', remote, names);
+  assertExit(await pull(tb, 'beta', 'alpha', remote, local, 'beta'), 0, `set-up: initial pull into ${local}:`);
+}
+
+/**
+ * A RegExp written like a regex literal, with dataset names interpolated: the literal parts are regex source
+ * (`\/`, `\n`, `\(` keep their regex meaning), each interpolated value matches itself literally.
+ */
+export function rx(strings: TemplateStringsArray, ...values: unknown[]): RegExp {
+  const literal = (value: unknown) => String(value).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  return new RegExp(strings.raw.reduce((source, part, index) => source + literal(values[index - 1]) + part));
+}

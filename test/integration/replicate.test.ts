@@ -2,14 +2,22 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
-import { assertExit, poolSnapshot, pull, snapshotSeries, sshHandshakes } from './helpers.js';
+import {
+  assertExit,
+  poolSnapshot,
+  pull,
+  pulledReplica,
+  rx,
+  series,
+  snapshotSeries,
+  sourceWithSnapshots,
+  sshHandshakes,
+} from './helpers.js';
 
 describe('replication core on real zfs-fuse hosts', () => {
   let tb: Testbed;
   before(async () => {
     tb = await Testbed.up(['alpha', 'beta']);
-    await tb.zfs('alpha', 'create', '-p', 'tank/src/data');
-    await snapshotSeries(tb, 'alpha', 'tank/src/data', ['s1', 's2', 's3', 's4', 's5']);
   });
   after(async () => {
     await tb?.down();
@@ -25,112 +33,122 @@ describe('replication core on real zfs-fuse hosts', () => {
     }
   }
 
-  test('initial pull creates the missing parents, then a second pull brings the new snapshots', async () => {
-    const first = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta');
-    assertExit(first, 0, 'initial');
-    assert.equal(first.stdout + first.stderr, '', 'a successful run is silent (cron mails any output)');
-    await snapshotSeries(tb, 'alpha', 'tank/src/data', ['s6', 's7', 's8']);
-    const second = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta');
-    assertExit(second, 0, 'incremental');
+  test(
+    'initial pull creates the missing parents, then a second pull brings the new snapshots',
+    { timeout: 120_000 },
+    async () => {
+      const [src, dst] = ['tank/initial/src/data', 'tank/initial/backup/alpha/data'];
+      await sourceWithSnapshots(tb, 'alpha', src, series('s', 5));
+      const first = await pull(tb, 'beta', 'alpha', src, dst, 'beta');
+      assertExit(first, 0, 'initial');
+      assert.equal(first.stdout + first.stderr, '', 'a successful run is silent (cron mails any output)');
+      await snapshotSeries(tb, 'alpha', src, ['s6', 's7', 's8']);
+      const second = await pull(tb, 'beta', 'alpha', src, dst, 'beta');
+      assertExit(second, 0, 'incremental');
 
-    const source = await tb.snapshots('alpha', 'tank/src/data');
-    const replica = await tb.snapshots('beta', 'tank/backup/alpha/data');
-    assert.deepEqual([...replica.keys()], ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']);
-    for (const [name, { guid }] of source) assert.equal(replica.get(name)?.guid, guid, `guid of @${name}`);
-    assert.equal(
-      await tb.contentDigest('beta', 'tank/backup/alpha/data'),
-      await tb.contentDigest('alpha', 'tank/src/data'),
-    );
-    assert.equal((await tb.zfs('beta', 'get', '-H', '-o', 'value', 'readonly', 'tank/backup/alpha/data')).trim(), 'on');
-    await assertHeldOnlyOn('alpha', 'tank/src/data', 'beta', 's8');
-    await assertHeldOnlyOn('beta', 'tank/backup/alpha/data', 'beta', 's8');
-  });
+      const source = await tb.snapshots('alpha', src);
+      const replica = await tb.snapshots('beta', dst);
+      assert.deepEqual([...replica.keys()], ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8']);
+      for (const [name, { guid }] of source) assert.equal(replica.get(name)?.guid, guid, `guid of @${name}`);
+      assert.equal(await tb.contentDigest('beta', dst), await tb.contentDigest('alpha', src));
+      assert.equal((await tb.zfs('beta', 'get', '-H', '-o', 'value', 'readonly', dst)).trim(), 'on');
+      await assertHeldOnlyOn('alpha', src, 'beta', 's8');
+      await assertHeldOnlyOn('beta', dst, 'beta', 's8');
+    },
+  );
 
-  test('a run with nothing new sends nothing, uses one ssh handshake, and repairs holds removed by hand', async () => {
-    await tb.zfs('alpha', 'release', 'beta', 'tank/src/data@s8');
-    await tb.zfs('beta', 'release', 'beta', 'tank/backup/alpha/data@s8');
-    const handshakesBefore = sshHandshakes('alpha');
-    const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta', ['-vv']);
-    assertExit(run, 0);
-    assert.equal(sshHandshakes('alpha') - handshakesBefore, 1, 'one ssh handshake per run');
-    assert.doesNotMatch(run.stderr, /zfs send/, 'no send on a no-op run');
-    assert.match(run.stderr, /repaired: hold "beta" was missing on alpha:tank\/src\/data@s8/);
-    assert.match(run.stderr, /repaired: hold "beta" was missing on local:tank\/backup\/alpha\/data@s8/);
-    await assertHeldOnlyOn('alpha', 'tank/src/data', 'beta', 's8');
-    await assertHeldOnlyOn('beta', 'tank/backup/alpha/data', 'beta', 's8');
-  });
+  test(
+    'a run with nothing new sends nothing, uses one ssh handshake, and repairs holds removed by hand',
+    { timeout: 120_000 },
+    async () => {
+      const [src, dst] = ['tank/noop/src', 'tank/noop/dst'];
+      await pulledReplica(tb, src, dst, series('s', 8));
+      await tb.zfs('alpha', 'release', 'beta', `${src}@s8`);
+      await tb.zfs('beta', 'release', 'beta', `${dst}@s8`);
+      const handshakesBefore = sshHandshakes('alpha');
+      const run = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-vv']);
+      assertExit(run, 0);
+      assert.equal(sshHandshakes('alpha') - handshakesBefore, 1, 'one ssh handshake per run');
+      assert.doesNotMatch(run.stderr, /zfs send/, 'no send on a no-op run');
+      assert.match(run.stderr, rx`repaired: hold "beta" was missing on alpha:${src}@s8`);
+      assert.match(run.stderr, rx`repaired: hold "beta" was missing on local:${dst}@s8`);
+      await assertHeldOnlyOn('alpha', src, 'beta', 's8');
+      await assertHeldOnlyOn('beta', dst, 'beta', 's8');
+    },
+  );
 
-  test('a replica 50 snapshots behind catches up in one run with one stream', async () => {
+  test('a replica 50 snapshots behind catches up in one run with one stream', { timeout: 120_000 }, async () => {
+    const [src, dst] = ['tank/behind/src', 'tank/behind/dst'];
+    await pulledReplica(tb, src, dst, series('s', 8));
     const names = Array.from({ length: 50 }, (_, index) => `c${String(index).padStart(2, '0')}`);
-    for (const name of names) await tb.zfs('alpha', 'snapshot', `tank/src/data@${name}`);
-    const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta', ['-vv']);
+    for (const name of names) await tb.zfs('alpha', 'snapshot', `${src}@${name}`);
+    const run = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-vv']);
     assertExit(run, 0);
     const sends = run.stderr.split('\n').filter((line) => line.includes('pipeline:') && line.includes('zfs send'));
     assert.equal(sends.length, 1, sends.join('\n'));
-    assert.match(sends[0]!, /zfs send -I tank\/src\/data@s8 tank\/src\/data@c49/);
-    const replica = await tb.snapshots('beta', 'tank/backup/alpha/data');
+    assert.match(sends[0]!, rx`zfs send -I ${src}@s8 ${src}@c49`);
+    const replica = await tb.snapshots('beta', dst);
     for (const name of names) assert.ok(replica.has(name), `@${name} arrived`);
-    await assertHeldOnlyOn('alpha', 'tank/src/data', 'beta', 'c49');
+    await assertHeldOnlyOn('alpha', src, 'beta', 'c49');
   });
 
-  test('--dry-run prints the plan and changes nothing on either side', async () => {
-    await tb.writeAndSnapshot('alpha', 'tank/src/data', 'd1');
+  test('--dry-run prints the plan and changes nothing on either side', { timeout: 120_000 }, async () => {
+    const [src, dst] = ['tank/dry/src', 'tank/dry/dst'];
+    await pulledReplica(tb, src, dst, ['s1', 's2']);
+    await tb.writeAndSnapshot('alpha', src, 'd1');
     const before = [await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')];
-    const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/backup/alpha/data', 'beta', ['--dry-run']);
+    const run = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--dry-run']);
     assertExit(run, 0);
     assert.match(
       run.stdout,
-      /would send alpha:tank\/src\/data@c49\.\.@d1 into tank\/backup\/alpha\/data as one incremental stream \(1 snapshot: @d1\)/,
+      rx`would send alpha:${src}@s2\.\.@d1 into ${dst} as one incremental stream \(1 snapshot: @d1\)`,
     );
-    assert.match(run.stdout, /would hold "beta" on @d1 on both sides, then release it from @c49/);
+    assert.match(run.stdout, /would hold "beta" on @d1 on both sides, then release it from @s2/);
     assert.deepEqual([await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')], before);
-    const initial = await pull(tb, 'beta', 'alpha', 'tank/src/data', 'tank/new/parent/copy', 'beta', ['--dry-run']);
+    const initial = await pull(tb, 'beta', 'alpha', src, 'tank/dry/new/parent/copy', 'beta', ['--dry-run']);
     assertExit(initial, 0);
-    assert.match(initial.stdout, /would create parent dataset tank\/new\/parent/);
+    assert.match(initial.stdout, /would create parent dataset tank\/dry\/new\/parent/);
     assert.deepEqual([await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')], before);
   });
 
-  test('-h localhost replicates on the same host without ssh', async () => {
+  test('-h localhost replicates on the same host without ssh', { timeout: 120_000 }, async () => {
+    const [src, dst] = ['tank/localhost/src', 'tank/localhost/dst'];
+    await pulledReplica(tb, src, dst, ['s1', 's2']);
     const handshakesBefore = sshHandshakes('beta');
-    const run = await pull(tb, 'beta', 'localhost', 'tank/backup/alpha/data', 'tank/local-copy', 'copy');
+    const run = await pull(tb, 'beta', 'localhost', dst, 'tank/localhost/copy', 'copy');
     assertExit(run, 0);
     assert.equal(sshHandshakes('beta'), handshakesBefore);
-    const copy = await tb.snapshots('beta', 'tank/local-copy');
-    assert.equal(copy.get('c49')?.guid, (await tb.snapshots('alpha', 'tank/src/data')).get('c49')?.guid);
+    const copy = await tb.snapshots('beta', 'tank/localhost/copy');
+    assert.equal(copy.get('s2')?.guid, (await tb.snapshots('alpha', src)).get('s2')?.guid);
   });
 
-  test('hostile names: spaces in datasets and snapshots, shell syntax in the tag; no injection on either side', async () => {
-    const canary = `/tmp/zr-pwned-${process.pid}`;
-    const tag = `t$(touch ${canary}-a); touch ${canary}-b; 'q" \`touch ${canary}-c\``;
-    await tb.zfs('alpha', 'create', '-p', 'tank/my data/sp ace');
-    await snapshotSeries(tb, 'alpha', 'tank/my data/sp ace', ['snap 1', 'snap:2.b-c_d']);
-    const run = await pull(tb, 'beta', 'alpha', 'tank/my data/sp ace', 'tank/back up/x y', tag);
-    assertExit(run, 0);
-    await tb.writeAndSnapshot('alpha', 'tank/my data/sp ace', 'snap 3');
-    assertExit(await pull(tb, 'beta', 'alpha', 'tank/my data/sp ace', 'tank/back up/x y', tag), 0);
-    const replica = await tb.snapshots('beta', 'tank/back up/x y');
-    assert.deepEqual([...replica.keys()], ['snap 1', 'snap:2.b-c_d', 'snap 3']);
-    assert.ok(await tb.hasHold('alpha', 'tank/my data/sp ace@snap 3', tag));
-    assert.ok(await tb.hasHold('beta', 'tank/back up/x y@snap 3', tag));
-    assert.ok(!(await tb.hasHold('alpha', 'tank/my data/sp ace@snap:2.b-c_d', tag)));
-    for (const suffix of ['-a', '-b', '-c'])
-      assert.ok(!existsSync(canary + suffix), `${canary + suffix} was created: shell injection`);
-    const datasets = (await tb.zfs('beta', 'list', '-H', '-o', 'name', '-r', 'tank')).split('\n').filter(Boolean);
-    assert.deepEqual(
-      datasets.sort(),
-      [
-        'tank',
-        'tank/back up',
-        'tank/back up/x y',
-        'tank/backup',
-        'tank/backup/alpha',
-        'tank/backup/alpha/data',
-        'tank/local-copy',
-      ].sort(),
-    );
-  });
+  test(
+    'hostile names: spaces in datasets and snapshots, shell syntax in the tag; no injection on either side',
+    { timeout: 120_000 },
+    async () => {
+      const canary = `/tmp/zr-pwned-${process.pid}`;
+      const tag = `t$(touch ${canary}-a); touch ${canary}-b; 'q" \`touch ${canary}-c\``;
+      const datasetsOnBeta = async () =>
+        (await tb.zfs('beta', 'list', '-H', '-o', 'name', '-r', 'tank')).split('\n').filter(Boolean);
+      const datasetsBefore = await datasetsOnBeta();
+      await sourceWithSnapshots(tb, 'alpha', 'tank/my data/sp ace', ['snap 1', 'snap:2.b-c_d']);
+      const run = await pull(tb, 'beta', 'alpha', 'tank/my data/sp ace', 'tank/back up/x y', tag);
+      assertExit(run, 0);
+      await tb.writeAndSnapshot('alpha', 'tank/my data/sp ace', 'snap 3');
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/my data/sp ace', 'tank/back up/x y', tag), 0);
+      const replica = await tb.snapshots('beta', 'tank/back up/x y');
+      assert.deepEqual([...replica.keys()], ['snap 1', 'snap:2.b-c_d', 'snap 3']);
+      assert.ok(await tb.hasHold('alpha', 'tank/my data/sp ace@snap 3', tag));
+      assert.ok(await tb.hasHold('beta', 'tank/back up/x y@snap 3', tag));
+      assert.ok(!(await tb.hasHold('alpha', 'tank/my data/sp ace@snap:2.b-c_d', tag)));
+      for (const suffix of ['-a', '-b', '-c'])
+        assert.ok(!existsSync(canary + suffix), `${canary + suffix} was created: shell injection`);
+      // Exactly the replica and its parent appeared on beta, whatever other tests left there.
+      assert.deepEqual((await datasetsOnBeta()).sort(), [...datasetsBefore, 'tank/back up', 'tank/back up/x y'].sort());
+    },
+  );
 
-  test('names outside ZFS rules are a usage error (exit 2) before anything runs', async () => {
+  test('names outside ZFS rules are a usage error (exit 2) before anything runs', { timeout: 120_000 }, async () => {
     const before = await poolSnapshot(tb, 'beta');
     for (const local of ['tank/a;rm -rf /', 'tank/$(id)', 'tank//x', 'tank/x@snap', "tank/it's"]) {
       const run = await pull(tb, 'beta', 'alpha', 'tank/src/data', local, 'beta');

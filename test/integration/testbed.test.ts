@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { PipelineError, runPipeline } from '../../src/transport/pipeline.js';
 import { TESTBED_DIR, TESTBED_NS, Testbed } from '../testbed/testbed.js';
@@ -9,14 +9,28 @@ const HOSTS = ['alpha', 'beta', 'gamma'];
 
 describe('the test bed', () => {
   let tb: Testbed;
-  before(async () => {
+  let up = false;
+  const bringUp = async () => {
     tb = await Testbed.up(HOSTS);
+    up = true;
+  };
+  before(bringUp);
+  // The teardown test takes the bed down: a test that runs after it gets a new one.
+  beforeEach(async () => {
+    if (!up) await bringUp();
   });
   after(async () => {
-    await tb?.down();
+    if (up) await tb.down();
   });
 
-  test('hosts are isolated: each has its own hostname, network and pool', async () => {
+  /** A new dataset on alpha with one snapshot @s1 of `bytes` random bytes. */
+  async function bigSnapshot(dataset: string, bytes: number): Promise<void> {
+    await tb.zfs('alpha', 'create', dataset);
+    await tb.sh('alpha', `head -c ${bytes} /dev/urandom > '${await tb.mountpoint('alpha', dataset)}/blob'`);
+    await tb.zfs('alpha', 'snapshot', `${dataset}@s1`);
+  }
+
+  test('hosts are isolated: each has its own hostname, network and pool', { timeout: 120_000 }, async () => {
     const seen = new Map<string, string>();
     for (const host of HOSTS) {
       assert.equal((await tb.sh(host, 'hostname')).trim(), host);
@@ -31,7 +45,7 @@ describe('the test bed', () => {
     assert.notEqual(route.exitCode, 0, 'a test host must have no route out of the test bed');
   });
 
-  test('ssh works between every pair of hosts, and reaches the other host', async () => {
+  test('ssh works between every pair of hosts, and reaches the other host', { timeout: 120_000 }, async () => {
     for (const from of HOSTS) {
       for (const to of HOSTS) {
         const outcome = await tb.on(from, ['ssh', '-o', 'BatchMode=yes', to, 'hostname; zpool list -H -o guid tank']);
@@ -43,31 +57,34 @@ describe('the test bed', () => {
     }
   });
 
-  test('our pipeline module moves a 200 MB+ snapshot from alpha to beta with its guid preserved', async () => {
-    await tb.zfs('alpha', 'create', 'tank/big');
-    const mountpoint = await tb.mountpoint('alpha', 'tank/big');
-    await tb.sh('alpha', `head -c 220000000 /dev/urandom > '${mountpoint}/blob'`);
-    await tb.zfs('alpha', 'snapshot', 'tank/big@s1');
-    const outcomes = await runPipeline([
-      {
-        name: 'send',
-        endpoint: tb.endpoint('beta'),
-        command: { argv: ['ssh', 'alpha', 'zfs', 'send', 'tank/big@s1'] },
-      },
-      { name: 'mbuffer', endpoint: tb.endpoint('beta'), command: { argv: ['mbuffer', '-q', '-m', '64M'] } },
-      { name: 'recv', endpoint: tb.endpoint('beta'), command: { argv: ['zfs', 'recv', '-u', 'tank/big'] } },
-    ]);
-    assert.deepEqual(
-      outcomes.map((outcome) => outcome.exitStatus),
-      [0, 0, 0],
-    );
-    const source = await tb.snapshots('alpha', 'tank/big');
-    const copy = await tb.snapshots('beta', 'tank/big');
-    assert.equal(copy.get('s1')?.guid, source.get('s1')?.guid);
-    assert.equal(await tb.contentDigest('beta', 'tank/big'), await tb.contentDigest('alpha', 'tank/big'));
-  });
+  test(
+    'our pipeline module moves a 200 MB+ snapshot from alpha to beta with its guid preserved',
+    { timeout: 180_000 },
+    async () => {
+      await bigSnapshot('tank/big', 220_000_000);
+      const outcomes = await runPipeline([
+        {
+          name: 'send',
+          endpoint: tb.endpoint('beta'),
+          command: { argv: ['ssh', 'alpha', 'zfs', 'send', 'tank/big@s1'] },
+        },
+        { name: 'mbuffer', endpoint: tb.endpoint('beta'), command: { argv: ['mbuffer', '-q', '-m', '64M'] } },
+        { name: 'recv', endpoint: tb.endpoint('beta'), command: { argv: ['zfs', 'recv', '-u', 'tank/big'] } },
+      ]);
+      assert.deepEqual(
+        outcomes.map((outcome) => outcome.exitStatus),
+        [0, 0, 0],
+      );
+      const source = await tb.snapshots('alpha', 'tank/big');
+      const copy = await tb.snapshots('beta', 'tank/big');
+      assert.equal(copy.get('s1')?.guid, source.get('s1')?.guid);
+      assert.equal(await tb.contentDigest('beta', 'tank/big'), await tb.contentDigest('alpha', 'tank/big'));
+    },
+  );
 
-  test('a cut link fails the transfer within seconds, naming the ssh stage', async () => {
+  test('a cut link fails the transfer within seconds, naming the ssh stage', { timeout: 120_000 }, async () => {
+    // 60 MB: at 40 mbit the stream is still under way when the link goes down after 1.5 s.
+    await bigSnapshot('tank/to-cut', 60_000_000);
     await tb.rate('alpha', '40mbit');
     try {
       const started = Date.now();
@@ -87,7 +104,7 @@ describe('the test bed', () => {
               'alpha',
               'zfs',
               'send',
-              'tank/big@s1',
+              'tank/to-cut@s1',
             ],
           },
         },
@@ -111,29 +128,34 @@ describe('the test bed', () => {
     }
   });
 
-  test('teardown leaves no process, mount or namespace of this bed behind, even with an ssh session in flight', async () => {
-    // Only what this bed started: another bed (or a developer's) may run on the same machine.
-    const ownPids = (
-      await execa('sh', ['-c', `cat ${TESTBED_DIR}/hosts/*/zfs-fuse.pid ${TESTBED_DIR}/hosts/*/holder.pid`])
-    ).stdout
-      .split(/\s+/)
-      .filter((pid) => /^\d+$/.test(pid));
-    assert.ok(ownPids.length >= 2, `no pids recorded: ${ownPids}`);
-    const lingering = tb.on('beta', ['ssh', 'alpha', 'sleep 60']);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    await tb.down();
-    await lingering;
-    const namespaces = (await execa('ip', ['netns', 'list'])).stdout;
-    assert.doesNotMatch(namespaces, new RegExp(`^${TESTBED_NS}-`, 'm'));
-    // A killed daemon stays a zombie until PID 1 reaps it (1-3 s on these machines).
-    const present = () => ownPids.filter((pid) => existsSync(`/proc/${pid}`));
-    for (let tries = 0; tries < 50 && present().length > 0; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    assert.deepEqual(present(), [], 'a daemon of this bed is still running or was never reaped');
-    const mounts = (await execa('cat', ['/proc/mounts'])).stdout;
-    assert.ok(!mounts.includes(`${TESTBED_DIR}/`), 'a mount of this bed is left');
-    const left = (await execa('pgrep', ['-f', `${TESTBED_DIR}/`], { reject: false })).stdout;
-    assert.equal(left.trim(), '', `processes left: ${left}`);
-  });
+  test(
+    'teardown leaves no process, mount or namespace of this bed behind, even with an ssh session in flight',
+    { timeout: 120_000 },
+    async () => {
+      // Only what this bed started: another bed (or a developer's) may run on the same machine.
+      const ownPids = (
+        await execa('sh', ['-c', `cat ${TESTBED_DIR}/hosts/*/zfs-fuse.pid ${TESTBED_DIR}/hosts/*/holder.pid`])
+      ).stdout
+        .split(/\s+/)
+        .filter((pid) => /^\d+$/.test(pid));
+      assert.ok(ownPids.length >= 2, `no pids recorded: ${ownPids}`);
+      const lingering = tb.on('beta', ['ssh', 'alpha', 'sleep 60']);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      up = false;
+      await tb.down();
+      await lingering;
+      const namespaces = (await execa('ip', ['netns', 'list'])).stdout;
+      assert.doesNotMatch(namespaces, new RegExp(`^${TESTBED_NS}-`, 'm'));
+      // A killed daemon stays a zombie until PID 1 reaps it (1-3 s on these machines).
+      const present = () => ownPids.filter((pid) => existsSync(`/proc/${pid}`));
+      for (let tries = 0; tries < 50 && present().length > 0; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.deepEqual(present(), [], 'a daemon of this bed is still running or was never reaped');
+      const mounts = (await execa('cat', ['/proc/mounts'])).stdout;
+      assert.ok(!mounts.includes(`${TESTBED_DIR}/`), 'a mount of this bed is left');
+      const left = (await execa('pgrep', ['-f', `${TESTBED_DIR}/`], { reject: false })).stdout;
+      assert.equal(left.trim(), '', `processes left: ${left}`);
+    },
+  );
 });
