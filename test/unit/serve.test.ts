@@ -465,7 +465,7 @@ for (const shell of SHELLS) {
         ['a newline between commands', `${listing}\ntouch /tmp/x`, /newline/],
         ['a newline in a quoted tag', shellJoin(['zfs', 'hold', 'a\nb', 'tank/vm@a']), /newline/],
         ['a carriage return', `${listing}\r`, /control character/],
-        ['a tab', `zfs\tlist`, /control character/],
+        ['a tab', 'zfs\tlist', /control character/],
         ['DEL', `${listing}\x7f`, /control character/],
         ['-o smuggled as the dataset', shellJoin(listArgv('-o', 'dataset'))],
         ['-R smuggled as the dataset', shellJoin(getArgv('-R', 'tree'))],
