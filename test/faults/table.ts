@@ -424,7 +424,7 @@ export const FAULTS: readonly FaultRow[] = [
   hostileRow('malformed', 'malformed listing lines'),
   hostileRow('duplicate-guid', 'duplicate guids'),
   hostileRow('outside', 'names outside the requested dataset'),
-  hostileRow('huge', 'a huge listing (300 MB)'),
+  hostileRow('huge', 'a huge listing (700,000 snapshots, 120 MB)'),
   {
     name: 'ssh: the remote host key changed',
     soak: 'any',

@@ -233,7 +233,7 @@ zfsd_restart() { # like a crash and reboot of the host's ZFS: no export, no unmo
 #   malformed        the real listing plus a line that is not name<TAB>property<TAB>value
 #   duplicate-guid   the real listing with the newest snapshot's guid replaced by the oldest one's
 #   outside          the real listing plus a dataset and a snapshot outside the requested dataset
-#   huge             300 MB of listing lines
+#   huge             the real listing plus 700,000 well-formed snapshots (about 120 MB)
 #   after:CMD...     the real listing, then (once) the zfs command(s) CMD... (separated by ';') before answering:
 #                    a change on the source between the listing and what follows (destroy or rename a snapshot...)
 shim_script() {
@@ -271,8 +271,11 @@ case "$mode" in
       printf '%s-elsewhere/intruder@evil\t%s\t%s\n' "$parent" "$property" "$value"
     done
     exit $status ;;
-  huge)
-    yes "$(printf '%s@huge\tguid\t1' "$dataset")" | head -c 300000000
+  huge) # well-formed, complete rows: only their amount is hostile
+    "$real" "$@"
+    awk -v d="$dataset" 'BEGIN { OFS = "\t"; for (i = 1; i <= 700000; i++) { s = d "@huge" i
+      print s, "type", "snapshot"; print s, "guid", "1" sprintf("%015d", i); print s, "createtxg", sprintf("%d", 100000000 + i)
+      print s, "creation", 1700000000; print s, "userrefs", 0 } }'
     exit 0 ;;
   after:*)
     "$real" "$@"; status=$?
