@@ -217,9 +217,15 @@ zfsd_restart() { # like a crash and reboot of the host's ZFS: no export, no unmo
   for mountpoint in $(awk '$3 ~ /^fuse/ {print $2}' "/proc/$holder/mounts" | sort -r); do
     enter "$host" umount -l "$mountpoint" 2>/dev/null
   done
-  enter "$host" rm -f /run/zfs/zfs-fuse.pid /run/zfs/zfs_socket
-  enter "$host" zfs-fuse --no-kstat-mount -p /run/zfs/zfs-fuse.pid >>"$dir/zfs-fuse.log" 2>&1 || die "host $host: zfs-fuse did not start again"
-  wait_for 200 0.05 enter "$host" zpool list || die "host $host: zfs-fuse is not answering after the restart"
+  local try started=0
+  for try in 1 2 3 4 5; do # the dead daemon's resources can take a moment to go
+    enter "$host" rm -f /run/zfs/zfs-fuse.pid /run/zfs/zfs_socket
+    if enter "$host" zfs-fuse --no-kstat-mount -p /run/zfs/zfs-fuse.pid >>"$dir/zfs-fuse.log" 2>&1 &&
+      wait_for 100 0.05 enter "$host" zpool list; then started=1; break; fi
+    echo "testbed: host $host: zfs-fuse restart attempt $try failed" >>"$dir/zfs-fuse.log"
+    sleep 1
+  done
+  [ "$started" = 1 ] || die "host $host: zfs-fuse did not start again: $(tail -n 5 "$dir/zfs-fuse.log" | tr '\n' ' ')"
   if ! enter "$host" zpool list tank >/dev/null 2>&1; then
     enter "$host" zpool import -f -d "$dir/vdev" tank || die "host $host: cannot import tank after the restart"
   fi
