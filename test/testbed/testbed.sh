@@ -8,6 +8,10 @@
 #   testbed.sh link HOST up|down cut or restore HOST's network
 #   testbed.sh rate HOST RATE|off  limit HOST's egress rate (tbf)
 #   testbed.sh status
+#   testbed.sh sshd HOST stop|start    stop or start HOST's sshd (sessions already open go on)
+#   testbed.sh zfsd HOST restart       "reboot" HOST's zfs-fuse: SIGKILL it, start it again, import and mount the pool
+#   testbed.sh shim HOST MODE|off      a stand-in zfs for HOST's ssh sessions only (see shim_script for the modes)
+#   testbed.sh hostkey HOST new|restore  give HOST's sshd a new host key (others' known_hosts unchanged), or the old one back
 #
 # Hosts live on a bridge in their own switch namespace, in 10.213.77.0/24, with no route anywhere else.
 # Every host's root key is authorized on every host and known_hosts is pre-filled, so `ssh HOST` just works.
@@ -191,6 +195,140 @@ status() {
   done
 }
 
+sshd_pid() { cat "/proc/$(holder_pid "$1")/root/run/sshd.pid" 2>/dev/null; }
+sshd_stop() {
+  local pid; pid=$(sshd_pid "$1") || return 0
+  kill -TERM "$pid" 2>/dev/null
+  wait_for 100 0.05 sh -c "! [ -r /proc/$pid/stat ] || [ \"\$(awk '{print \$3}' /proc/$pid/stat)\" = Z ]" || die "host $1: sshd $pid does not stop"
+  enter "$1" rm -f /run/sshd.pid
+}
+sshd_start() {
+  local dir; dir=$(hostdir "$1")
+  enter "$1" /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" || die "host $1: sshd did not start"
+  wait_for 100 0.05 enter "$1" ssh -o BatchMode=yes -o ConnectTimeout=2 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "$1" true || die "host $1: sshd is not answering"
+}
+
+zfsd_restart() { # like a crash and reboot of the host's ZFS: no export, no unmount, the daemon just dies
+  local host=$1 dir holder pid mountpoint; dir=$(hostdir "$host"); holder=$(holder_pid "$host")
+  pid=$(cat "$dir/zfs-fuse.pid") || die "host $host: no zfs-fuse pid"
+  kill -KILL "$pid" 2>/dev/null
+  wait_for 200 0.05 sh -c "! [ -r /proc/$pid/stat ] || [ \"\$(awk '{print \$3}' /proc/$pid/stat)\" = Z ]" || die "host $host: zfs-fuse $pid does not die"
+  # The dead daemon's FUSE mounts answer "transport endpoint is not connected": detach them, deepest first.
+  for mountpoint in $(awk '$3 ~ /^fuse/ {print $2}' "/proc/$holder/mounts" | sort -r); do
+    enter "$host" umount -l "$mountpoint" 2>/dev/null
+  done
+  local try started=0
+  for try in 1 2 3 4 5; do # the dead daemon's resources can take a moment to go
+    enter "$host" rm -f /run/zfs/zfs-fuse.pid /run/zfs/zfs_socket
+    if enter "$host" zfs-fuse --no-kstat-mount -p /run/zfs/zfs-fuse.pid >>"$dir/zfs-fuse.log" 2>&1 &&
+      wait_for 100 0.05 enter "$host" zpool list; then started=1; break; fi
+    echo "testbed: host $host: zfs-fuse restart attempt $try failed" >>"$dir/zfs-fuse.log"
+    sleep 1
+  done
+  [ "$started" = 1 ] || die "host $host: zfs-fuse did not start again: $(tail -n 5 "$dir/zfs-fuse.log" | tr '\n' ' ')"
+  if ! enter "$host" zpool list tank >/dev/null 2>&1; then
+    enter "$host" zpool import -f -d "$dir/vdev" tank || die "host $host: cannot import tank after the restart"
+  fi
+  enter "$host" zfs mount -a 2>/dev/null
+  cat "/proc/$holder/root/run/zfs/zfs-fuse.pid" >"$dir/zfs-fuse.pid"
+}
+
+# A stand-in /usr/sbin/zfs, bound over the real one in one host's mount namespace. It behaves like zfs except in
+# ssh sessions (SSH_CONNECTION is set), and there only for the listings zfs_replicate reads (`zfs get`/`zfs list`
+# naming createtxg), according to the mode in $dir/shim.mode:
+#   malformed        the real listing plus a line that is not name<TAB>property<TAB>value
+#   duplicate-guid   the real listing with the newest snapshot's guid replaced by the oldest one's
+#   outside          the real listing plus a dataset and a snapshot outside the requested dataset
+#   huge             the real listing plus 700,000 well-formed snapshots (about 120 MB)
+#   after:CMD...     the real listing, then (once) the zfs command(s) CMD... (separated by ';') before answering:
+#                    a change on the source between the listing and what follows (destroy or rename a snapshot...)
+shim_script() {
+  cat <<'SHIM'
+#!/bin/bash
+dir=@DIR@
+real=@REAL@
+mode=$(cat "$dir/shim.mode" 2>/dev/null || true)
+listing=0
+if [ -n "${SSH_CONNECTION:-}" ] && { [ "${1:-}" = get ] || [ "${1:-}" = list ]; }; then
+  for arg in "$@"; do case "$arg" in *createtxg*) listing=1 ;; esac; done
+fi
+[ "$listing" = 1 ] && [ -n "$mode" ] || exec "$real" "$@"
+dataset=${!#}
+case "$mode" in
+  malformed)
+    "$real" "$@"; status=$?
+    printf '%s@garbage this line has no tabs at all\n' "$dataset"
+    exit $status ;;
+  duplicate-guid)
+    out=$("$real" "$@"); status=$?
+    first=$(printf '%s\n' "$out" | awk -F'\t' '$1 ~ /@/ && $2 == "guid" {print $3; exit}')
+    last=$(printf '%s\n' "$out" | awk -F'\t' '$1 ~ /@/ && $2 == "guid" {name = $1} END {print name}')
+    printf '%s\n' "$out" | awk -F'\t' -v OFS='\t' -v last="$last" -v guid="$first" '$1 == last && $2 == "guid" {$3 = guid} {print}'
+    exit $status ;;
+  outside)
+    "$real" "$@"; status=$?
+    parent=${dataset%/*}; [ "$parent" = "$dataset" ] && parent=$dataset
+    for property in type guid createtxg creation userrefs; do
+      case $property in type) value=filesystem ;; *) value=1 ;; esac
+      printf '%s/intruder\t%s\t%s\n' "$parent-elsewhere" "$property" "$value"
+    done
+    for property in type guid createtxg creation userrefs; do
+      case $property in type) value=snapshot ;; guid) value=12345678901234567 ;; createtxg) value=999999999 ;; *) value=1 ;; esac
+      printf '%s-elsewhere/intruder@evil\t%s\t%s\n' "$parent" "$property" "$value"
+    done
+    exit $status ;;
+  huge) # well-formed, complete rows: only their amount is hostile
+    "$real" "$@"
+    awk -v d="$dataset" 'BEGIN { OFS = "\t"; for (i = 1; i <= 700000; i++) { s = d "@huge" i
+      print s, "type", "snapshot"; print s, "guid", "1" sprintf("%015d", i); print s, "createtxg", sprintf("%d", 100000000 + i)
+      print s, "creation", 1700000000; print s, "userrefs", 0 } }'
+    exit 0 ;;
+  after:*)
+    "$real" "$@"; status=$?
+    : >"$dir/shim.mode"
+    IFS=';' read -r -a actions <<<"${mode#after:}"
+    for one in "${actions[@]}"; do
+      read -r -a action <<<"$one"
+      "$real" "${action[@]}" >>"$dir/shim.log" 2>&1 || echo "shim action failed: ${action[*]}" >>"$dir/shim.log"
+    done
+    exit $status ;;
+  *) exec "$real" "$@" ;;
+esac
+SHIM
+}
+
+shim() {
+  local host=$1 mode=$2 dir holder; dir=$(hostdir "$host"); holder=$(holder_pid "$host")
+  if [ "$mode" = off ]; then
+    : >"$dir/shim.mode"
+    awk '$2 == "/usr/sbin/zfs"' "/proc/$holder/mounts" | grep -q . && enter "$host" umount /usr/sbin/zfs
+    return 0
+  fi
+  if ! awk '$2 == "/usr/sbin/zfs"' "/proc/$holder/mounts" | grep -q .; then
+    cp /usr/sbin/zfs "$dir/zfs.real"
+    shim_script | sed -e "s|@DIR@|$dir|" -e "s|@REAL@|$dir/zfs.real|" >"$dir/zfs.shim"
+    chmod +x "$dir/zfs.shim"
+    enter "$host" mount --bind "$dir/zfs.shim" /usr/sbin/zfs || die "host $host: cannot bind the shim"
+  fi
+  printf '%s\n' "$mode" >"$dir/shim.mode"
+}
+
+hostkey() {
+  local host=$1 dir; dir=$(hostdir "$host")
+  case "$2" in
+    new)
+      [ -e "$dir/ssh_host_ed25519_key.orig" ] || cp -p "$dir/ssh_host_ed25519_key" "$dir/ssh_host_ed25519_key.orig"
+      rm -f "$dir/ssh_host_ed25519_key" "$dir/ssh_host_ed25519_key.pub"
+      ssh-keygen -q -t ed25519 -N '' -C "host@$host (new)" -f "$dir/ssh_host_ed25519_key" ;;
+    restore)
+      [ -e "$dir/ssh_host_ed25519_key.orig" ] || return 0
+      mv "$dir/ssh_host_ed25519_key.orig" "$dir/ssh_host_ed25519_key"
+      ssh-keygen -y -f "$dir/ssh_host_ed25519_key" >"$dir/ssh_host_ed25519_key.pub" ;;
+    *) die "hostkey HOST new|restore" ;;
+  esac
+  sshd_stop "$host"; sshd_start "$host"
+}
+
 command=${1:-}; shift || true
 case "$command" in
   up) up "$@" ;;
@@ -201,5 +339,9 @@ case "$command" in
   link) ip -n "$NS-${1:?host}" link set eth0 "${2:?up|down}" ;;
   rate) if [ "${2:?rate|off}" = off ]; then ip netns exec "$NS-$1" tc qdisc del dev eth0 root 2>/dev/null || true
         else ip netns exec "$NS-$1" tc qdisc replace dev eth0 root tbf rate "$2" burst 64kb latency 50ms; fi ;;
-  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+  sshd) case "${2:?stop|start}" in stop) sshd_stop "$1" ;; start) sshd_start "$1" ;; *) die "sshd HOST stop|start" ;; esac ;;
+  zfsd) [ "${2:-}" = restart ] || die "zfsd HOST restart"; zfsd_restart "$1" ;;
+  shim) shim "${1:?host}" "${2:?mode|off}" ;;
+  hostkey) hostkey "${1:?host}" "${2:?new|restore}" ;;
+  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
 esac

@@ -114,6 +114,12 @@ export class Testbed {
     await execa('bash', [TESTBED_SCRIPT, 'rate', host, rate]);
   }
 
+  /** Any other testbed.sh command (sshd, zfsd, shim, hostkey ...); fails if it fails. */
+  async testbedCommand(...args: string[]): Promise<void> {
+    const result = await execa('bash', [TESTBED_SCRIPT, ...args], { reject: false, all: true, timeout: 120_000 });
+    if (result.exitCode !== 0) throw new Error(`testbed.sh ${args.join(' ')} failed: ${result.all}`);
+  }
+
   // ---- ZFS helpers for arranging a test ----
 
   async zfs(host: string, ...argv: string[]): Promise<string> {
