@@ -8,20 +8,25 @@ export interface CommandResult {
   signal: string | undefined;
   stdout: string;
   stderr: string;
-  /** Set when the command could not be started at all (e.g. ENOENT). */
+  /** Set when the command could not be started at all (e.g. ENOENT), or was stopped (timeout, output cap). */
   spawnError: string | undefined;
+  /** Its output passed RunOptions.maxOutputBytes, and it was stopped. */
+  outputTooLarge: boolean;
 }
 
 export interface RunOptions {
   /** Milliseconds before the command is killed; commands that never return must not block cron forever. */
   timeoutMs?: number;
   cancelSignal?: AbortSignal;
+  /** Stop the command once its stdout passes this size (a listing this large is not one to act on). */
+  maxOutputBytes?: number;
 }
 
 /** Observes every command the tool runs (debug logging, command counts in tests and metrics). */
 export type CommandObserver = (endpoint: Endpoint, argv: readonly string[]) => void;
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+const DEFAULT_MAX_OUTPUT_BYTES = 512 * 1024 * 1024;
 
 /**
  * How the tool runs every zfs and probe command, locally or over ssh (streams go through transport/pipeline;
@@ -46,7 +51,7 @@ export class CommandRunner {
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       ...(options.cancelSignal ? { cancelSignal: options.cancelSignal } : {}),
       forceKillAfterDelay: 2000,
-      maxBuffer: 512 * 1024 * 1024,
+      maxBuffer: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
     });
     const spawnError = spawnFailure(result);
     return {
@@ -55,6 +60,7 @@ export class CommandRunner {
       stdout: String(result.stdout ?? ''),
       stderr: String(result.stderr ?? ''),
       spawnError,
+      outputTooLarge: result.isMaxBuffer === true,
     };
   }
 
@@ -87,12 +93,14 @@ function spawnFailure(result: {
   signal?: string | undefined;
   timedOut?: boolean | undefined;
   isCanceled?: boolean | undefined;
+  isMaxBuffer?: boolean | undefined;
   code?: string | undefined;
   originalMessage?: string | undefined;
 }): string | undefined {
   if (!result.failed) return undefined;
   if (result.timedOut) return 'timed out';
   if (result.isCanceled) return 'cancelled';
+  if (result.isMaxBuffer) return 'stopped: its output was too large';
   if (result.exitCode === undefined && result.signal === undefined) {
     return result.code === 'ENOENT' ? 'command not found' : (result.originalMessage ?? 'could not start');
   }

@@ -15,6 +15,11 @@ import { snapshotName } from './names.js';
 import type { DatasetState, HostFeatures } from './types.js';
 
 const MISSING = /dataset does not exist/;
+/**
+ * A listing past this size is not a real dataset's (planning is tested to 20,000 snapshots a side; this is
+ * twenty times that): a broken or hostile remote, whose output is not read to the end, nor acted on.
+ */
+const MAX_LISTING_BYTES = 64 * 1024 * 1024;
 
 export type HoldResult = 'added' | 'present';
 export type ReleaseResult = 'released' | 'absent';
@@ -75,13 +80,21 @@ export class ZfsHost implements ZfsOperations {
 
   private async list(dataset: string, scope: ListingScope): Promise<Listing> {
     const argv = this.features.parsableList ? listArgv(dataset, scope) : getArgv(dataset, scope);
-    const result = await this.runner.attempt(this.endpoint, argv);
+    const result = await this.runner.attempt(this.endpoint, argv, { maxOutputBytes: MAX_LISTING_BYTES });
+    if (result.outputTooLarge) {
+      throw new FailureError(
+        'EPARSE',
+        `${this.label}: the listing of ${dataset} is larger than ${MAX_LISTING_BYTES / 1024 / 1024} MiB (some 400,000 snapshots): refusing to act on it`,
+      );
+    }
     if (!succeeded(result)) {
       if (MISSING.test(result.stderr) && result.stdout.trim() === '') return new Map();
       throw commandError(this.endpoint, argv, result);
     }
     try {
-      return this.features.parsableList ? parseListOutput(result.stdout) : parseGetOutput(result.stdout);
+      return this.features.parsableList
+        ? parseListOutput(result.stdout, dataset)
+        : parseGetOutput(result.stdout, dataset);
     } catch (error) {
       if (error instanceof ListingParseError)
         throw new FailureError('EPARSE', `${this.label}: ${error.message}`, { cause: error });
@@ -116,17 +129,17 @@ export class ZfsHost implements ZfsOperations {
   /** Tags held on each snapshot, where the host has `zfs holds`. */
   async holds(dataset: string, snapshots: readonly string[]): Promise<Map<string, string[]>> {
     const tags = new Map<string, string[]>(snapshots.map((snapshot) => [snapshot, []]));
-    if (snapshots.length === 0) return tags;
-    const { stdout } = await this.run([
-      'zfs',
-      'holds',
-      '-H',
-      ...snapshots.map((snapshot) => snapshotName(dataset, snapshot)),
-    ]);
     const prefix = `${dataset}@`;
-    for (const line of stdout.split('\n')) {
-      const [name, tag] = line.split('\t');
-      if (name?.startsWith(prefix) && tag !== undefined) tags.get(name.slice(prefix.length))?.push(tag);
+    // In batches: sshd, and zfs_replicate-serve's 64 KiB cap, refuse one command naming thousands of snapshots.
+    for (const batch of batches(
+      snapshots.map((snapshot) => snapshotName(dataset, snapshot)),
+      COMMAND_CHARACTERS,
+    )) {
+      const { stdout } = await this.run(['zfs', 'holds', '-H', ...batch]);
+      for (const line of stdout.split('\n')) {
+        const [name, tag] = line.split('\t');
+        if (name?.startsWith(prefix) && tag !== undefined) tags.get(name.slice(prefix.length))?.push(tag);
+      }
     }
     return tags;
   }
@@ -184,7 +197,7 @@ export class ZfsHost implements ZfsOperations {
    */
   async destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>> {
     const results = new Map<string, DestroyResult>();
-    for (const batch of this.features.openzfs ? batches(snapshots) : []) {
+    for (const batch of this.features.openzfs ? batches(snapshots, COMMAND_CHARACTERS) : []) {
       if (
         batch.length > 1 &&
         succeeded(await this.runner.attempt(this.endpoint, ['zfs', 'destroy', `${dataset}@${batch.join(',')}`]))
@@ -220,15 +233,15 @@ export class ZfsHost implements ZfsOperations {
   }
 }
 
-/** Keeps each `fs@a,b,c` argument well below the kernel's argument size limit. */
-const BATCH_CHARACTERS = 64 * 1024;
+/** Keeps one command (a `fs@a,b,c` argument, a `zfs holds` list) well below what sshd and the serve wrapper take. */
+const COMMAND_CHARACTERS = 32 * 1024;
 
-function batches(snapshots: readonly string[]): string[][] {
+function batches(snapshots: readonly string[], characters: number): string[][] {
   const result: string[][] = [];
   let current: string[] = [];
   let length = 0;
   for (const snapshot of snapshots) {
-    if (current.length > 0 && length + snapshot.length + 1 > BATCH_CHARACTERS) {
+    if (current.length > 0 && length + snapshot.length + 1 > characters) {
       result.push(current);
       current = [];
       length = 0;

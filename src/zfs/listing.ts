@@ -50,7 +50,7 @@ export function getArgv(dataset: string, scope: ListingScope): string[] {
   ];
 }
 
-export function parseListOutput(stdout: string): Listing {
+export function parseListOutput(stdout: string, root: string): Listing {
   const rows = new Map<string, Row>();
   for (const line of stdout.split('\n')) {
     if (line.length === 0) continue;
@@ -58,10 +58,10 @@ export function parseListOutput(stdout: string): Listing {
     if (name === undefined || values.length !== OPENZFS_PROPERTIES.length) throw unparsableLine(line);
     rows.set(name, Object.fromEntries(OPENZFS_PROPERTIES.map((property, index) => [property, values[index]!])));
   }
-  return listingFromRows(rows);
+  return listingFromRows(rows, root);
 }
 
-export function parseGetOutput(stdout: string): Listing {
+export function parseGetOutput(stdout: string, root: string): Listing {
   const rows = new Map<string, Row>();
   for (const line of stdout.split('\n')) {
     if (line.length === 0) continue;
@@ -72,7 +72,7 @@ export function parseGetOutput(stdout: string): Listing {
     row[property as Property] = value;
     rows.set(name, row);
   }
-  return listingFromRows(rows);
+  return listingFromRows(rows, root);
 }
 
 /** A dataset's state from a listing; a dataset the listing did not see does not exist. */
@@ -97,8 +97,12 @@ interface DatasetRows {
   bookmarks: Snapshot[];
 }
 
-/** Groups rows by the dataset they belong to in one pass, so a tree of any size costs one walk over its rows. */
-function listingFromRows(rows: Map<string, Row>): Listing {
+/**
+ * Groups rows by the dataset they belong to in one pass, so a tree of any size costs one walk over its rows.
+ * A listing is acted on (holds, destroys), so one that cannot be what was asked for is refused whole: a row
+ * outside the requested dataset, or two snapshots with one guid (guids are unique in a pool).
+ */
+function listingFromRows(rows: Map<string, Row>, root: string): Listing {
   const datasets = new Map<string, DatasetRows>();
   const entry = (dataset: string) => {
     const found = datasets.get(dataset);
@@ -107,13 +111,22 @@ function listingFromRows(rows: Map<string, Row>): Listing {
     datasets.set(dataset, created);
     return created;
   };
+  const seenGuids = new Set<string>();
   for (const [name, row] of rows) {
     const separator = name.search(/[@#]/);
+    const dataset = separator < 0 ? name : name.slice(0, separator);
+    if (dataset !== root && !dataset.startsWith(`${root}/`)) {
+      throw new ListingParseError(`${JSON.stringify(name.slice(0, 200))} is not under the requested ${root}`);
+    }
+    if (name[separator] === '@' && row.guid !== undefined) {
+      if (seenGuids.has(row.guid)) throw new ListingParseError(`two snapshots have the guid ${row.guid} (${name})`);
+      seenGuids.add(row.guid);
+    }
     if (separator < 0) {
       entry(name).own = row;
       continue;
     }
-    const owner = entry(name.slice(0, separator));
+    const owner = entry(dataset);
     (name[separator] === '@' ? owner.snapshots : owner.bookmarks).push(snapshotFromRow(name, separator + 1, row));
   }
   const listing = new Map<string, DatasetState>();

@@ -29,7 +29,7 @@ const ZFS_FUSE_GET = [
 ].join('\n');
 
 test('zfs-fuse `get -Hp` output: snapshots of this dataset only, ordered by createtxg, guids exact', () => {
-  const state = datasetState(parseGetOutput(ZFS_FUSE_GET), 'tank/src/data');
+  const state = datasetState(parseGetOutput(ZFS_FUSE_GET, 'tank/src/data'), 'tank/src/data');
   assert.equal(state.exists, true);
   assert.equal(state.type, 'filesystem');
   assert.deepEqual(state.snapshots, [
@@ -47,8 +47,8 @@ test('OpenZFS `list -Hp` output: the same snapshots, plus bookmarks, the resume 
     'tank/src/data@s 2\tsnapshot\t18247172126131047321\t20\t1795325236\t0\t-\taes-256-gcm',
     '',
   ].join('\n');
-  const state = datasetState(parseListOutput(stdout), 'tank/src/data');
-  const fuse = datasetState(parseGetOutput(ZFS_FUSE_GET), 'tank/src/data');
+  const state = datasetState(parseListOutput(stdout, 'tank/src/data'), 'tank/src/data');
+  const fuse = datasetState(parseGetOutput(ZFS_FUSE_GET, 'tank/src/data'), 'tank/src/data');
   assert.deepEqual(state.snapshots, fuse.snapshots);
   assert.deepEqual(state.bookmarks, [
     { name: 's1', guid: '7729248623947599458', createtxg: 15, creation: 1795325235, userrefs: 0 },
@@ -60,17 +60,22 @@ test('OpenZFS `list -Hp` output: the same snapshots, plus bookmarks, the resume 
 });
 
 test('an unencrypted dataset without a partial receive', () => {
-  const state = datasetState(parseListOutput('tank/a\tvolume\t1\t1\t1\t-\t-\toff\n'), 'tank/a');
+  const state = datasetState(parseListOutput('tank/a\tvolume\t1\t1\t1\t-\t-\toff\n', 'tank/a'), 'tank/a');
   assert.equal(state.type, 'volume');
   assert.equal(state.resumeToken, undefined);
   assert.equal(state.encrypted, false);
 });
 
-test('a dataset whose name prefixes another is not confused with it', () => {
+test('a dataset whose name prefixes another is not confused with it: its rows are refused, never taken', () => {
   const stdout =
     'tank/a\tfilesystem\t1\t1\t1\t-\t-\toff\ntank/ab@x\tsnapshot\t2\t2\t2\t0\t-\toff\ntank/a@y\tsnapshot\t3\t3\t3\t0\t-\toff\n';
+  assert.throws(() => parseListOutput(stdout, 'tank/a'), /"tank\/ab@x" is not under the requested tank\/a/);
+  const own = stdout
+    .split('\n')
+    .filter((line) => !line.startsWith('tank/ab'))
+    .join('\n');
   assert.deepEqual(
-    datasetState(parseListOutput(stdout), 'tank/a').snapshots.map((snapshot) => snapshot.name),
+    datasetState(parseListOutput(own, 'tank/a'), 'tank/a').snapshots.map((snapshot) => snapshot.name),
     ['y'],
   );
 });
@@ -85,7 +90,7 @@ test('a tree listing (`-r`) gives every dataset its own snapshots, volumes inclu
     'tank/vm/web server\tfilesystem\t5\t9\t100\t-\t-\toff',
     '',
   ].join('\n');
-  const listing = parseListOutput(stdout);
+  const listing = parseListOutput(stdout, 'tank/vm');
   assert.deepEqual([...listing.keys()], ['tank/vm', 'tank/vm/disk', 'tank/vm/web server']);
   assert.deepEqual(
     datasetState(listing, 'tank/vm').snapshots.map((snapshot) => snapshot.guid),
@@ -106,8 +111,20 @@ test('a tree listing (`-r`) gives every dataset its own snapshots, volumes inclu
 });
 
 test('malformed output is an error, never a silently empty listing', () => {
-  assert.throws(() => parseListOutput('tank/a\tfilesystem\n'), ListingParseError);
-  assert.throws(() => parseGetOutput('tank/a@x\tguid\t1.31E\n'), /expected a number/);
+  assert.throws(() => parseListOutput('tank/a\tfilesystem\n', 'tank/a'), ListingParseError);
+  assert.throws(() => parseGetOutput('tank/a@x\tguid\t1.31E\n', 'tank/a'), /expected a number/);
+  // A hostile or broken remote: rows outside what was asked for, or two snapshots claiming one guid.
+  const row = (name: string, guid: string) => `${name}\tsnapshot\t${guid}\t5\t100\t0\t-\toff`;
+  const own = 'tank/a\tfilesystem\t1\t1\t1\t-\t-\toff';
+  assert.throws(
+    () => parseListOutput([own, row('tank/b@x', '7')].join('\n'), 'tank/a'),
+    /"tank\/b@x" is not under the requested tank\/a/,
+  );
+  assert.throws(() => parseListOutput([own, row('tank/ab@x', '7')].join('\n'), 'tank/a'), /not under the requested/);
+  assert.throws(
+    () => parseListOutput([own, row('tank/a@x', '7'), row('tank/a/c@y', '7')].join('\n'), 'tank/a'),
+    /two snapshots have the guid 7/,
+  );
 });
 
 test('probe output: zfs-fuse has no version, no list -p, no holds', () => {

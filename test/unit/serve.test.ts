@@ -163,7 +163,7 @@ class RecordingRunner extends CommandRunner {
   readonly sent: string[][] = [];
   override async attempt(_endpoint: Endpoint, argv: readonly string[]): Promise<CommandResult> {
     this.sent.push([...argv]);
-    return { exitStatus: 0, signal: undefined, stdout: '', stderr: '', spawnError: undefined };
+    return { exitStatus: 0, signal: undefined, stdout: '', stderr: '', spawnError: undefined, outputTooLarge: false };
   }
 }
 
