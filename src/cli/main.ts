@@ -17,6 +17,21 @@ import { probeHost } from '../zfs/probe.js';
 import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
 import { withSbinPath } from './path.js';
 
+/**
+ * A reader that went away (`zfs_replicate --dry-run | head -1`) is no failure of the run: what it would have
+ * read is dropped, and the run ends as it would have, cleanup included, instead of dying of EPIPE.
+ */
+let outputGone = false;
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', () => {
+    outputGone = true;
+  });
+}
+
+function print(line: string): void {
+  if (!outputGone) process.stdout.write(`${line}\n`);
+}
+
 /** Runs one invocation and returns its exit code; never throws. */
 export async function main(argv: readonly string[]): Promise<ExitCode> {
   let settings: CliSettings;
@@ -129,7 +144,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
         mbufferSize: settings.mbufferSize,
       }),
       log,
-      print: (line: string) => process.stdout.write(`${line}\n`),
+      print,
       cancelSignal: controller.signal,
       now: () => new Date(),
       lockFd: lock.fd,

@@ -20,7 +20,7 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
     case 'up-to-date':
       return [
         `up to date: ${source}@${plan.base.remote.name} is the newest snapshot and ${context.localDataset} has it; nothing to send`,
-        `would hold "${context.tag}" on ${source}@${plan.base.remote.name} and ${context.localDataset}@${plan.base.local.name} (repairing it if missing) and release it from any other snapshot`,
+        `would hold "${context.tag}" on ${source}@${plan.base.remote.name} and ${context.localDataset}@${plan.base.local.name} (repairing it if missing)`,
       ];
     case 'initial': {
       const lines: string[] = [];
@@ -56,9 +56,7 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
           `would send ${source}@${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} as one incremental stream (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`,
         );
       }
-      lines.push(
-        `would hold "${context.tag}" on @${plan.target.name} on both sides, then release it from @${plan.base.remote.name} and any other snapshot`,
-      );
+      lines.push(`would hold "${context.tag}" on @${plan.target.name} on both sides`);
       return lines;
     }
   }

@@ -41,7 +41,7 @@ export async function moveHolds(
  * Snapshots other than `keep` that may carry `tag`. Where the host has `zfs holds`, it says exactly; on zfs-fuse
  * only the hold count is known, so every held snapshot is a candidate (a release of an absent tag is harmless).
  */
-async function snapshotsCarrying(tag: string, side: HoldSide): Promise<Snapshot[]> {
+export async function snapshotsCarrying(tag: string, side: HoldSide): Promise<Snapshot[]> {
   const held = side.snapshots.filter((snapshot) => snapshot.guid !== side.keep.guid && snapshot.userrefs > 0);
   if (!side.zfs.features.holdsCommand || held.length === 0) return held;
   const tags = await side.zfs.holds(

@@ -4,7 +4,8 @@ import type { Snapshot } from '../zfs/types.js';
 import { sourceNowSeconds } from './clock.js';
 import { describePlan } from './describe.js';
 import { missingParent } from './execute.js';
-import { formatBytes } from './format.js';
+import { formatBytes, snapshotList } from './format.js';
+import { snapshotsCarrying } from './holds.js';
 import { plannedSends, runSendFlags } from './sends.js';
 import type { PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
 
@@ -28,6 +29,7 @@ export async function reportDryRun(
   const missing = plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
   const parentMissing = missing !== undefined && parentsArriving.has(missing) ? undefined : missing;
   for (const line of describePlan(plan, { ...settings, remoteHost: remote.label, parentMissing })) print(line);
+  print(await describeReleases(prepared, settings, context));
 
   const sends = plannedSends(plan, settings.remoteDataset);
   if (sends.length > 0) {
@@ -59,6 +61,31 @@ export async function reportDryRun(
     now: new Date(now * 1000),
   });
   for (const line of lines) print(line);
+}
+
+/** Which snapshots the tag would actually be taken off, on each side, once the new base is held. */
+async function describeReleases(
+  prepared: PreparedRun,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<string> {
+  const { plan, pair } = prepared;
+  const keep = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
+  const sides = [
+    { zfs: context.remote, dataset: settings.remoteDataset, keep, snapshots: pair.remote.snapshots },
+    { zfs: context.local, dataset: settings.localDataset, keep, snapshots: pair.local.snapshots },
+  ];
+  const parts: string[] = [];
+  for (const side of sides) {
+    const carrying = await snapshotsCarrying(settings.tag, side);
+    if (carrying.length === 0) continue;
+    // zfs-fuse counts holds but cannot name them: those are the snapshots that might carry ours.
+    const guess = side.zfs.features.holdsCommand ? '' : ' (if held by it: zfs-fuse cannot tell whose holds these are)';
+    parts.push(`from ${snapshotList(carrying)} on ${side.zfs.label}${guess}`);
+  }
+  return parts.length === 0
+    ? `would release "${settings.tag}" from no other snapshot`
+    : `would release "${settings.tag}" ${parts.join('; ')}`;
 }
 
 /** The replica's snapshots and base as they would be after the plan ran. */

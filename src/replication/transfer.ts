@@ -50,3 +50,24 @@ export async function transfer(request: TransferRequest, context: TransferContex
     `received ${request.what}${received ? ` (${received})` : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
 }
+
+const UNIT_BYTES: Record<string, number> = {
+  '': 1,
+  B: 1,
+  K: 1024,
+  M: 1024 ** 2,
+  G: 1024 ** 3,
+  T: 1024 ** 4,
+  P: 1024 ** 5,
+};
+
+/**
+ * The size of the whole stream from `zfs recv -v`, which reports each snapshot of an `-I` stream on a line of
+ * its own: "received 10.2M stream in 2.31 seconds (4.43M/sec)" (zfs-fuse: "received 312KB stream in ...").
+ */
+export function receivedBytes(report: string): number | undefined {
+  const sizes = [...report.matchAll(/received ([\d.]+)([KMGTP]?)B? stream in/g)].map(
+    ([, value, unit]) => Number(value) * (UNIT_BYTES[unit ?? ''] ?? 1),
+  );
+  return sizes.length === 0 ? undefined : Math.round(sizes.reduce((sum, size) => sum + size, 0));
+}

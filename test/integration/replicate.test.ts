@@ -103,9 +103,11 @@ describe('replication core on real zfs-fuse hosts', () => {
       run.stdout,
       rx`would send alpha:${src}@s2\.\.@d1 into ${dst} as one incremental stream \(1 snapshot: @d1\)`,
     );
-    assert.match(run.stdout, /would hold "beta" on @d1 on both sides, then release it from @s2/);
+    assert.match(run.stdout, /would hold "beta" on @d1 on both sides\n/);
+    assert.match(run.stdout, /would release "beta" from @s2 on alpha \(if held by it[^)]*\); from @s2 on local \(/);
     assert.deepEqual([await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')], before);
-    const initial = await pull(tb, 'beta', 'alpha', src, 'tank/dry/new/parent/copy', 'beta', ['--dry-run']);
+    // Another tag: a second replica of this source under the same tag would be refused (one tag per replica).
+    const initial = await pull(tb, 'beta', 'alpha', src, 'tank/dry/new/parent/copy', 'beta2', ['--dry-run']);
     assertExit(initial, 0);
     assert.match(initial.stdout, /would create parent dataset tank\/dry\/new\/parent/);
     assert.deepEqual([await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')], before);

@@ -5,6 +5,7 @@ import { withSbinPath } from '../../src/cli/path.js';
 import { localEndpoint } from '../../src/exec/endpoint.js';
 import { describePlan } from '../../src/replication/describe.js';
 import type { CommonSnapshot, Plan } from '../../src/replication/plan.js';
+import { receivedBytes } from '../../src/replication/transfer.js';
 import { describeExpiry } from '../../src/retention/describe.js';
 import { sshArguments } from '../../src/transport/ssh.js';
 import { pipefailScript, streamStages } from '../../src/transport/stream.js';
@@ -60,7 +61,7 @@ describe('describePlan (the dry-run lines of a plan)', () => {
     assert.deepEqual(describePlan(plan, { ...describeContext, rollback: true }), [
       'would roll backup/vm back to @a, destroying @x (--rollback)',
       'would send alpha:tank/vm@a..@c into backup/vm as one incremental stream (2 snapshots: @b, @c)',
-      'would hold "offsite" on @c on both sides, then release it from @a and any other snapshot',
+      'would hold "offsite" on @c on both sides',
     ]);
     const fromBookmark = describePlan({ ...plan, base: base(snap('a', 1), true), discard: [] }, describeContext);
     assert.match(
@@ -180,5 +181,16 @@ describe('sshArguments', () => {
     assert.ok(args.includes('ConnectTimeout=10'), 'the default follows, and loses');
     assert.deepEqual(args.slice(-8), ['-p', '2222', '-i', '/k', '-c', 'aes128-gcm@openssh.com', '-S', '/tmp/ctl']);
     assert.deepEqual(sshArguments({ host: 'h', options: [] }, '/c').slice(-2), ['-S', '/c']);
+  });
+});
+
+describe('receivedBytes', () => {
+  test("sums every snapshot of an -I stream that zfs recv -v reports, in both platforms' words", () => {
+    const openzfs =
+      'receiving incremental stream of a@b into c@b\nreceived 1.50M stream in 1 seconds (1.50M/sec)\nreceiving incremental stream of a@c into c@c\nreceived 512K stream in 1 seconds (512K/sec)\n';
+    assert.equal(receivedBytes(openzfs), 1.5 * 1024 ** 2 + 512 * 1024);
+    assert.equal(receivedBytes('received 312KB stream in 1 seconds (312KB/sec)\n'), 312 * 1024);
+    assert.equal(receivedBytes('received 96B stream in 1 seconds (96B/sec)\n'), 96);
+    assert.equal(receivedBytes('nothing to see'), undefined);
   });
 });
