@@ -24,6 +24,7 @@ export interface StageOutcome {
   exitedAfterMs: number | undefined;
   /** Why the ssh connection went, for a stage over ssh that exited 255. */
   connectionLost?: string | undefined;
+  overSsh: boolean;
 }
 
 export interface PipelineOptions {
@@ -71,6 +72,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
     name: stage.name,
     command: commandText(stage),
     where: stage.endpoint.label,
+    overSsh: stage.endpoint.isRemote,
     exitStatus: undefined,
     signal: undefined,
     spawnError: undefined,
@@ -121,7 +123,6 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
             outcome.exitedAfterMs = Date.now() - started;
             outcome.exitStatus = code ?? undefined;
             outcome.signal = signal ?? undefined;
-            if (code === 255) outcome.connectionLost = stage.endpoint.connectionLost?.(outcome.stderr);
             if (!stageSucceeded(outcome)) {
               if (failuresInOrder.length === 0) killTimer = setTimeout(killAll, FAILURE_GRACE_MS);
               failuresInOrder.push(outcome);
@@ -151,6 +152,11 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
     if (killTimer) clearTimeout(killTimer);
     options.cancelSignal?.removeEventListener('abort', onAbort);
   }
+  // Asked only now: the ssh master notices a dead link at about the time its sessions do, and logs why.
+  stages.forEach((stage, index) => {
+    const outcome = outcomes[index]!;
+    if (outcome.exitStatus === 255) outcome.connectionLost = stage.endpoint.connectionLost?.(outcome.stderr);
+  });
   const cause = causeOf(failuresInOrder);
   if (cause !== undefined) throw new PipelineError(cause, outcomes, cancelled);
   if (cancelled) throw new PipelineError(outcomes[0]!, outcomes, true);
@@ -204,7 +210,11 @@ function shortStatus(outcome: StageOutcome): string {
 }
 
 function describeFailure(outcome: StageOutcome): string {
-  if (outcome.connectionLost !== undefined && outcome.stderr.trim() !== '') return outcome.connectionLost;
+  if (outcome.connectionLost !== undefined) return outcome.connectionLost;
+  // Chosen as the cause although ssh gave no reason: nothing else failed on its own, so the link did.
+  if (outcome.exitStatus === 255 && outcome.overSsh && outcome.stderr.trim() === '') {
+    return `ssh connection to ${outcome.where} lost (ssh exit 255 while \`${outcome.command}\` ran)`;
+  }
   const tail = lastLines(outcome.stderr, 2);
   return `${outcome.name} on ${outcome.where} (\`${outcome.command}\`) ${shortStatus(outcome)}${tail ? `: ${tail}` : ''}`;
 }

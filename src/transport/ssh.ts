@@ -159,9 +159,17 @@ export class SshEndpoint implements Endpoint {
     }
   }
 
+  /**
+   * The master's log says why a connection went ("Timeout, server not responding"); a session of a healthy
+   * master that exits 255 in silence had its remote command killed by a signal instead (e.g. SIGPIPE).
+   */
   connectionLost(commandStderr: string): string | undefined {
-    const why = [lastLines(readTail(this.masterLog), 2), lastLines(commandStderr, 2)].filter(Boolean).join(' | ');
-    return why === '' ? undefined : `ssh connection to ${this.destination()} lost: ${why}`;
+    const master = lastLines(readTail(this.masterLog), 2);
+    const client = lastLines(commandStderr, 2);
+    if (master === '' && !/Timeout|Connection (closed|reset|refused|timed out)|Broken pipe|disconnect/i.test(client)) {
+      return undefined;
+    }
+    return `ssh connection to ${this.destination()} lost: ${[master, client].filter(Boolean).join(' | ')}`;
   }
 
   async close(): Promise<void> {

@@ -346,6 +346,7 @@ function streamError(stage: 'send' | 'recv', stderr: string): PipelineError {
     name,
     command: `zfs ${name}`,
     where: name === 'send' ? 'remote' : 'local',
+    overSsh: name === 'send',
     exitStatus: failed ? 1 : 0,
     signal: undefined,
     spawnError: undefined,
