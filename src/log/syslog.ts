@@ -33,6 +33,8 @@ export class SyslogTransport extends Transport {
       const sent = execa(
         'logger',
         [
+          // logger's default ('auto') says nothing, and exits 0, when the socket is missing.
+          '--socket-errors=on',
           '--socket',
           this.socket,
           `--id=${process.pid}`,
