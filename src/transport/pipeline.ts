@@ -186,7 +186,7 @@ function terminate(child: ChildProcess): void {
  * writer went (zfs recv on a cut stream).
  */
 const NEIGHBOUR_WENT =
-  /broken pipe|failed to read from stream|incomplete stream|unexpected end|premature end|truncated/i;
+  /broken pipe|failed to read from stream|incomplete stream|unexpected end|premature end|truncated|unfinished stream/i;
 
 /**
  * The stage that caused a failed pipeline: the first to fail in time that said why on its own (a real error

@@ -84,7 +84,7 @@ export class ZfsHost implements ZfsOperations {
     if (result.outputTooLarge) {
       throw new FailureError(
         'EPARSE',
-        `${this.label}: the listing of ${dataset} is larger than ${MAX_LISTING_BYTES / 1024 / 1024} MiB (some 400,000 snapshots): refusing to act on it`,
+        `${this.label}: cannot parse the zfs listing of ${dataset}: it is larger than ${MAX_LISTING_BYTES / 1024 / 1024} MiB (some 400,000 snapshots), so it is not acted on`,
       );
     }
     if (!succeeded(result)) {

@@ -1,0 +1,395 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startCli } from '../faults/harness.js';
+import { CLI, Testbed } from '../testbed/testbed.js';
+import { assertExit, poolSnapshot, pull, pulledReplica, rx, sleep, sourceWithSnapshots } from './helpers.js';
+
+// The promises of issue 9 and 14 that the fault suite does not cover row by row: each test here failed on the
+// code before the fix it names.
+
+describe('safety: every promise holds on the worst day', () => {
+  let tb: Testbed;
+  before(async () => {
+    tb = await Testbed.up(['alpha', 'beta']);
+  });
+  after(async () => {
+    await tb?.down();
+  });
+  const pools = async () => [await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')];
+  const lines = (text: string) => text.split('\n').filter((line) => line !== '');
+
+  test(
+    'an unusable --log-file never changes the exit code: one line says so, no hang',
+    { timeout: 120_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/lg/src', 'tank/lg/dst', ['s1']);
+      await tb.sh(
+        'beta',
+        'mkdir -p /tmp/zr-full && mount -t tmpfs -o size=64k zr-full /tmp/zr-full && dd if=/dev/zero of=/tmp/zr-full/fill bs=4k count=100 2>/dev/null || true',
+      );
+      try {
+        for (const logFile of ['/tmp', '/proc/version', '/tmp/zr-full/log']) {
+          // A conflict (exit 4): the remote dataset does not exist.
+          const run = await pull(tb, 'beta', 'alpha', 'tank/lg/none', 'tank/lg/dst', 'beta', ['--log-file', logFile]);
+          assertExit(run, 4, logFile);
+          assert.match(run.stderr, rx`warning: --log-file ${logFile} failed`, logFile);
+          assert.match(run.stderr, /error: remote dataset alpha:tank\/lg\/none does not exist/);
+          assert.doesNotMatch(run.stderr, /at .*\.js:\d+/, 'no stack trace');
+          assert.equal(lines(run.stderr).length, 2, run.stderr);
+        }
+      } finally {
+        await tb.sh('beta', 'umount /tmp/zr-full');
+      }
+    },
+  );
+
+  test(
+    'lock directory problems are ELOCK (exit 1) naming --lock-dir; an empty --lock-dir is a usage error',
+    { timeout: 120_000 },
+    async () => {
+      await tb.sh('beta', 'touch /tmp/zr-lock-file');
+      for (const lockDir of ['/tmp/zr-lock-file', '/proc/zr-lock']) {
+        const run = await pull(tb, 'beta', 'alpha', 'tank/x', 'tank/y', 'beta', ['--lock-dir', lockDir]);
+        assertExit(run, 1, lockDir);
+        assert.match(run.stderr, /cannot open the lock file .*\(choose a writable directory with --lock-dir\)/);
+        assert.doesNotMatch(run.stderr, /unexpected internal error/);
+      }
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/x', 'tank/y', 'beta', ['--lock-dir', '']), 2);
+    },
+  );
+
+  test(
+    'the longest legal dataset names replicate: their lock file fits the 255-byte name limit',
+    { timeout: 120_000 },
+    async () => {
+      const long = `tank/${'l'.repeat(240)}`;
+      await sourceWithSnapshots(tb, 'alpha', 'tank/longsrc', ['s1']);
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/longsrc', long, 'beta'), 0);
+      assert.ok((await tb.snapshots('beta', long)).has('s1'));
+    },
+  );
+
+  test(
+    'a tag that begins with "-" or holds a newline is refused before anything moves',
+    { timeout: 60_000 },
+    async () => {
+      await sourceWithSnapshots(tb, 'alpha', 'tank/tg/src', ['s1']);
+      const before = await pools();
+      for (const tag of ['--tag=-r', '--tag=a\nb']) {
+        const run = await tb.cli('beta', ['-h', 'alpha', '-r', 'tank/tg/src', '-l', 'tank/tg/dst', tag, '-k', '30']);
+        assertExit(run, 2, tag);
+      }
+      assert.deepEqual(await pools(), before);
+    },
+  );
+
+  test(
+    'a remote that is the local dataset itself is refused by guid, whatever the host is called',
+    { timeout: 120_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/self/src', 'tank/self/dst', ['s1', 's2']);
+      const address = (await tb.sh('beta', "getent hosts beta | awk '{print $1}'")).trim();
+      const before = await pools();
+      for (const host of ['localhost', 'beta', address]) {
+        const run = await pull(tb, 'beta', host, 'tank/self/dst', 'tank/self/dst', 'other', ['--keep', '1s']);
+        assertExit(run, 2, host);
+        assert.match(run.stderr, /are the same dataset/);
+      }
+      assert.deepEqual(await pools(), before, 'nothing expired, nothing held');
+    },
+  );
+
+  test(
+    'one tag per replica: a second replica of the same source under the same tag is refused',
+    { timeout: 120_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/tag/src', 'tank/tag/first', ['s1']);
+      await tb.writeAndSnapshot('alpha', 'tank/tag/src', 's2');
+      const run = await pull(tb, 'beta', 'alpha', 'tank/tag/src', 'tank/tag/second', 'beta');
+      assertExit(run, 2);
+      assert.match(run.stderr, /tank\/tag\/first already replicates alpha:tank\/tag\/src with tag "beta"/);
+      assert.equal(await tb.hasHold('alpha', 'tank/tag/src@s1', 'beta'), true, "the first replica's hold stays");
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/tag/src', 'tank/tag/second', 'beta2'), 0);
+    },
+  );
+
+  test(
+    'when the source loses our base, the newest common snapshot is held; --rollback then works',
+    { timeout: 120_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/lost/src', 'tank/lost/dst', ['s1', 's2', 's3']);
+      await tb.zfs('alpha', 'release', 'beta', 'tank/lost/src@s3');
+      await tb.zfs('alpha', 'destroy', 'tank/lost/src@s3');
+      await tb.writeAndSnapshot('alpha', 'tank/lost/src', 's4');
+      const conflict = await pull(tb, 'beta', 'alpha', 'tank/lost/src', 'tank/lost/dst', 'beta');
+      assertExit(conflict, 4);
+      assert.equal(await tb.hasHold('alpha', 'tank/lost/src@s2', 'beta'), true, 'source holds the common @s2');
+      assert.equal(await tb.hasHold('beta', 'tank/lost/dst@s2', 'beta'), true, 'replica holds the common @s2');
+      const rollback = await pull(tb, 'beta', 'alpha', 'tank/lost/src', 'tank/lost/dst', 'beta', ['--rollback']);
+      assertExit(rollback, 0, 'our own tag on the local-only @s3 does not block --rollback');
+      assert.deepEqual([...(await tb.snapshots('beta', 'tank/lost/dst')).keys()], ['s1', 's2', 's4']);
+      assert.equal(await tb.hasHold('alpha', 'tank/lost/src@s4', 'beta'), true);
+    },
+  );
+
+  test(
+    'an initial sync whose incremental rest is cut leaves the first snapshot held on both sides',
+    { timeout: 180_000 },
+    async () => {
+      await sourceWithSnapshots(tb, 'alpha', 'tank/init/src', ['s1']);
+      await tb.writeAndSnapshot('alpha', 'tank/init/src', 's2', 8);
+      await tb.rate('alpha', '8mbit');
+      try {
+        const run = startCli('beta', [
+          '-h',
+          'alpha',
+          '-r',
+          'tank/init/src',
+          '-l',
+          'tank/init/dst',
+          '-t',
+          'beta',
+          '-k',
+          '30',
+          '-v',
+          '--ssh-option',
+          'ServerAliveInterval=1',
+        ]);
+        await run.waitForLine(/receiving @s1\.\.@s2/);
+        await sleep(500);
+        await tb.link('alpha', 'down');
+        const outcome = await run.done;
+        assertExit(outcome, 1);
+        assert.match(outcome.stderr, /ssh connection to alpha lost/);
+      } finally {
+        await tb.link('alpha', 'up');
+        await tb.rate('alpha', 'off');
+      }
+      assert.equal(await tb.hasHold('alpha', 'tank/init/src@s1', 'beta'), true);
+      assert.equal(await tb.hasHold('beta', 'tank/init/dst@s1', 'beta'), true);
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/init/src', 'tank/init/dst', 'beta'), 0);
+    },
+  );
+
+  test(
+    'after a cut stream, expiry keeps the newest snapshot that arrived and moves the hold to it',
+    { timeout: 180_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/part/src', 'tank/part/dst', ['s1']);
+      await tb.writeAndSnapshot('alpha', 'tank/part/src', 's2');
+      await tb.writeAndSnapshot('alpha', 'tank/part/src', 's3', 12);
+      await sleep(4000); // every snapshot is now older than --keep 3s
+      await tb.rate('alpha', '8mbit');
+      try {
+        const run = startCli('beta', [
+          '-h',
+          'alpha',
+          '-r',
+          'tank/part/src',
+          '-l',
+          'tank/part/dst',
+          '-t',
+          'beta',
+          '--keep',
+          '3s',
+          '--ssh-option',
+          'ServerAliveInterval=1',
+        ]);
+        for (let tries = 0; tries < 200 && !(await tb.snapshots('beta', 'tank/part/dst')).has('s2'); tries++)
+          await sleep(100);
+        await tb.link('alpha', 'down');
+        assertExit(await run.done, 1);
+      } finally {
+        await tb.link('alpha', 'up');
+        await tb.rate('alpha', 'off');
+      }
+      const replica = await tb.snapshots('beta', 'tank/part/dst');
+      assert.ok(replica.has('s2'), `the newest common snapshot was expired: ${[...replica.keys()]}`);
+      assert.equal(await tb.hasHold('beta', 'tank/part/dst@s2', 'beta'), true);
+    },
+  );
+
+  test(
+    'the command line wins over the environment for every pair: ZFS_REPLICATE_KEEP=1s with -k 30 keeps',
+    { timeout: 120_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/env/src', 'tank/env/dst', ['s1', 's2']);
+      await sleep(1500);
+      const env = (variables: string[], args: string[]) =>
+        tb.on('beta', ['env', ...variables, 'node', CLI, ...args], { env: { PATH: '/usr/bin:/bin', HOME: '/root' } });
+      const args = ['-h', 'alpha', '-r', 'tank/env/src', '-l', 'tank/env/dst', '-t', 'beta', '-k', '30'];
+      assertExit(await env(['ZFS_REPLICATE_KEEP=1s'], args), 0);
+      assert.deepEqual([...(await tb.snapshots('beta', 'tank/env/dst')).keys()], ['s1', 's2']);
+      assertExit(await env(['ZFS_REPLICATE_HELP=true'], args), 2, 'help from the environment');
+      assertExit(await env(['ZFS_REPLICATE_VERBOSE=abc'], args), 2, 'VERBOSE is checked');
+    },
+  );
+
+  test('output to a closed pipe ends the run quietly, with its cleanup', { timeout: 120_000 }, async () => {
+    await pulledReplica(tb, 'tank/pipe/src', 'tank/pipe/dst', ['s1']);
+    await tb.writeAndSnapshot('alpha', 'tank/pipe/src', 's2');
+    const out = await tb.sh(
+      'beta',
+      `node ${CLI} -h alpha -r tank/pipe/src -l tank/pipe/dst -t beta -k 30 --dry-run 2>/tmp/zr-pipe.err | head -1 >/dev/null; echo "rc=\${PIPESTATUS[0]}"; cat /tmp/zr-pipe.err; ls -d /tmp/zfs_replicate-ssh-* 2>/dev/null | wc -l`,
+    );
+    assert.match(out, /^rc=0\n0\n$/, out);
+  });
+
+  test(
+    'a SIGKILLed run leaves no ssh control directory for ever: the next run removes it',
+    { timeout: 120_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/kill/src', 'tank/kill/dst', ['s1']);
+      await tb.writeAndSnapshot('alpha', 'tank/kill/src', 's2', 8);
+      await tb.rate('alpha', '8mbit');
+      try {
+        const run = startCli('beta', [
+          '-h',
+          'alpha',
+          '-r',
+          'tank/kill/src',
+          '-l',
+          'tank/kill/dst',
+          '-t',
+          'beta',
+          '-k',
+          '30',
+          '-v',
+        ]);
+        await run.waitForLine(/receiving/);
+        await tb.sh('beta', 'pkill -KILL -f "dist/src/cli/main.js -h alpha -r tank/kill/src" || true');
+        await run.done;
+      } finally {
+        await tb.rate('alpha', 'off');
+      }
+      assert.notEqual((await tb.sh('beta', 'ls -d /tmp/zfs_replicate-ssh-* 2>/dev/null | wc -l')).trim(), '0');
+      await sleep(2000); // the killed run's orphaned stream processes end with the link back at full rate
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/kill/src', 'tank/kill/dst', 'beta'), 0);
+      assert.equal((await tb.sh('beta', 'ls -d /tmp/zfs_replicate-ssh-* 2>/dev/null | wc -l')).trim(), '0');
+    },
+  );
+
+  test('the received size is the whole stream, not its first snapshot', { timeout: 120_000 }, async () => {
+    await pulledReplica(tb, 'tank/size/src', 'tank/size/dst', ['s1']);
+    for (const name of ['s2', 's3', 's4']) await tb.writeAndSnapshot('alpha', 'tank/size/src', name, 2);
+    const run = await pull(tb, 'beta', 'alpha', 'tank/size/src', 'tank/size/dst', 'beta', ['-v']);
+    assertExit(run, 0);
+    const size = /received @s1\.\.@s4 \(([\d.]+) MB\)/.exec(run.stderr);
+    assert.ok(size && Number(size[1]) >= 6, run.stderr);
+  });
+});
+
+describe('safety: trees never destroy what another job protects', () => {
+  let tb: Testbed;
+  before(async () => {
+    tb = await Testbed.up(['alpha', 'beta']);
+  });
+  after(async () => {
+    await tb?.down();
+  });
+  const treeArgs = (root: string, replica: string, extra: string[] = []) => [
+    '-R',
+    '-h',
+    'alpha',
+    '-r',
+    root,
+    '-l',
+    replica,
+    '-t',
+    'beta',
+    '--keep',
+    '2s',
+    ...extra,
+  ];
+
+  test(
+    'a tree run and a job on one member, racing for rounds: no failed receive, the base always held',
+    { timeout: 300_000 },
+    async () => {
+      await tb.zfs('alpha', 'create', '-p', 'tank/race/src/m');
+      await tb.zfs('alpha', 'snapshot', '-r', 'tank/race/src@r0');
+      assertExit(await tb.cli('beta', treeArgs('tank/race/src', 'tank/race/dst')), 0);
+      for (let round = 1; round <= 5; round++) {
+        await tb.writeAndSnapshot('alpha', 'tank/race/src/m', `m${round}`, 0);
+        await tb.zfs('alpha', 'snapshot', '-r', `tank/race/src@r${round}`);
+        const [tree, member] = await Promise.all([
+          tb.cli('beta', treeArgs('tank/race/src', 'tank/race/dst')),
+          tb.cli('beta', [
+            '-h',
+            'alpha',
+            '-r',
+            'tank/race/src/m',
+            '-l',
+            'tank/race/dst/m',
+            '-t',
+            'beta',
+            '--keep',
+            '2s',
+          ]),
+        ]);
+        assert.ok([0, 3].includes(tree.exitCode), `round ${round}: tree exit ${tree.exitCode}: ${tree.stderr}`);
+        assert.ok([0, 3].includes(member.exitCode), `round ${round}: member exit ${member.exitCode}: ${member.stderr}`);
+        const replica = await tb.snapshots('beta', 'tank/race/dst/m');
+        const newest = [...replica.keys()].at(-1);
+        assert.ok(newest !== undefined, `round ${round}: the replica has no snapshot left`);
+        assert.equal(
+          await tb.hasHold('beta', `tank/race/dst/m@${newest}`, 'beta'),
+          true,
+          `round ${round}: replica base held`,
+        );
+        assert.equal(
+          await tb.hasHold('alpha', `tank/race/src/m@${newest}`, 'beta'),
+          true,
+          `round ${round}: source base held`,
+        );
+        await sleep(2100);
+      }
+    },
+  );
+
+  test(
+    'a member without snapshots holds back its children, with one warning; dry-run says the same',
+    { timeout: 180_000 },
+    async () => {
+      await tb.zfs('alpha', 'create', '-p', 'tank/wait/src');
+      await tb.zfs('alpha', 'snapshot', 'tank/wait/src@r1');
+      await tb.zfs('alpha', 'create', 'tank/wait/src/new');
+      await tb.zfs('alpha', 'create', 'tank/wait/src/new/child');
+      await tb.zfs('alpha', 'snapshot', 'tank/wait/src/new/child@c1');
+      const dry = await tb.cli('beta', treeArgs('tank/wait/src', 'tank/wait/dst', ['--dry-run']));
+      assertExit(dry, 0);
+      assert.doesNotMatch(dry.stdout, /new\/child/);
+      const run = await tb.cli('beta', treeArgs('tank/wait/src', 'tank/wait/dst'));
+      assertExit(run, 0);
+      assert.match(
+        run.stderr,
+        /tank\/wait\/dst\/new: not replicated yet: its source has no snapshot .* wait for it: tank\/wait\/dst\/new\/child/,
+      );
+      assert.equal((await tb.on('beta', ['zfs', 'list', 'tank/wait/dst/new'])).exitCode, 1, 'not made by zfs create');
+      await tb.zfs('alpha', 'snapshot', '-r', 'tank/wait/src@r2');
+      assertExit(await tb.cli('beta', treeArgs('tank/wait/src', 'tank/wait/dst')), 0);
+      assert.ok((await tb.snapshots('beta', 'tank/wait/dst/new/child')).has('r2'));
+      assert.ok((await tb.snapshots('beta', 'tank/wait/dst/new')).has('r2'), 'the member became a real replica');
+    },
+  );
+
+  test(
+    'one member whose lock cannot be taken is its own failure only; an --exclude matching nothing warns',
+    { timeout: 120_000 },
+    async () => {
+      await tb.zfs('alpha', 'create', '-p', 'tank/lk/src/a');
+      await tb.zfs('alpha', 'create', 'tank/lk/src/b');
+      await tb.zfs('alpha', 'snapshot', '-r', 'tank/lk/src@r1');
+      await tb.sh('beta', 'mkdir -p /run/lock/zfs_replicate/tank%2Flk%2Fdst%2Fa.lock');
+      try {
+        const run = await tb.cli('beta', treeArgs('tank/lk/src', 'tank/lk/dst', ['--exclude', 'tank/lk/src/typo']));
+        assertExit(run, 1);
+        assert.match(run.stderr, /1 of 3 datasets not replicated: tank\/lk\/dst\/a \(ELOCK\)/);
+        assert.match(run.stderr, /--exclude tank\/lk\/src\/typo matches no dataset/);
+        assert.ok((await tb.snapshots('beta', 'tank/lk/dst/b')).has('r1'));
+      } finally {
+        await tb.sh('beta', 'rmdir /run/lock/zfs_replicate/tank%2Flk%2Fdst%2Fa.lock');
+      }
+    },
+  );
+});
