@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { shellJoin } from '../../src/exec/quote.js';
+import type { Snapshot } from '../../src/zfs/types.js';
 import { CLI, CRON_PATH, type CommandOutcome, PROJECT_ROOT, TESTBED_SCRIPT, type Testbed } from '../testbed/testbed.js';
 
 /** One replication relationship: `localHost` pulls `remoteHost:remoteDataset` into `localDataset` with `tag`. */
@@ -15,13 +16,8 @@ export interface Pair {
   keepSeconds: number;
 }
 
-export interface SnapshotInfo {
-  name: string;
-  guid: string;
-  createtxg: number;
-  creation: number;
-  userrefs: number;
-}
+/** A snapshot as the tool itself lists it. */
+export type SnapshotInfo = Snapshot;
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -46,40 +42,13 @@ export function seededRandom(seed: number): () => number {
 
 /** A dataset's snapshots by createtxg, or undefined when the dataset does not exist. */
 export async function listSnapshots(tb: Testbed, host: string, dataset: string): Promise<SnapshotInfo[] | undefined> {
-  const outcome = await tb.on(host, [
-    'zfs',
-    'get',
-    '-Hp',
-    '-d',
-    '1',
-    '-o',
-    'name,property,value',
-    'guid,createtxg,creation,userrefs',
-    dataset,
-  ]);
-  if (outcome.exitCode !== 0) {
-    if (/dataset does not exist/.test(outcome.stderr)) return undefined;
-    throw new Error(`on ${host}: cannot list ${dataset}: ${outcome.stderr}`);
-  }
-  const byName = new Map<string, SnapshotInfo>();
-  for (const line of outcome.stdout.split('\n')) {
-    const [name, property, value] = line.split('\t');
-    if (!name?.startsWith(`${dataset}@`) || value === undefined) continue;
-    const snapshot = name.slice(dataset.length + 1);
-    const entry = byName.get(snapshot) ?? { name: snapshot, guid: '', createtxg: 0, creation: 0, userrefs: 0 };
-    if (property === 'guid') entry.guid = value;
-    else if (property === 'createtxg') entry.createtxg = Number(value);
-    else if (property === 'creation') entry.creation = Number(value);
-    else if (property === 'userrefs') entry.userrefs = Number(value);
-    byName.set(snapshot, entry);
-  }
-  return [...byName.values()].sort((a, b) => a.createtxg - b.createtxg);
+  const listing = await tb.listing(host, dataset);
+  return listing.exists ? listing.snapshots : undefined;
 }
 
 /** The dataset's own guid (a replica destroyed and received again in full gets a new one). */
 export async function datasetGuid(tb: Testbed, host: string, dataset: string): Promise<string | undefined> {
-  const outcome = await tb.on(host, ['zfs', 'get', '-Hp', '-o', 'value', 'guid', dataset]);
-  return outcome.exitCode === 0 ? outcome.stdout.trim() : undefined;
+  return (await tb.listing(host, dataset)).guid;
 }
 
 /**

@@ -15,6 +15,9 @@ describe('safety: every promise holds on the worst day', () => {
   after(async () => {
     await tb?.down();
   });
+  /** A pull from alpha to beta with tag "beta", watched line by line while it runs. */
+  const startPull = (remote: string, local: string, extra: string[]) =>
+    startCli('beta', ['-h', 'alpha', '-r', remote, '-l', local, '-t', 'beta', ...extra]);
   const pools = async () => [await poolSnapshot(tb, 'alpha'), await poolSnapshot(tb, 'beta')];
   const lines = (text: string) => text.split('\n').filter((line) => line !== '');
 
@@ -140,15 +143,7 @@ describe('safety: every promise holds on the worst day', () => {
       await tb.writeAndSnapshot('alpha', 'tank/init/src', 's2', 8);
       await tb.rate('alpha', '8mbit');
       try {
-        const run = startCli('beta', [
-          '-h',
-          'alpha',
-          '-r',
-          'tank/init/src',
-          '-l',
-          'tank/init/dst',
-          '-t',
-          'beta',
+        const run = startPull('tank/init/src', 'tank/init/dst', [
           '-k',
           '30',
           '-v',
@@ -181,15 +176,7 @@ describe('safety: every promise holds on the worst day', () => {
       await sleep(4000); // every snapshot is now older than --keep 3s
       await tb.rate('alpha', '8mbit');
       try {
-        const run = startCli('beta', [
-          '-h',
-          'alpha',
-          '-r',
-          'tank/part/src',
-          '-l',
-          'tank/part/dst',
-          '-t',
-          'beta',
+        const run = startPull('tank/part/src', 'tank/part/dst', [
           '--keep',
           '3s',
           '--ssh-option',
@@ -243,19 +230,7 @@ describe('safety: every promise holds on the worst day', () => {
       await tb.writeAndSnapshot('alpha', 'tank/kill/src', 's2', 8);
       await tb.rate('alpha', '8mbit');
       try {
-        const run = startCli('beta', [
-          '-h',
-          'alpha',
-          '-r',
-          'tank/kill/src',
-          '-l',
-          'tank/kill/dst',
-          '-t',
-          'beta',
-          '-k',
-          '30',
-          '-v',
-        ]);
+        const run = startPull('tank/kill/src', 'tank/kill/dst', ['-k', '30', '-v']);
         await run.waitForLine(/receiving/);
         await tb.sh('beta', 'pkill -KILL -f "dist/src/cli/main.js -h alpha -r tank/kill/src" || true');
         await run.done;

@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { Endpoint } from '../../src/exec/endpoint.js';
 import { shellJoin } from '../../src/exec/quote.js';
+import { datasetState, getArgv, parseGetOutput } from '../../src/zfs/listing.js';
+import type { DatasetState, Snapshot } from '../../src/zfs/types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The project root (this file runs from dist/test/testbed/). */
@@ -156,35 +158,20 @@ export class Testbed {
     await this.zfs(host, 'snapshot', `${dataset}@${name}`);
   }
 
-  /** name -> guid of the dataset's snapshots, via the same listing command the tool uses on zfs-fuse. */
-  async snapshots(
-    host: string,
-    dataset: string,
-  ): Promise<Map<string, { guid: string; userrefs: number; creation: number }>> {
-    const outcome = await this.on(host, [
-      'zfs',
-      'get',
-      '-Hp',
-      '-d',
-      '1',
-      '-o',
-      'name,property,value',
-      'guid,userrefs,creation',
-      dataset,
-    ]);
-    const result = new Map<string, { guid: string; userrefs: number; creation: number }>();
-    if (outcome.exitCode !== 0) return result;
-    for (const line of outcome.stdout.split('\n')) {
-      const [name, property, value] = line.split('\t');
-      if (!name?.startsWith(`${dataset}@`) || value === undefined) continue;
-      const snapshot = name.slice(dataset.length + 1);
-      const entry = result.get(snapshot) ?? { guid: '', userrefs: 0, creation: 0 };
-      if (property === 'guid') entry.guid = value;
-      if (property === 'userrefs') entry.userrefs = Number(value);
-      if (property === 'creation') entry.creation = Number(value);
-      result.set(snapshot, entry);
+  /** The dataset as the tool itself lists and reads it on zfs-fuse (`exists: false` when it does not exist). */
+  async listing(host: string, dataset: string): Promise<DatasetState> {
+    const outcome = await this.on(host, getArgv(dataset, 'dataset'));
+    if (outcome.exitCode !== 0) {
+      if (/dataset does not exist/.test(outcome.stderr)) return datasetState(new Map(), dataset);
+      throw new Error(`on ${host}: cannot list ${dataset}: ${outcome.stderr}`);
     }
-    return result;
+    return datasetState(parseGetOutput(outcome.stdout, dataset), dataset);
+  }
+
+  /** name -> the dataset's snapshot (guid, userrefs, creation, ...), oldest first; empty when it does not exist. */
+  async snapshots(host: string, dataset: string): Promise<Map<string, Snapshot>> {
+    const { snapshots } = await this.listing(host, dataset);
+    return new Map(snapshots.map((snapshot) => [snapshot.name, snapshot]));
   }
 
   /** Whether `tag` is held on host:snapshot, learnt the only way zfs-fuse allows: a hold attempt. */
