@@ -421,6 +421,23 @@ describe('runTree', () => {
     assert.ok(!log.lines.some((line) => line.startsWith('warn:') || line.startsWith('error:')));
   });
 
+  test('a member that vanished at the source while an earlier one transferred is an info line, not a conflict', async () => {
+    const { remote, local, log, streams, treeContext, treeSettings } = tree();
+    const run = streams.run.bind(streams);
+    streams.run = async (send, recv, options) => {
+      const report = await run(send, recv, options);
+      remote.datasets.delete('tank/src/b');
+      return report;
+    };
+    await runTree(treeSettings, treeContext);
+    assert.equal(local.datasets.has('backup/copy/src/b'), false);
+    assert.ok(
+      log.lines.some((line) =>
+        /^info: backup\/copy\/src\/b: alpha:tank\/src\/b is gone \(destroyed or renamed during this run\)/.test(line),
+      ),
+    );
+  });
+
   test('one diverged member is a conflict for the run (exit 4) while the others replicate', async () => {
     const { remote, local, treeContext, treeSettings } = tree();
     await runTree(treeSettings, treeContext);
