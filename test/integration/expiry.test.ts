@@ -94,7 +94,7 @@ describe('expiry with --keep on real zfs-fuse hosts', () => {
       await tb.link('alpha', 'down');
       const run = await running;
       assertExit(run, 1);
-      assert.match(run.stderr, /transfer failed: ssh connection to alpha lost: Timeout, server alpha not responding/);
+      assert.match(run.stderr, /transfer failed: ssh connection to alpha lost/);
       assert.match(run.stderr, rx`expiry skipped, nothing destroyed: could not release hold "beta" on alpha:${src}`);
       assert.deepEqual(await localNames(dst), ['e4', 'e5']);
     } finally {
