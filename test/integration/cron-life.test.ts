@@ -27,7 +27,7 @@ describe('life under cron: output, log destinations, exit codes', () => {
       log,
       /^\S+Z \[tank\/silent\/dst\] info: receiving full @s1 from alpha:tank\/silent\/src into tank\/silent\/dst/m,
     );
-    assert.match(log, /info: received full @s1 \([\d.]+[KMG]?B\) in [\d.]+ s/, 'with the size zfs recv reports');
+    assert.match(log, /info: received full @s1 \([\d.]+ [KMG]?B\) in [\d.]+ s/, 'with the size zfs recv reports');
   });
 
   test('-q shows errors only; a conflict is one error line with exit 4', { timeout: 120_000 }, async () => {

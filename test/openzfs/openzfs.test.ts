@@ -48,7 +48,7 @@ for (const version of ['2.3', '2.1'] as const) {
         run.stderr,
         /pipeline: .*zfs send -L -e -c src\/t1@a.*zfs recv -u -v -s -o readonly=on -o com.sun:auto-snapshot=false -o canmount=noauto backup\/r\/t1/,
       );
-      assert.match(run.stderr, /received full @a \([\d.]+M\)/);
+      assert.match(run.stderr, /received full @a \([\d.]+ [KM]B\)/);
       const properties = await guest.sh(
         'zfs get -H -o property,value,source readonly,canmount,com.sun:auto-snapshot backup/r/t1',
       );
