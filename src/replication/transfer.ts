@@ -44,10 +44,9 @@ export async function transfer(request: TransferRequest, context: TransferContex
     }
     throw error;
   }
-  // `zfs recv -v` reports the stream size itself: "received 10.2M stream in 2.31 seconds (4.43M/sec)".
-  const received = /received (\S+) stream in/.exec(report)?.[1];
+  const received = receivedBytes(report);
   log.info(
-    `received ${request.what}${received ? ` (${received})` : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    `received ${request.what}${received === undefined ? '' : ` (${formatBytes(received)})`} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
 }
 

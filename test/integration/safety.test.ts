@@ -192,7 +192,10 @@ describe('safety: every promise holds on the worst day', () => {
       }
       const replica = await tb.snapshots('beta', 'tank/part/dst');
       assert.ok(replica.has('s2'), `the newest common snapshot was expired: ${[...replica.keys()]}`);
-      assert.equal(await tb.hasHold('beta', 'tank/part/dst@s2', 'beta'), true);
+      assert.ok(replica.has('s1'), 'the old base, still held at the unreachable source, stays too');
+      // With the link back, the next run moves the hold on from there.
+      assertExit(await startPull('tank/part/src', 'tank/part/dst', ['--keep', '3s']).done, 0);
+      assert.equal(await tb.hasHold('beta', 'tank/part/dst@s3', 'beta'), true);
     },
   );
 
@@ -215,9 +218,10 @@ describe('safety: every promise holds on the worst day', () => {
   test('output to a closed pipe ends the run quietly, with its cleanup', { timeout: 120_000 }, async () => {
     await pulledReplica(tb, 'tank/pipe/src', 'tank/pipe/dst', ['s1']);
     await tb.writeAndSnapshot('alpha', 'tank/pipe/src', 's2');
+    // A TMPDIR of its own: the count of control directories must not see other runs' on this machine.
     const out = await tb.sh(
       'beta',
-      `node ${CLI} -h alpha -r tank/pipe/src -l tank/pipe/dst -t beta -k 30 --dry-run 2>/tmp/zr-pipe.err | head -1 >/dev/null; echo "rc=\${PIPESTATUS[0]}"; cat /tmp/zr-pipe.err; ls -d /tmp/zfs_replicate-ssh-* 2>/dev/null | wc -l`,
+      `export TMPDIR=$(mktemp -d); node ${CLI} -h alpha -r tank/pipe/src -l tank/pipe/dst -t beta -k 30 --dry-run 2>/tmp/zr-pipe.err | head -1 >/dev/null; echo "rc=\${PIPESTATUS[0]}"; cat /tmp/zr-pipe.err; ls -d "$TMPDIR"/zfs_replicate-ssh-* 2>/dev/null | wc -l`,
     );
     assert.match(out, /^rc=0\n0\n$/, out);
   });
@@ -228,19 +232,34 @@ describe('safety: every promise holds on the worst day', () => {
     async () => {
       await pulledReplica(tb, 'tank/kill/src', 'tank/kill/dst', ['s1']);
       await tb.writeAndSnapshot('alpha', 'tank/kill/src', 's2', 8);
+      // A TMPDIR of its own: only this test's control directories are counted.
+      const tmp = (await tb.sh('beta', 'mktemp -d')).trim();
+      const inTmp = { wrapper: ['env', `TMPDIR=${tmp}`] };
+      const controlDirectories = async () =>
+        (await tb.sh('beta', `ls -d ${tmp}/zfs_replicate-ssh-* 2>/dev/null | wc -l`)).trim();
       await tb.rate('alpha', '8mbit');
       try {
-        const run = startPull('tank/kill/src', 'tank/kill/dst', ['-k', '30', '-v']);
+        const run = startCli(
+          'beta',
+          ['-h', 'alpha', '-r', 'tank/kill/src', '-l', 'tank/kill/dst', '-t', 'beta', '-k', '30', '-v'],
+          inTmp,
+        );
         await run.waitForLine(/receiving/);
-        await tb.sh('beta', 'pkill -KILL -f "dist/src/cli/main.js -h alpha -r tank/kill/src" || true');
+        // The bracket keeps pkill from matching the shell that runs it.
+        await tb.sh('beta', 'pkill -KILL -f "[d]ist/src/cli/main.js -h alpha -r tank/kill/src" || true');
         await run.done;
       } finally {
         await tb.rate('alpha', 'off');
       }
-      assert.notEqual((await tb.sh('beta', 'ls -d /tmp/zfs_replicate-ssh-* 2>/dev/null | wc -l')).trim(), '0');
+      assert.notEqual(await controlDirectories(), '0');
       await sleep(2000); // the killed run's orphaned stream processes end with the link back at full rate
-      assertExit(await pull(tb, 'beta', 'alpha', 'tank/kill/src', 'tank/kill/dst', 'beta'), 0);
-      assert.equal((await tb.sh('beta', 'ls -d /tmp/zfs_replicate-ssh-* 2>/dev/null | wc -l')).trim(), '0');
+      const next = startCli(
+        'beta',
+        ['-h', 'alpha', '-r', 'tank/kill/src', '-l', 'tank/kill/dst', '-t', 'beta', '-k', '30'],
+        inTmp,
+      );
+      assertExit(await next.done, 0);
+      assert.equal(await controlDirectories(), '0');
     },
   );
 
