@@ -221,7 +221,7 @@ describe('safety: every promise holds on the worst day', () => {
     // A TMPDIR of its own: the count of control directories must not see other runs' on this machine.
     const out = await tb.sh(
       'beta',
-      `export TMPDIR=$(mktemp -d); node ${CLI} -h alpha -r tank/pipe/src -l tank/pipe/dst -t beta -k 30 --dry-run 2>/tmp/zr-pipe.err | head -1 >/dev/null; echo "rc=\${PIPESTATUS[0]}"; cat /tmp/zr-pipe.err; ls -d "$TMPDIR"/zfs_replicate-ssh-* 2>/dev/null | wc -l`,
+      `export TMPDIR=$(mktemp -d); node ${CLI} -h alpha -r tank/pipe/src -l tank/pipe/dst -t beta -k 30 --dry-run 2>/tmp/zr-pipe.err | head -1 >/dev/null; echo "rc=\${PIPESTATUS[0]}"; cat /tmp/zr-pipe.err; find "$TMPDIR" -maxdepth 1 -name 'zfs_replicate-ssh-*' | wc -l`,
     );
     assert.match(out, /^rc=0\n0\n$/, out);
   });
@@ -236,7 +236,7 @@ describe('safety: every promise holds on the worst day', () => {
       const tmp = (await tb.sh('beta', 'mktemp -d')).trim();
       const inTmp = { wrapper: ['env', `TMPDIR=${tmp}`] };
       const controlDirectories = async () =>
-        (await tb.sh('beta', `ls -d ${tmp}/zfs_replicate-ssh-* 2>/dev/null | wc -l`)).trim();
+        (await tb.sh('beta', `find ${tmp} -maxdepth 1 -name 'zfs_replicate-ssh-*' | wc -l`)).trim();
       await tb.rate('alpha', '8mbit');
       try {
         const run = startCli(
