@@ -368,6 +368,35 @@ describe('safety: trees never destroy what another job protects', () => {
   );
 
   test(
+    'a member destroyed at the source while an earlier member transfers is an info line, and the run exits 0',
+    { timeout: 180_000 },
+    async () => {
+      await tb.zfs('alpha', 'create', '-p', 'tank/gone/src/a');
+      await tb.zfs('alpha', 'create', 'tank/gone/src/b');
+      await tb.zfs('alpha', 'snapshot', '-r', 'tank/gone/src@r1');
+      assertExit(await tb.cli('beta', treeArgs('tank/gone/src', 'tank/gone/dst')), 0);
+      await tb.writeAndSnapshot('alpha', 'tank/gone/src/a', 'big', 8);
+      await tb.zfs('alpha', 'snapshot', '-r', 'tank/gone/src@r2');
+      await tb.rate('alpha', '8mbit');
+      try {
+        const run = startCli('beta', treeArgs('tank/gone/src', 'tank/gone/dst', ['-v']));
+        await run.waitForLine(/receiving .* into tank\/gone\/dst\/a /);
+        await tb.zfs('alpha', 'release', 'beta', 'tank/gone/src/b@r1');
+        await tb.zfs('alpha', 'destroy', '-r', 'tank/gone/src/b');
+        const outcome = await run.done;
+        assertExit(outcome, 0);
+        assert.match(
+          outcome.stderr,
+          /tank\/gone\/dst\/b: alpha:tank\/gone\/src\/b is gone \(destroyed or renamed during this run\)/,
+        );
+      } finally {
+        await tb.rate('alpha', 'off');
+      }
+      assert.ok((await tb.snapshots('beta', 'tank/gone/dst/b')).has('r1'), 'its replica is left as it is');
+    },
+  );
+
+  test(
     'one member whose lock cannot be taken is its own failure only; an --exclude matching nothing warns',
     { timeout: 120_000 },
     async () => {

@@ -15,7 +15,8 @@ import { Testbed } from '../testbed/testbed.js';
 
 /**
  * The soak (issue 9): N rounds on a chain alpha -> beta -> gamma plus a fan-out alpha -> delta, with snapshot
- * churn and source-side pruning on alpha, a random fault from the fault table in a fraction of rounds, and the
+ * churn and source-side pruning on alpha, a random fault from the fault table in a fraction of rounds, a -R run
+ * of a tree racing a single-dataset job on one of its members (issue 14), and the
  * invariants of every pair after every round.
  *
  *   node dist/test/soak/soak.js [--rounds 200] [--seed S] [--fault-fraction 0.3] [--keep 15s] [--max-minutes M]
@@ -48,6 +49,11 @@ export interface SoakReport {
 }
 
 const ORIGIN = { host: 'alpha', dataset: 'tank/data' };
+/**
+ * Issue 14's race, every round: a -R run of alpha's tree and a single-dataset job on one of its members,
+ * started together on beta with the same tag, as two crontab lines firing in the same minute would.
+ */
+const TREE = { root: 'tank/tree', member: 'tank/tree/m', replica: 'tank/bt', tag: 'tree' };
 /** Alpha's own pruning (zfs-auto-snapshot's stand-in) keeps its newest snapshots, and never a held one. */
 const ALPHA_KEEPS = 4;
 
@@ -69,6 +75,46 @@ function pairs(keep: string): Pair[] {
   ];
 }
 
+function treeMemberPair(keep: string): Pair {
+  return {
+    remoteHost: ORIGIN.host,
+    remoteDataset: TREE.member,
+    localHost: 'beta',
+    localDataset: `${TREE.replica}/m`,
+    tag: TREE.tag,
+    keep,
+    keepSeconds: durationSeconds(keep),
+  };
+}
+
+/** Alpha prunes its own old, unheld snapshots, as zfs-auto-snapshot or sanoid would. */
+async function pruneOnAlpha(tb: Testbed, dataset: string): Promise<void> {
+  const onAlpha = (await listSnapshots(tb, ORIGIN.host, dataset)) ?? [];
+  for (const snapshot of onAlpha.slice(0, Math.max(0, onAlpha.length - ALPHA_KEEPS))) {
+    if (snapshot.userrefs === 0) await tb.on(ORIGIN.host, ['zfs', 'destroy', `${dataset}@${snapshot.name}`]);
+  }
+}
+
+/** One round of the race; the member pair's invariants after it (either run may find the other's lock). */
+async function raceRound(tb: Testbed, round: number, keep: string): Promise<string[]> {
+  const member = treeMemberPair(keep);
+  await writeAndSnapshot(tb, ORIGIN.host, TREE.member, `t${round}`, 16);
+  await tb.zfs(ORIGIN.host, 'snapshot', '-r', `${TREE.root}@r${round}`);
+  for (const dataset of [TREE.root, TREE.member]) await pruneOnAlpha(tb, dataset);
+  const before = await capturePair(tb, member);
+  const treeArgs = pairArgs({ ...member, remoteDataset: TREE.root, localDataset: TREE.replica }, ['-R']);
+  const [tree, single] = await Promise.all([
+    startCli('beta', treeArgs, { timeoutMs: 120_000 }).done,
+    startCli('beta', pairArgs(member), { timeoutMs: 120_000 }).done,
+  ]);
+  return checkInvariants(tb, member, before, {
+    runs: [
+      { label: 'tree run', outcome: tree, acceptable: [0, 3] },
+      { label: 'member job', outcome: single, acceptable: [0, 3] },
+    ],
+  });
+}
+
 export async function runSoak(tb: Testbed, options: SoakOptions): Promise<SoakReport> {
   const started = Date.now();
   const deadline = started + options.maxMinutes * 60_000;
@@ -87,6 +133,7 @@ export async function runSoak(tb: Testbed, options: SoakOptions): Promise<SoakRe
   };
   const all = pairs(options.keep);
   await tb.zfs(ORIGIN.host, 'create', ORIGIN.dataset);
+  await tb.zfs(ORIGIN.host, 'create', '-p', TREE.member);
 
   for (let round = 1; round <= options.rounds; round++) {
     if (Date.now() > deadline) {
@@ -97,10 +144,7 @@ export async function runSoak(tb: Testbed, options: SoakOptions): Promise<SoakRe
     // Churn on alpha: one or two new snapshots, then alpha prunes its own old, unheld snapshots.
     await writeAndSnapshot(tb, ORIGIN.host, ORIGIN.dataset, `r${round}`, 32);
     if (rng() < 0.3) await writeAndSnapshot(tb, ORIGIN.host, ORIGIN.dataset, `r${round}b`, 16);
-    const onAlpha = (await listSnapshots(tb, ORIGIN.host, ORIGIN.dataset)) ?? [];
-    for (const snapshot of onAlpha.slice(0, Math.max(0, onAlpha.length - ALPHA_KEEPS))) {
-      if (snapshot.userrefs === 0) await tb.on(ORIGIN.host, ['zfs', 'destroy', `${ORIGIN.dataset}@${snapshot.name}`]);
-    }
+    await pruneOnAlpha(tb, ORIGIN.dataset);
 
     // A fault in a fraction of rounds (never in round 1: the pairs are created there), on one random pair.
     let fault: { pairIndex: number; row: FaultRow } | undefined;
@@ -140,6 +184,9 @@ export async function runSoak(tb: Testbed, options: SoakOptions): Promise<SoakRe
       }
       roundViolations.push(...violations.map((violation) => `${label}: ${violation}`));
     }
+    const race = await raceRound(tb, round, options.keep);
+    report.runs += 2;
+    roundViolations.push(...race.map((violation) => `round ${round} tree/member race: ${violation}`));
     for (const violation of roundViolations) {
       if (violation.includes(`: ${FULL_RESEND}: `)) report.fullResends++;
       else if (violation.includes(`: ${LEAKED_HOLD}: `)) report.leakedHolds++;

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { withSbinPath } from '../../src/cli/path.js';
 import { localEndpoint } from '../../src/exec/endpoint.js';
+import { oneLine } from '../../src/log/logger.js';
 import { describePlan } from '../../src/replication/describe.js';
 import type { CommonSnapshot, Plan } from '../../src/replication/plan.js';
 import { receivedBytes } from '../../src/replication/transfer.js';
@@ -192,5 +193,12 @@ describe('receivedBytes', () => {
     assert.equal(receivedBytes('received 312KB stream in 1 seconds (312KB/sec)\n'), 312 * 1024);
     assert.equal(receivedBytes('received 96B stream in 1 seconds (96B/sec)\n'), 96);
     assert.equal(receivedBytes('nothing to see'), undefined);
+  });
+});
+
+describe('oneLine', () => {
+  test('one event, one log line: newlines become " | ", other control characters "?"', () => {
+    assert.equal(oneLine('cannot receive:\nfirst\r\n  second'), 'cannot receive: | first | second');
+    assert.equal(oneLine('tab\tstays, bell\u0007 does not'), 'tab\tstays, bell? does not');
   });
 });
