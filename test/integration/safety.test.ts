@@ -50,13 +50,43 @@ describe('safety: every promise holds on the worst day', () => {
     'lock directory problems are ELOCK (exit 1) naming --lock-dir; an empty --lock-dir is a usage error',
     { timeout: 120_000 },
     async () => {
-      await tb.sh('beta', 'touch /tmp/zr-lock-file');
-      for (const lockDir of ['/tmp/zr-lock-file', '/proc/zr-lock']) {
-        const run = await pull(tb, 'beta', 'alpha', 'tank/x', 'tank/y', 'beta', ['--lock-dir', lockDir]);
-        assertExit(run, 1, lockDir);
-        assert.match(run.stderr, /cannot open the lock file .*\(choose a writable directory with --lock-dir\)/);
-        assert.doesNotMatch(run.stderr, /unexpected internal error/);
+      // A file where the directory should be; a path under /proc; a read-only file system.
+      await tb.sh('beta', 'touch /tmp/zr-lock-file; mkdir -p /tmp/zr-ro && mount -t tmpfs -o ro zr-ro /tmp/zr-ro');
+      try {
+        for (const lockDir of ['/tmp/zr-lock-file', '/proc/zr-lock', '/tmp/zr-ro/locks']) {
+          const run = await pull(tb, 'beta', 'alpha', 'tank/x', 'tank/y', 'beta', ['--lock-dir', lockDir]);
+          assertExit(run, 1, lockDir);
+          assert.match(run.stderr, /cannot open the lock file .*\(choose a writable directory with --lock-dir\)/);
+          assert.doesNotMatch(run.stderr, /unexpected internal error/);
+        }
+      } finally {
+        await tb.sh('beta', 'umount /tmp/zr-ro');
       }
+      // Not root: the default lock directory cannot be created (EACCES).
+      const unprivileged = await tb.on(
+        'beta',
+        [
+          'setpriv',
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          'node',
+          CLI,
+          '-h',
+          'alpha',
+          '-r',
+          'tank/x',
+          '-l',
+          'tank/y',
+          '-t',
+          'beta',
+          '-k',
+          '1',
+        ],
+        { env: { PATH: '/usr/bin:/bin', HOME: '/' } },
+      );
+      assertExit(unprivileged, 1, 'as nobody');
+      assert.match(unprivileged.stderr, /cannot open the lock file .*EACCES.*--lock-dir/);
       assertExit(await pull(tb, 'beta', 'alpha', 'tank/x', 'tank/y', 'beta', ['--lock-dir', '']), 2);
     },
   );
