@@ -42,7 +42,8 @@ export async function executePlan(
       { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteSnapshots },
       { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots },
     ],
-    plan.kind !== 'up-to-date',
+    // After a resumed receive the new base is new, not a hold that someone removed.
+    plan.kind !== 'up-to-date' || prepared.settled,
     log,
   );
   await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);

@@ -50,8 +50,8 @@ export async function runOnce(
     if (plan.base !== undefined && !settings.dryRun) await holdThroughConflict(plan.base, settings, context);
     throw new ConflictError(plan.code, plan.message);
   }
-  const prepared: PreparedRun = { plan, pair };
-  const received = plan.kind !== 'up-to-date' || pair !== listed;
+  const prepared: PreparedRun = { plan, pair, settled: pair !== listed };
+  const received = plan.kind !== 'up-to-date' || prepared.settled;
   if (settings.dryRun) {
     await reportDryRun(prepared, settings, context, member.parentsArriving);
     return { received };

@@ -46,4 +46,6 @@ export interface ListedPair {
 export interface PreparedRun {
   plan: Exclude<Plan, { kind: 'conflict' }>;
   pair: ListedPair;
+  /** An interrupted receive was resumed (or aborted) before planning: the replica changed this run. */
+  settled: boolean;
 }

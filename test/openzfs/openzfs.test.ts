@@ -11,9 +11,11 @@ async function estimate(guest: Guest, sendArguments: string): Promise<number> {
 }
 
 /** Parses the size `zfs recv -v` reported ("4.05M", "812K") into bytes. */
+/** "31.1 MB" (the log's decimal units) or "31.1M" (zfs's binary ones) to bytes. */
 function bytes(text: string): number {
-  const match = /^([\d.]+)([KMGT]?)/.exec(text)!;
-  return Number(match[1]) * 1024 ** ' KMGT'.indexOf(match[2] || ' ');
+  const match = /^([\d.]+) ?([KMGT]?)(B?)/.exec(text)!;
+  const base = match[3] === 'B' ? 1000 : 1024;
+  return Number(match[1]) * base ** ' KMGT'.indexOf(match[2] || ' ');
 }
 
 const pull = (guest: Guest, source: Guest, remote: string, local: string, tag: string, extra: string[] = []) =>
@@ -100,7 +102,7 @@ for (const version of ['2.3', '2.1'] as const) {
 
       const resumed = await pull(guest, guest, 'src/t2', 'backup/t2', 'tag2', ['-v']);
       assertExit(resumed, 0);
-      const received = /received the rest of an interrupted receive \((\S+)\)/.exec(resumed.stderr);
+      const received = /received the rest of an interrupted receive \(([\d.]+ [KMGT]?B)\)/.exec(resumed.stderr);
       assert.ok(received, resumed.stderr);
       assert.ok(bytes(received[1]!) < full * 0.9, `resume sent ${received[1]} of ${full} bytes`);
       context.diagnostic(
