@@ -74,6 +74,12 @@ async function newSnapshot(ctx: Omit<FaultContext, 'before'>, kilobytes = 64, pr
   return name;
 }
 
+/** Two new snapshots, the newer one noted as the victim that a fault takes away between listing and send. */
+async function newSnapshotAndVictim(ctx: Omit<FaultContext, 'before'>): Promise<void> {
+  await newSnapshot(ctx);
+  ctx.notes.set('victim', await newSnapshot(ctx));
+}
+
 /** A big new snapshot and a slow link out of the remote: a stream that takes seconds. */
 async function slowStreamAhead(ctx: Omit<FaultContext, 'before'>): Promise<void> {
   ctx.notes.set('big', await newSnapshot(ctx, STREAM_KB, 'big'));
@@ -333,10 +339,7 @@ export const FAULTS: readonly FaultRow[] = [
   {
     name: 'remote snapshot destroyed between listing and send',
     soak: 'origin',
-    async arrange(ctx) {
-      await newSnapshot(ctx);
-      ctx.notes.set('victim', await newSnapshot(ctx));
-    },
+    arrange: newSnapshotAndVictim,
     acceptable: [0, 1],
     async fault(ctx) {
       const victim = ctx.notes.get('victim')!;
@@ -348,10 +351,7 @@ export const FAULTS: readonly FaultRow[] = [
   {
     name: 'remote snapshot renamed between listing and send',
     soak: 'origin',
-    async arrange(ctx) {
-      await newSnapshot(ctx);
-      ctx.notes.set('victim', await newSnapshot(ctx));
-    },
+    arrange: newSnapshotAndVictim,
     acceptable: [0, 1],
     async fault(ctx) {
       const victim = `${ctx.pair.remoteDataset}@${ctx.notes.get('victim')}`;

@@ -94,3 +94,20 @@ export function rx(strings: TemplateStringsArray, ...values: unknown[]): RegExp 
   const literal = (value: unknown) => String(value).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
   return new RegExp(strings.raw.reduce((source, part, index) => source + literal(values[index - 1]) + part));
 }
+
+/** `tag` is held on host:dataset@expected and on no other snapshot of that dataset. */
+export async function assertHeldOnlyOn(
+  tb: Testbed,
+  host: string,
+  dataset: string,
+  tag: string,
+  expected: string,
+): Promise<void> {
+  for (const name of (await tb.snapshots(host, dataset)).keys()) {
+    assert.equal(
+      await tb.hasHold(host, `${dataset}@${name}`, tag),
+      name === expected,
+      `${host}:${dataset}@${name} hold ${tag}`,
+    );
+  }
+}

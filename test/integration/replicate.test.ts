@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
 import {
   assertExit,
+  assertHeldOnlyOn,
   poolSnapshot,
   pull,
   pulledReplica,
@@ -22,16 +23,6 @@ describe('replication core on real zfs-fuse hosts', () => {
   after(async () => {
     await tb?.down();
   });
-
-  async function assertHeldOnlyOn(host: string, dataset: string, tag: string, expected: string): Promise<void> {
-    for (const name of (await tb.snapshots(host, dataset)).keys()) {
-      assert.equal(
-        await tb.hasHold(host, `${dataset}@${name}`, tag),
-        name === expected,
-        `${host}:${dataset}@${name} hold ${tag}`,
-      );
-    }
-  }
 
   test(
     'initial pull creates the missing parents, then a second pull brings the new snapshots',
@@ -52,8 +43,8 @@ describe('replication core on real zfs-fuse hosts', () => {
       for (const [name, { guid }] of source) assert.equal(replica.get(name)?.guid, guid, `guid of @${name}`);
       assert.equal(await tb.contentDigest('beta', dst), await tb.contentDigest('alpha', src));
       assert.equal((await tb.zfs('beta', 'get', '-H', '-o', 'value', 'readonly', dst)).trim(), 'on');
-      await assertHeldOnlyOn('alpha', src, 'beta', 's8');
-      await assertHeldOnlyOn('beta', dst, 'beta', 's8');
+      await assertHeldOnlyOn(tb, 'alpha', src, 'beta', 's8');
+      await assertHeldOnlyOn(tb, 'beta', dst, 'beta', 's8');
     },
   );
 
@@ -72,8 +63,8 @@ describe('replication core on real zfs-fuse hosts', () => {
       assert.doesNotMatch(run.stderr, /zfs send/, 'no send on a no-op run');
       assert.match(run.stderr, rx`repaired: hold "beta" was missing on alpha:${src}@s8`);
       assert.match(run.stderr, rx`repaired: hold "beta" was missing on local:${dst}@s8`);
-      await assertHeldOnlyOn('alpha', src, 'beta', 's8');
-      await assertHeldOnlyOn('beta', dst, 'beta', 's8');
+      await assertHeldOnlyOn(tb, 'alpha', src, 'beta', 's8');
+      await assertHeldOnlyOn(tb, 'beta', dst, 'beta', 's8');
     },
   );
 
@@ -89,7 +80,7 @@ describe('replication core on real zfs-fuse hosts', () => {
     assert.match(sends[0]!, rx`zfs send -I ${src}@s8 ${src}@c49`);
     const replica = await tb.snapshots('beta', dst);
     for (const name of names) assert.ok(replica.has(name), `@${name} arrived`);
-    await assertHeldOnlyOn('alpha', src, 'beta', 'c49');
+    await assertHeldOnlyOn(tb, 'alpha', src, 'beta', 'c49');
   });
 
   test('--dry-run prints the plan and changes nothing on either side', { timeout: 120_000 }, async () => {

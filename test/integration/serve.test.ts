@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { shellJoin } from '../../src/exec/quote.js';
 import { PROJECT_ROOT, Testbed } from '../testbed/testbed.js';
-import { assertExit, poolSnapshot, pull, sleep, snapshotSeries } from './helpers.js';
+import { assertExit, assertHeldOnlyOn, poolSnapshot, pull, sleep, snapshotSeries } from './helpers.js';
 
 const SERVE = join(PROJECT_ROOT, 'bin/zfs_replicate-serve');
 /** One line (execa drops the final newline). */
@@ -47,16 +47,6 @@ describe("zfs_replicate-serve as the forced command of beta's key on alpha", () 
     { timeout: 2 * MINUTE },
   );
 
-  async function assertHeldOnlyOn(host: string, dataset: string, tag: string, expected: string): Promise<void> {
-    for (const name of (await tb.snapshots(host, dataset)).keys()) {
-      assert.equal(
-        await tb.hasHold(host, `${dataset}@${name}`, tag),
-        name === expected,
-        `${host}:${dataset}@${name} hold ${tag}`,
-      );
-    }
-  }
-
   async function assertSameGuids(source: string, replica: string): Promise<void> {
     const sent = await tb.snapshots('alpha', source);
     const received = await tb.snapshots('beta', replica);
@@ -88,8 +78,8 @@ describe("zfs_replicate-serve as the forced command of beta's key on alpha", () 
       );
       await assertSameGuids('tank/src/data', 'tank/dst/data');
       assert.equal(await tb.contentDigest('beta', 'tank/dst/data'), await tb.contentDigest('alpha', 'tank/src/data'));
-      await assertHeldOnlyOn('alpha', 'tank/src/data', 'beta', 's5');
-      await assertHeldOnlyOn('beta', 'tank/dst/data', 'beta', 's5');
+      await assertHeldOnlyOn(tb, 'alpha', 'tank/src/data', 'beta', 's5');
+      await assertHeldOnlyOn(tb, 'beta', 'tank/dst/data', 'beta', 's5');
     },
   );
 
