@@ -134,6 +134,19 @@ export async function runSoak(tb: Testbed, options: SoakOptions): Promise<SoakRe
   const all = pairs(options.keep);
   await tb.zfs(ORIGIN.host, 'create', ORIGIN.dataset);
   await tb.zfs(ORIGIN.host, 'create', '-p', TREE.member);
+  // The tree's first run comes alone: a member job that ran first would create the tree's root replica as a
+  // plain parent dataset (zfs create -p), which a later -R run rightly refuses as "not a replica".
+  await tb.zfs(ORIGIN.host, 'snapshot', '-r', `${TREE.root}@r0`);
+  const first = treeMemberPair(options.keep);
+  const initial = await startCli(
+    'beta',
+    pairArgs({ ...first, remoteDataset: TREE.root, localDataset: TREE.replica }, ['-R']),
+    {
+      timeoutMs: 120_000,
+    },
+  ).done;
+  if (initial.exitCode !== 0)
+    report.violations.push(`the tree's first run exited ${initial.exitCode}: ${initial.stderr}`);
 
   for (let round = 1; round <= options.rounds; round++) {
     if (Date.now() > deadline) {
