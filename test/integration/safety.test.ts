@@ -293,6 +293,26 @@ describe('safety: every promise holds on the worst day', () => {
     },
   );
 
+  test(
+    'a receive that fails is named, not the mbuffer before it that saw the broken pipe',
+    { timeout: 180_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/stage/src', 'tank/stage/dst', ['s1']);
+      await tb.writeAndSnapshot('alpha', 'tank/stage/src', 'big', 8);
+      await tb.zfs('beta', 'set', 'quota=2M', 'tank/stage/dst');
+      try {
+        // The race was about 1 run in 10: ten runs, every one must name recv and its own error.
+        for (let round = 1; round <= 10; round++) {
+          const run = await pull(tb, 'beta', 'alpha', 'tank/stage/src', 'tank/stage/dst', 'beta');
+          assertExit(run, 1, `round ${round}`);
+          assert.match(run.stderr, /transfer failed: recv on local .*(quota|space)/i, `round ${round}`);
+        }
+      } finally {
+        await tb.zfs('beta', 'set', 'quota=none', 'tank/stage/dst');
+      }
+    },
+  );
+
   test('the received size is the whole stream, not its first snapshot', { timeout: 120_000 }, async () => {
     await pulledReplica(tb, 'tank/size/src', 'tank/size/dst', ['s1']);
     for (const name of ['s2', 's3', 's4']) await tb.writeAndSnapshot('alpha', 'tank/size/src', name, 2);
