@@ -432,7 +432,7 @@ describe('safety: trees never destroy what another job protects', () => {
         const run = startCli('beta', treeArgs('tank/gone/src', 'tank/gone/dst', ['-v']));
         await run.waitForLine(/receiving .* into tank\/gone\/dst\/a /);
         await tb.zfs('alpha', 'release', 'beta', 'tank/gone/src/b@r1');
-        await tb.zfs('alpha', 'destroy', '-r', 'tank/gone/src/b');
+        await tb.destroyTree('alpha', 'tank/gone/src/b');
         const outcome = await run.done;
         assertExit(outcome, 0);
         assert.match(
