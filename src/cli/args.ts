@@ -4,6 +4,7 @@ import { UsageError } from '../errors/errors.js';
 import { EXIT_CODE_MEANINGS } from '../errors/exit-codes.js';
 import type { Verbosity } from '../log/logger.js';
 import { parseDuration } from '../retention/duration.js';
+import { parseRate } from '../transport/progress.js';
 import { datasetNameProblem, isUnder, tagProblem } from '../zfs/names.js';
 
 export interface CliSettings {
@@ -31,9 +32,14 @@ export interface CliSettings {
   logFormat: 'text' | 'json';
   syslog: boolean;
   syslogSocket: string;
-  lockDir: string;
+  /** Undefined: the default, chosen when the lock is taken (see defaultLockDirectory). */
+  lockDir: string | undefined;
   lockWarnSeconds: number;
   maxClockSkewSeconds: number;
+  /** auto: a live progress line when stderr is a terminal. */
+  progress: 'auto' | 'on' | 'off';
+  /** Bytes per second, or no limit. */
+  bwlimit: number | undefined;
 }
 
 const ENV_PREFIX = 'ZFS_REPLICATE_';
@@ -144,9 +150,15 @@ export function parseArgs(
     })
     .option('syslog', { type: 'boolean', describe: 'also log (info and up) to syslog/journald' })
     .option('syslog-socket', { type: 'string', defaultDescription: '/dev/log', describe: 'syslog socket for --syslog' })
+    .option('progress', { type: 'boolean', describe: 'show a live progress line per transfer even without a terminal' })
+    .option('no-progress', { type: 'boolean', describe: 'no progress line, even on a terminal' })
+    .option('bwlimit', {
+      type: 'string',
+      describe: 'cap the transfer rate, bytes per second (500k, 20M, 1G: binary units)',
+    })
     .option('lock-dir', {
       type: 'string',
-      defaultDescription: '/run/lock/zfs_replicate',
+      defaultDescription: '/run/lock/zfs_replicate, else $XDG_RUNTIME_DIR/zfs_replicate',
       describe: 'directory of the per-dataset lock files',
     })
     .option('lock-warn', {
@@ -232,9 +244,11 @@ export function parseArgs(
     logFormat: parsed.logFormat,
     syslog: parsed.syslog,
     syslogSocket: parsed.syslogSocket,
-    lockDir: required(parsed.lockDir, '--lock-dir'),
+    lockDir: parsed.lockDir === undefined ? undefined : required(parsed.lockDir, '--lock-dir'),
     lockWarnSeconds: duration(parsed.lockWarn, '--lock-warn'),
     maxClockSkewSeconds: duration(parsed.maxClockSkew, '--max-clock-skew'),
+    progress: progressMode(parsed.progress, parsed.noProgress),
+    bwlimit: parsed.bwlimit === undefined ? undefined : rate(parsed.bwlimit, '--bwlimit'),
   };
 }
 
@@ -252,6 +266,7 @@ const NOT_FROM_ENVIRONMENT = new Set(['help', 'version']);
 const OPTION_GROUPS: ReadonlyArray<readonly string[]> = [
   ['keep', 'keepDays'],
   ['quiet', 'verbose'],
+  ['progress', 'noProgress'],
 ];
 
 /** The values an option has when neither the command line nor the environment gives it. */
@@ -270,7 +285,8 @@ const DEFAULTS = {
   logFormat: 'text',
   syslog: false,
   syslogSocket: '/dev/log',
-  lockDir: '/run/lock/zfs_replicate',
+  progress: false,
+  noProgress: false,
   lockWarn: '6h',
   maxClockSkew: '5m',
 };
@@ -308,9 +324,12 @@ interface Parsed {
   logFormat: 'text' | 'json';
   syslog: boolean;
   syslogSocket: string;
-  lockDir: string;
+  lockDir?: string;
   lockWarn: string;
   maxClockSkew: string;
+  progress: boolean;
+  noProgress: boolean;
+  bwlimit?: string;
 }
 
 function isGiven(value: unknown): boolean {
@@ -406,6 +425,18 @@ function port(text: string): number {
   if (!/^\d+$/.test(text) || value < 1 || value > 65535)
     throw new UsageError(`-p/--port: ${JSON.stringify(text)} is not a port number (1-65535)`);
   return value;
+}
+
+function progressMode(on: boolean, off: boolean): CliSettings['progress'] {
+  if (on && off) throw new UsageError('--progress and --no-progress contradict each other');
+  return on ? 'on' : off ? 'off' : 'auto';
+}
+
+function rate(text: string, flag: string): number {
+  const bytes = parseRate(text);
+  if (bytes === undefined)
+    throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a rate in bytes per second such as 500k, 20M or 1G`);
+  return bytes;
 }
 
 function duration(text: string, flag: string): number {

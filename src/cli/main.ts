@@ -5,11 +5,13 @@ import { ExitCode } from '../errors/exit-codes.js';
 import { type Endpoint, localEndpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
+import { defaultLockDirectory } from '../lock/directories.js';
 import { type HeldLock, acquireLock } from '../lock/lock.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
 import { runTree } from '../replication/run-tree.js';
+import type { ProgressOutput } from '../transport/progress.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
@@ -69,9 +71,11 @@ export async function main(argv: readonly string[]): Promise<ExitCode> {
 }
 
 async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> {
-  const lockDataset = (dataset: string) => acquireLock(settings.lockDir, dataset, () => new Date());
   let lock: HeldLock;
+  let lockDataset: (dataset: string) => HeldLock;
   try {
+    const lockDir = settings.lockDir ?? defaultLockDirectory();
+    lockDataset = (dataset: string) => acquireLock(lockDir, dataset, () => new Date());
     lock = lockDataset(settings.localDataset);
   } catch (error) {
     if (error instanceof LockedError) return reportLocked(error, settings, log);
@@ -136,13 +140,17 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     };
     const remote = new ZfsHost(runner, remoteEndpoint, remoteFeatures);
     const local = new ZfsHost(runner, localEndpoint, localFeatures);
+    const streams = new PipelineStreamRunner(remote, local, {
+      compress: settings.compress,
+      mbufferSize: settings.mbufferSize,
+      bwlimit: settings.bwlimit,
+      progress: progressOutput(settings),
+    });
+    if (streams.warning !== undefined) log.warn(streams.warning);
     const context = {
       remote,
       local,
-      streams: new PipelineStreamRunner(remote, local, {
-        compress: settings.compress,
-        mbufferSize: settings.mbufferSize,
-      }),
+      streams,
       log,
       print,
       cancelSignal: controller.signal,
@@ -178,6 +186,23 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     await ssh?.close();
     lock.release();
   }
+}
+
+/**
+ * The live line on a terminal (unless -q), none under cron; --progress without a terminal prints plain lines,
+ * since \r would only garble a log file.
+ */
+function progressOutput(settings: CliSettings): ProgressOutput | undefined {
+  const terminal = process.stderr.isTTY === true;
+  const wanted =
+    settings.progress === 'on' || (settings.progress === 'auto' && terminal && settings.verbosity !== 'error');
+  if (!wanted) return undefined;
+  return {
+    mode: terminal ? 'tty' : 'lines',
+    write: (text) => {
+      if (!outputGone) process.stderr.write(text);
+    },
+  };
 }
 
 /** A long transfer still running is normal under cron: stay quiet unless it has run suspiciously long. */

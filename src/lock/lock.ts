@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { constants, closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { constants, closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { formatDistanceStrict } from 'date-fns/formatDistanceStrict';
 import { FailureError, LockedError, errorMessage } from '../errors/errors.js';
+import { makeDirectory } from './directories.js';
 
 export interface LockHolder {
   pid: number;
@@ -67,26 +68,6 @@ export function acquireLock(directory: string, localDataset: string, now: () => 
       closeSync(fd);
     },
   };
-}
-
-/**
- * `mkdir -p`, bounded: Node's recursive mkdirSync loops for ever where mkdir answers ENOENT although the
- * parent exists (under /proc, for one), which hung a run given such a --lock-dir.
- */
-function makeDirectory(path: string): void {
-  try {
-    mkdirSync(path, { mode: 0o755 });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') {
-      if (!statSync(path).isDirectory()) throw new Error(`${path} exists and is not a directory`);
-      return;
-    }
-    const parent = dirname(path);
-    if (code !== 'ENOENT' || parent === path) throw error;
-    makeDirectory(parent);
-    mkdirSync(path, { mode: 0o755 });
-  }
 }
 
 /** File names stop at 255 bytes; an encoded dataset name (up to 255 bytes, tripled by %-escapes) may not. */

@@ -88,6 +88,7 @@ async function pull(
         sendArguments: [...flags, ...send.arguments],
         recvArgv: receiveArgv(local.features, settings.localDataset, send.full ? remoteType : undefined),
         what: send.what,
+        snapshots: send.snapshots,
         remoteDataset: settings.remoteDataset,
         localDataset: settings.localDataset,
       },

@@ -1,15 +1,7 @@
 import type { Snapshot } from '../zfs/types.js';
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
+// One byte format for logs, reports and the progress line (which lives in the transport).
+export { formatBytes } from '../transport/progress.js';
 
 /** "@a, @b, @c" */
 export function snapshotList(snapshots: readonly Snapshot[]): string {

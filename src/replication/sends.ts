@@ -11,6 +11,8 @@ export interface PlannedSend {
   what: string;
   /** A full stream, which creates the replica. */
   full: boolean;
+  /** How many snapshots the stream carries, for the progress line. */
+  snapshots: number;
 }
 
 /**
@@ -19,25 +21,30 @@ export interface PlannedSend {
  */
 export function plannedSends(plan: Plan, remoteDataset: string): PlannedSend[] {
   const at = (name: string) => snapshotName(remoteDataset, name);
-  const range = (from: string, to: string): PlannedSend[] =>
-    from === to ? [] : [{ arguments: ['-I', at(from), at(to)], what: `@${from}..@${to}`, full: false }];
+  const range = (from: string, to: string, snapshots: number): PlannedSend[] =>
+    from === to ? [] : [{ arguments: ['-I', at(from), at(to)], what: `@${from}..@${to}`, full: false, snapshots }];
   switch (plan.kind) {
     case 'conflict':
     case 'up-to-date':
       return [];
     case 'initial':
       return [
-        { arguments: [at(plan.first.name)], what: `full @${plan.first.name}`, full: true },
-        ...range(plan.first.name, plan.target.name),
+        { arguments: [at(plan.first.name)], what: `full @${plan.first.name}`, full: true, snapshots: 1 },
+        ...range(plan.first.name, plan.target.name, plan.incoming.length - 1),
       ];
     case 'incremental': {
       const first = plan.incoming[0];
       if (first === undefined) return [];
-      if (!plan.base.viaBookmark) return range(plan.base.remote.name, plan.target.name);
+      if (!plan.base.viaBookmark) return range(plan.base.remote.name, plan.target.name, plan.incoming.length);
       const bookmark = `${remoteDataset}#${plan.base.remote.name}`;
       return [
-        { arguments: ['-i', bookmark, at(first.name)], what: `#${plan.base.remote.name}..@${first.name}`, full: false },
-        ...range(first.name, plan.target.name),
+        {
+          arguments: ['-i', bookmark, at(first.name)],
+          what: `#${plan.base.remote.name}..@${first.name}`,
+          full: false,
+          snapshots: 1,
+        },
+        ...range(first.name, plan.target.name, plan.incoming.length - 1),
       ];
     }
   }

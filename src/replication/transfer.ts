@@ -9,6 +9,8 @@ export interface TransferRequest {
   recvArgv: readonly string[];
   /** For messages: "full @a", "@a..@d", "the rest of an interrupted receive". */
   what: string;
+  /** How many snapshots the stream carries, where the plan knows (not for a resumed receive). */
+  snapshots?: number;
   remoteDataset: string;
   localDataset: string;
 }
@@ -29,6 +31,12 @@ export async function transfer(request: TransferRequest, context: TransferContex
       cancelSignal: context.cancelSignal,
       inheritFds: context.lockFd === undefined ? [] : [context.lockFd],
       debug: (line) => log.debug(line),
+      label: {
+        source: `${remote.label}:${request.remoteDataset}`,
+        what: request.what,
+        snapshots: request.snapshots,
+        expectedBytes: estimate,
+      },
     });
   } catch (error) {
     if (error instanceof PipelineError) {

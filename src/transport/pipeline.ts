@@ -3,6 +3,7 @@ import { FailureError, lastLines } from '../errors/errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { closeQuietly, makeKernelPipes } from './kernel-pipe.js';
+import { counterLines } from './progress.js';
 
 export interface Stage {
   /** Short role for messages: "send", "mbuffer", "recv". */
@@ -10,6 +11,8 @@ export interface Stage {
   endpoint: Endpoint;
   /** The command, or for a stage that is itself a shell pipeline (compression on the remote side), a script. */
   command: { argv: readonly string[] } | { script: string };
+  /** For a meter stage (pv -n -b): receives each byte count it prints; its other stderr lines are kept as usual. */
+  counter?: (bytes: number) => void;
 }
 
 export interface StageOutcome {
@@ -109,7 +112,7 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
         outcome.stderr = (outcome.stderr + text).slice(-STDERR_TAIL_BYTES);
       };
       child.stderr?.setEncoding('utf8');
-      child.stderr?.on('data', keep);
+      child.stderr?.on('data', stage.counter ? countingLines(stage.counter, keep) : keep);
       // The last stage's stdout carries messages only (e.g. `zfs recv -v`), never the stream.
       child.stdout?.setEncoding('utf8');
       child.stdout?.on('data', keep);
@@ -161,6 +164,18 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
   if (cause !== undefined) throw new PipelineError(cause, outcomes, cancelled);
   if (cancelled) throw new PipelineError(outcomes[0]!, outcomes, true);
   return outcomes;
+}
+
+/** Splits a meter's stderr into lines: counts go to `counter`, anything else (an error) to `keep`. */
+function countingLines(counter: (bytes: number) => void, keep: (text: string) => void): (text: string) => void {
+  let partial = '';
+  return (text) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    const { counts, other } = counterLines(lines);
+    for (const bytes of counts) counter(bytes);
+    if (other.length > 0) keep(`${other.join('\n')}\n`);
+  };
 }
 
 export function stageSucceeded(outcome: StageOutcome): boolean {

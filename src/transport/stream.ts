@@ -2,12 +2,24 @@ import type { Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import type { HostFeatures } from '../zfs/types.js';
 import { type Stage, commandText, runPipeline } from './pipeline.js';
+import {
+  type MeterPlan,
+  ProgressDisplay,
+  type ProgressOutput,
+  type TransferLabel,
+  meterPlan,
+  pvArgv,
+} from './progress.js';
 
 export interface StreamSettings {
   /** Wire compression when both ends have a fast codec (the ancestor's pigz, minus its cost). */
   compress: boolean;
   /** mbuffer's memory on the receiving side, in mbuffer's syntax (e.g. "256M"). */
   mbufferSize: string;
+  /** --bwlimit: bytes per second, enforced on the receiving host (pv -L, else mbuffer -r). */
+  bwlimit?: number | undefined;
+  /** Where progress lines go; undefined shows none (cron: a successful run stays silent). */
+  progress?: ProgressOutput | undefined;
 }
 
 /** One end of a stream: where its commands run and what that host has installed. */
@@ -30,13 +42,17 @@ const CODECS: Codec[] = [
 
 export interface StreamPlan {
   stages: Stage[];
+  /** The meter stage, whose byte counts feed the progress line, when there is one. */
+  meter: Stage | undefined;
   codec: string | undefined;
   buffered: boolean;
 }
 
 /**
- * `zfs send` on the source, then optional decompression and mbuffer, then `zfs recv` on the sink. Compression
- * only pays over a network, so a local source (`-h localhost`) never compresses.
+ * `zfs send` on the source, then optional decompression, the meter (pv) and mbuffer, then `zfs recv` on the
+ * sink. Compression only pays over a network, so a local source (`-h localhost`) never compresses. The meter
+ * comes after decompression, so it counts the stream's own bytes (what `zfs recv` reports) and a --bwlimit caps
+ * them: the wire then carries at most that much.
  */
 export function streamStages(
   source: StreamEnd,
@@ -44,6 +60,7 @@ export function streamStages(
   sendArgv: readonly string[],
   recvArgv: readonly string[],
   settings: StreamSettings,
+  meters: MeterPlan = meterPlan(sink.features.tools, { progress: false, bwlimit: settings.bwlimit }),
 ): StreamPlan {
   const codec =
     settings.compress && source.endpoint.isRemote
@@ -57,16 +74,21 @@ export function streamStages(
     },
   ];
   if (codec) stages.push({ name: 'decompress', endpoint: sink.endpoint, command: { argv: codec.decompress } });
+  const pv = pvArgv(meters, settings.bwlimit);
+  const meter: Stage | undefined = pv ? { name: 'pv', endpoint: sink.endpoint, command: { argv: pv } } : undefined;
+  if (meter) stages.push(meter);
   const buffered = sink.features.tools.has('mbuffer');
   if (buffered) {
+    const limit =
+      meters.limiter === 'mbuffer' && settings.bwlimit !== undefined ? ['-r', String(settings.bwlimit)] : [];
     stages.push({
       name: 'mbuffer',
       endpoint: sink.endpoint,
-      command: { argv: ['mbuffer', '-q', '-s', '128k', '-m', settings.mbufferSize] },
+      command: { argv: ['mbuffer', '-q', '-s', '128k', '-m', settings.mbufferSize, ...limit] },
     });
   }
   stages.push({ name: 'recv', endpoint: sink.endpoint, command: { argv: recvArgv } });
-  return { stages, codec: codec?.tool, buffered };
+  return { stages, meter, codec: codec?.tool, buffered };
 }
 
 /**
@@ -83,6 +105,8 @@ export interface StreamOptions {
   inheritFds: readonly number[];
   /** For -vv: the processes the stream runs. */
   debug: (line: string) => void;
+  /** What the stream moves, for its progress line. */
+  label?: TransferLabel | undefined;
 }
 
 /**
@@ -92,6 +116,8 @@ export interface StreamOptions {
 export interface StreamRunner {
   /** How streams travel, for the log: "compression: lz4, mbuffer: yes". */
   readonly summary: string;
+  /** Said once per run: progress was asked for but cannot be shown. */
+  readonly warning?: string | undefined;
   /** Resolves to what `zfs recv` reported (its output); throws PipelineError naming the stage that failed. */
   run(sendArgv: readonly string[], recvArgv: readonly string[], options: StreamOptions): Promise<string>;
 }
@@ -99,20 +125,48 @@ export interface StreamRunner {
 /** The real transport: the stages of streamStages() joined by kernel pipes. */
 export class PipelineStreamRunner implements StreamRunner {
   readonly summary: string;
+  readonly warning: string | undefined;
+  private readonly meters: MeterPlan;
 
+  /** Throws UsageError when --bwlimit cannot be enforced on the sink. */
   constructor(
     private readonly source: StreamEnd,
     private readonly sink: StreamEnd,
     private readonly settings: StreamSettings,
   ) {
-    const sample = streamStages(source, sink, ['zfs', 'send'], ['zfs', 'recv'], settings);
-    this.summary = `compression: ${sample.codec ?? 'none'}, mbuffer: ${sample.buffered ? 'yes' : 'no'}`;
+    this.meters = meterPlan(sink.features.tools, {
+      progress: settings.progress !== undefined,
+      bwlimit: settings.bwlimit,
+    });
+    this.warning = this.meters.warning;
+    const sample = streamStages(source, sink, ['zfs', 'send'], ['zfs', 'recv'], settings, this.meters);
+    const limit = this.meters.limiter === undefined ? '' : `, limit: ${settings.bwlimit} B/s (${this.meters.limiter})`;
+    this.summary = `compression: ${sample.codec ?? 'none'}, mbuffer: ${sample.buffered ? 'yes' : 'no'}${limit}`;
   }
 
   async run(sendArgv: readonly string[], recvArgv: readonly string[], options: StreamOptions): Promise<string> {
-    const { stages } = streamStages(this.source, this.sink, sendArgv, recvArgv, this.settings);
+    const { stages, meter } = streamStages(this.source, this.sink, sendArgv, recvArgv, this.settings, this.meters);
     options.debug(`pipeline: ${stages.map((stage) => `${stage.endpoint.label}$ ${commandText(stage)}`).join(' | ')}`);
-    const outcomes = await runPipeline(stages, { cancelSignal: options.cancelSignal, inheritFds: options.inheritFds });
-    return outcomes.at(-1)?.stderr ?? '';
+    const output = this.settings.progress;
+    const display =
+      output && options.label && this.meters.count ? new ProgressDisplay(output, options.label) : undefined;
+    let counted: number | undefined;
+    if (meter && display) {
+      meter.counter = (bytes) => {
+        counted = bytes;
+        display.update(bytes);
+      };
+    }
+    try {
+      const outcomes = await runPipeline(stages, {
+        cancelSignal: options.cancelSignal,
+        inheritFds: options.inheritFds,
+      });
+      display?.finish(counted);
+      return outcomes.at(-1)?.stderr ?? '';
+    } catch (error) {
+      display?.finish(undefined);
+      throw error;
+    }
   }
 }

@@ -295,3 +295,27 @@ test('an -i identity file that cannot be read is a usage error, not a silent fal
   );
   assert.equal(settings([...base, '-i', '/etc/hostname']).identity, '/etc/hostname');
 });
+
+test('--progress and --no-progress force the progress line on and off; both at once is an error', () => {
+  assert.equal(settings(base).progress, 'auto');
+  assert.equal(settings([...base, '--progress']).progress, 'on');
+  assert.equal(settings([...base, '--no-progress']).progress, 'off');
+  usageError([...base, '--progress', '--no-progress'], /--progress and --no-progress contradict/);
+  const fromEnvironment = parseArgs([...base, '--no-progress'], { ZFS_REPLICATE_PROGRESS: '1' }) as CliSettings;
+  assert.equal(fromEnvironment.progress, 'off', 'the command line wins over the other option of the pair');
+});
+
+test('--bwlimit takes a rate in bytes per second (binary units); anything else is a usage error', () => {
+  assert.equal(settings(base).bwlimit, undefined);
+  assert.equal(settings([...base, '--bwlimit', '20M']).bwlimit, 20 * 1024 * 1024);
+  assert.equal(settings([...base, '--bwlimit', '500k']).bwlimit, 500 * 1024);
+  assert.equal((parseArgs(base, { ZFS_REPLICATE_BWLIMIT: '1G' }) as CliSettings).bwlimit, 1024 ** 3);
+  for (const bad of ['0', '20MB', 'fast', '1.5.2M', '']) {
+    usageError([...base, '--bwlimit', bad], /--bwlimit: .* is not a rate in bytes per second/);
+  }
+});
+
+test('no --lock-dir: the default is chosen when the lock is taken', () => {
+  assert.equal(settings(base).lockDir, undefined);
+  assert.equal(settings([...base, '--lock-dir', '/tmp/locks']).lockDir, '/tmp/locks');
+});
