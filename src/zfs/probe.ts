@@ -3,7 +3,7 @@ import type { Endpoint } from '../exec/endpoint.js';
 import type { CommandRunner } from '../exec/runner.js';
 import type { HostFeatures } from './types.js';
 
-export const STREAM_TOOLS = ['mbuffer', 'lz4', 'zstd'] as const;
+export const STREAM_TOOLS = ['mbuffer', 'pv', 'lz4', 'zstd'] as const;
 
 /**
  * One round trip per host learns what its zfs and stream tools can do. `zfs list -Hp -d 0` with no dataset

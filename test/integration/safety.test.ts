@@ -62,31 +62,27 @@ describe('safety: every promise holds on the worst day', () => {
       } finally {
         await tb.sh('beta', 'umount /tmp/zr-ro');
       }
-      // Not root: the default lock directory cannot be created (EACCES).
+      // Not root, no XDG_RUNTIME_DIR (as under cron): the system lock directory is root's, and there is no other.
+      const unprivilegedArgs = ['-h', 'alpha', '-r', 'tank/x', '-l', 'tank/y', '-t', 'beta', '-k', '1'];
       const unprivileged = await tb.on(
         'beta',
-        [
-          'setpriv',
-          '--reuid=65534',
-          '--regid=65534',
-          '--clear-groups',
-          'node',
-          CLI,
-          '-h',
-          'alpha',
-          '-r',
-          'tank/x',
-          '-l',
-          'tank/y',
-          '-t',
-          'beta',
-          '-k',
-          '1',
-        ],
+        ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'node', CLI, ...unprivilegedArgs],
         { env: { PATH: '/usr/bin:/bin', HOME: '/' } },
       );
       assertExit(unprivileged, 1, 'as nobody');
-      assert.match(unprivileged.stderr, /cannot open the lock file .*EACCES.*--lock-dir/);
+      assert.match(
+        unprivileged.stderr,
+        /no lock directory: cannot use \/run\/lock\/zfs_replicate \(E[A-Z]+\).*--lock-dir/,
+      );
+      // Not root, with a runtime directory of its own: the lock lives there (the run then fails later, not on the lock).
+      await tb.sh('beta', 'rm -rf /tmp/zr-xdg && mkdir -m 700 /tmp/zr-xdg && chown 65534:65534 /tmp/zr-xdg');
+      const withRuntimeDir = await tb.on(
+        'beta',
+        ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'node', CLI, ...unprivilegedArgs],
+        { env: { PATH: '/usr/bin:/bin', HOME: '/', XDG_RUNTIME_DIR: '/tmp/zr-xdg' } },
+      );
+      assert.doesNotMatch(withRuntimeDir.stderr, /lock/);
+      assert.equal((await tb.sh('beta', 'stat -c %u /tmp/zr-xdg/zfs_replicate/tank%2Fy.lock')).trim(), '65534');
       assertExit(await pull(tb, 'beta', 'alpha', 'tank/x', 'tank/y', 'beta', ['--lock-dir', '']), 2);
     },
   );
