@@ -199,6 +199,7 @@ function progressOutput(settings: CliSettings): ProgressOutput | undefined {
   if (!wanted) return undefined;
   return {
     mode: terminal ? 'tty' : 'lines',
+    columns: process.stderr.columns,
     write: (text) => {
       if (!outputGone) process.stderr.write(text);
     },

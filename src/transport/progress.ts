@@ -24,6 +24,14 @@ export interface ProgressSample {
 export interface ProgressOutput {
   mode: 'tty' | 'lines';
   write: (text: string) => void;
+  /** The terminal's width: a line that wrapped could no longer be rewritten in place. */
+  columns?: number | undefined;
+}
+
+/** A line cut to `width` from the left, so the numbers at its end stay: "…tank/vm @a..@d: 1.2 GB of ...". */
+export function fitToWidth(line: string, width: number | undefined): string {
+  if (width === undefined || width < 2 || line.length < width) return line;
+  return `…${line.slice(line.length - width + 2)}`;
 }
 
 const RATE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -146,7 +154,7 @@ export class ProgressDisplay {
   update(bytes: number): void {
     const sample = { bytes, elapsedMs: Date.now() - this.started };
     if (this.output.mode === 'tty') {
-      const line = renderProgress(this.label, sample);
+      const line = fitToWidth(renderProgress(this.label, sample), this.output.columns);
       // Pad over the rest of a longer previous line rather than clear it: one write, no flicker.
       this.output.write(`\r${line.padEnd(this.width)}`);
       this.width = line.length;
@@ -164,6 +172,8 @@ export class ProgressDisplay {
       return;
     }
     const line = renderProgress(this.label, { bytes, elapsedMs: Date.now() - this.started });
-    this.output.write(this.output.mode === 'tty' ? `\r${line.padEnd(this.width)}\n` : `${line}\n`);
+    this.output.write(
+      this.output.mode === 'tty' ? `\r${fitToWidth(line, this.output.columns).padEnd(this.width)}\n` : `${line}\n`,
+    );
   }
 }

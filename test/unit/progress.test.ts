@@ -6,6 +6,7 @@ import { type Stage, runPipeline } from '../../src/transport/pipeline.js';
 import {
   ProgressDisplay,
   counterLines,
+  fitToWidth,
   meterPlan,
   parseRate,
   pvArgv,
@@ -60,6 +61,14 @@ describe('renderProgress (the progress line)', () => {
       'h:d the rest of an interrupted receive: 0 B of 10 B (0%), 0 B/s, 0:00',
     );
   });
+});
+
+test('fitToWidth: a line wider than the terminal loses its head, never its numbers', () => {
+  assert.equal(fitToWidth('alpha:tank/vm @a..@d: 1.0 MB', 40), 'alpha:tank/vm @a..@d: 1.0 MB');
+  const cut = fitToWidth('alpha:tank/vm @a..@d: 1.0 MB', 12);
+  assert.equal(cut, '…@d: 1.0 MB');
+  assert.ok(cut.length < 12, 'shorter than the width: the cursor never wraps');
+  assert.equal(fitToWidth('abc', undefined), 'abc');
 });
 
 describe('ProgressDisplay', () => {
