@@ -15,7 +15,7 @@ import type { ProgressOutput } from '../transport/progress.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
-import { probeHost } from '../zfs/probe.js';
+import { LOCAL_PROBE_SCRIPT, probeHost } from '../zfs/probe.js';
 import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
 import { withSbinPath } from './path.js';
 
@@ -111,7 +111,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
         const probe = await probeHost(runner, remoteEndpoint);
         return { ...probe, answeredAt: Date.now() / 1000 };
       })(),
-      probeHost(runner, localEndpoint),
+      probeHost(runner, localEndpoint, LOCAL_PROBE_SCRIPT),
     ]);
     const remoteFeatures = remoteProbe.features;
     const localFeatures = localProbe.features;

@@ -3,7 +3,7 @@ import type { Endpoint } from '../exec/endpoint.js';
 import type { CommandRunner } from '../exec/runner.js';
 import type { HostFeatures } from './types.js';
 
-export const STREAM_TOOLS = ['mbuffer', 'pv', 'lz4', 'zstd'] as const;
+export const STREAM_TOOLS = ['mbuffer', 'lz4', 'zstd'] as const;
 
 /**
  * One round trip per host learns what its zfs and stream tools can do. `zfs list -Hp -d 0` with no dataset
@@ -18,14 +18,24 @@ export const PROBE_SCRIPT = [
   'true',
 ].join('; ');
 
+/**
+ * This host's probe also looks for the meter (pv), which only the receiving side runs. The remote's probe stays
+ * PROBE_SCRIPT, character for character: zfs_replicate-serve on a source answers exactly that script.
+ */
+export const LOCAL_PROBE_SCRIPT = `command -v pv >/dev/null 2>&1 && echo tool=pv; ${PROBE_SCRIPT}`;
+
 export interface HostProbe {
   features: HostFeatures;
   /** The host's clock (seconds since the epoch) when it answered: snapshot ages are judged by the source's. */
   clockSeconds: number | undefined;
 }
 
-export async function probeHost(runner: CommandRunner, endpoint: Endpoint): Promise<HostProbe> {
-  const { stdout } = await runner.run(endpoint, ['sh', '-c', PROBE_SCRIPT], { timeoutMs: 60_000 });
+export async function probeHost(
+  runner: CommandRunner,
+  endpoint: Endpoint,
+  script: string = PROBE_SCRIPT,
+): Promise<HostProbe> {
+  const { stdout } = await runner.run(endpoint, ['sh', '-c', script], { timeoutMs: 60_000 });
   return parseProbe(stdout, endpoint.label);
 }
 
