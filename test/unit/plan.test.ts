@@ -267,3 +267,13 @@ test('plannedSends: initial is a full stream then one -I; incremental is one -I;
   );
   assert.deepEqual(plannedSends(plan([snap('a')], [snap('a')]), 'tank/src'), []);
 });
+
+test('plannedSends counts the snapshots each stream carries, for the progress line', () => {
+  const count = (result: ReturnType<typeof plan>) => plannedSends(result, 'tank/src').map((send) => send.snapshots);
+  assert.deepEqual(count(plan([snap('a'), snap('b'), snap('c')], undefined)), [1, 2]);
+  assert.deepEqual(count(plan([snap('a'), snap('b'), snap('c'), snap('d')], [snap('a')])), [3]);
+  const viaBookmark = plan([snap('a'), snap('c'), snap('d'), snap('e')], [snap('a'), snap('b')], {}, [
+    snap('b', { name: 'bm' }),
+  ]);
+  assert.deepEqual(count(viaBookmark), [1, 2]);
+});
