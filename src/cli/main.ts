@@ -11,7 +11,7 @@ import { type Logger, createLogger } from '../log/logger.js';
 import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
 import { runTree } from '../replication/run-tree.js';
-import type { ProgressOutput } from '../transport/progress.js';
+import { type ProgressOutput, progressMode } from '../transport/progress.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
@@ -188,17 +188,12 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
   }
 }
 
-/**
- * The live line on a terminal (unless -q), none under cron; --progress without a terminal prints plain lines,
- * since \r would only garble a log file.
- */
+/** Progress lines on stderr, where progressMode() says so. */
 function progressOutput(settings: CliSettings): ProgressOutput | undefined {
-  const terminal = process.stderr.isTTY === true;
-  const wanted =
-    settings.progress === 'on' || (settings.progress === 'auto' && terminal && settings.verbosity !== 'error');
-  if (!wanted) return undefined;
+  const mode = progressMode(settings.progress, process.stderr.isTTY === true, settings.verbosity === 'error');
+  if (mode === undefined) return undefined;
   return {
-    mode: terminal ? 'tty' : 'lines',
+    mode,
     columns: process.stderr.columns,
     write: (text) => {
       if (!outputGone) process.stderr.write(text);

@@ -34,6 +34,20 @@ export function fitToWidth(line: string, width: number | undefined): string {
   return `…${line.slice(line.length - width + 2)}`;
 }
 
+/**
+ * Whether to show progress and how: by default only on a terminal and not with -q (cron stays silent);
+ * --progress forces it, as plain lines where there is no terminal to rewrite one line on.
+ */
+export function progressMode(
+  asked: 'auto' | 'on' | 'off',
+  terminal: boolean,
+  quiet: boolean,
+): ProgressOutput['mode'] | undefined {
+  const wanted = asked === 'on' || (asked === 'auto' && terminal && !quiet);
+  if (!wanted) return undefined;
+  return terminal ? 'tty' : 'lines';
+}
+
 const RATE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
 /** "20M", "500k", "1.5G", "65536": bytes per second (binary units, as pv and mbuffer read them); else undefined. */

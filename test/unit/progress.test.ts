@@ -13,6 +13,7 @@ import {
   fitToWidth,
   meterPlan,
   parseRate,
+  progressMode,
   pvArgv,
   renderProgress,
 } from '../../src/transport/progress.js';
@@ -74,6 +75,15 @@ test('fitToWidth: a line wider than the terminal loses its head, never its numbe
   assert.equal(cut, '…@d: 1.0 MB');
   assert.ok(cut.length < 12, 'shorter than the width: the cursor never wraps');
   assert.equal(fitToWidth('abc', undefined), 'abc');
+});
+
+test('progressMode: a live line on a terminal, nothing under cron or -q, plain lines when forced without a terminal', () => {
+  assert.equal(progressMode('auto', true, false), 'tty');
+  assert.equal(progressMode('auto', false, false), undefined);
+  assert.equal(progressMode('auto', true, true), undefined);
+  assert.equal(progressMode('on', true, true), 'tty');
+  assert.equal(progressMode('on', false, false), 'lines');
+  assert.equal(progressMode('off', true, false), undefined);
 });
 
 describe('ProgressDisplay', () => {
