@@ -158,7 +158,7 @@ export function parseArgs(
     })
     .option('lock-dir', {
       type: 'string',
-      defaultDescription: '/run/lock/zfs_replicate, else $XDG_RUNTIME_DIR/zfs_replicate',
+      defaultDescription: '/run/lock/zfs_replicate, else $XDG_RUNTIME_DIR/zfs_replicate or ~/.local/state/...',
       describe: 'directory of the per-dataset lock files',
     })
     .option('lock-warn', {

@@ -6,26 +6,35 @@ import { FailureError } from '../errors/errors.js';
 export interface DirectoryDefaults {
   /** The system-wide directory (root's cron jobs), e.g. /run/lock/zfs_replicate. */
   system: string;
-  /** Why the system directory cannot be used (undefined: it can). */
-  systemProblem: string | undefined;
-  /** The user's base directory for such files, e.g. $XDG_RUNTIME_DIR; undefined where there is none. */
-  userBase: string | undefined;
+  /** Whether this process may create the system directory when it is missing (root only: see defaultLockDirectory). */
+  createSystem: boolean;
+  /** The user's own places, best first, e.g. $XDG_RUNTIME_DIR/zfs_replicate; relative ones are never used. */
+  userDirectories: readonly (string | undefined)[];
   /** The option that sets the directory, for the message: "--lock-dir". */
   flag: string;
 }
 
 /**
  * The default directory for a run's files: the system one when this user can write it (root, as under cron),
- * else `zfs_replicate` under the user's own base directory (a non-root user), else a problem naming the flag.
- * Pure: the caller finds out whether the system directory is usable.
+ * else the first of the user's own that it can create and write (a non-root user), else a problem naming the
+ * flag and why each place failed. `problemOf` says why a directory cannot be used (undefined: it can).
  */
-export function chooseDefaultDirectory(defaults: DirectoryDefaults): { path: string } | { problem: string } {
-  if (defaults.systemProblem === undefined) return { path: defaults.system };
-  const userBase = defaults.userBase;
-  if (userBase?.startsWith('/')) return { path: join(userBase, 'zfs_replicate') };
-  return {
-    problem: `cannot use ${defaults.system} (${defaults.systemProblem}) and there is no user directory to fall back on: choose a writable directory with ${defaults.flag}`,
-  };
+export function chooseDefaultDirectory(
+  defaults: DirectoryDefaults,
+  problemOf: (path: string, create: boolean) => string | undefined,
+): { path: string } | { problem: string } {
+  const tried: string[] = [];
+  const candidates = [
+    { path: defaults.system, create: defaults.createSystem },
+    ...defaults.userDirectories.filter((path) => path?.startsWith('/')).map((path) => ({ path, create: true })),
+  ];
+  for (const { path, create } of candidates) {
+    if (path === undefined) continue;
+    const problem = problemOf(path, create);
+    if (problem === undefined) return { path };
+    tried.push(`${path} (${problem})`);
+  }
+  return { problem: `cannot use ${tried.join(', nor ')}: choose a writable directory with ${defaults.flag}` };
 }
 
 /** Why this process cannot keep files in `path` (creating it if missing and `create`), or undefined when it can. */
@@ -42,17 +51,26 @@ export function directoryProblem(path: string, create: boolean): string | undefi
 export const SYSTEM_LOCK_DIRECTORY = '/run/lock/zfs_replicate';
 
 /**
- * The lock directory when --lock-dir is not given: /run/lock/zfs_replicate, else $XDG_RUNTIME_DIR/zfs_replicate.
+ * The lock directory when --lock-dir is not given: /run/lock/zfs_replicate, else $XDG_RUNTIME_DIR/zfs_replicate,
+ * else ~/.local/state/zfs_replicate/locks (cron gives a user's job HOME but no XDG_RUNTIME_DIR; a lock file that
+ * outlives a reboot is harmless, since the lock is the flock on it, not the file).
  * Only root creates the system directory: /run/lock is world-writable, and a directory a user created there
  * would let that user delete root's lock files (and so run two of root's jobs at once).
  */
 export function defaultLockDirectory(environment: NodeJS.ProcessEnv = process.env): string {
-  const choice = chooseDefaultDirectory({
-    system: SYSTEM_LOCK_DIRECTORY,
-    systemProblem: directoryProblem(SYSTEM_LOCK_DIRECTORY, process.geteuid?.() === 0),
-    userBase: environment.XDG_RUNTIME_DIR || undefined,
-    flag: '--lock-dir',
-  });
+  const home = environment.HOME;
+  const choice = chooseDefaultDirectory(
+    {
+      system: SYSTEM_LOCK_DIRECTORY,
+      createSystem: process.geteuid?.() === 0,
+      userDirectories: [
+        environment.XDG_RUNTIME_DIR && join(environment.XDG_RUNTIME_DIR, 'zfs_replicate'),
+        home && home !== '/' ? join(home, '.local/state/zfs_replicate/locks') : undefined,
+      ],
+      flag: '--lock-dir',
+    },
+    directoryProblem,
+  );
   if ('problem' in choice) throw new FailureError('ELOCK', `no lock directory: ${choice.problem}`);
   return choice.path;
 }

@@ -62,7 +62,7 @@ describe('safety: every promise holds on the worst day', () => {
       } finally {
         await tb.sh('beta', 'umount /tmp/zr-ro');
       }
-      // Not root, no XDG_RUNTIME_DIR (as under cron): the system lock directory is root's, and there is no other.
+      // Not root, no XDG_RUNTIME_DIR, HOME=/: the system lock directory is root's, and there is no other.
       const unprivilegedArgs = ['-h', 'alpha', '-r', 'tank/x', '-l', 'tank/y', '-t', 'beta', '-k', '1'];
       const unprivileged = await tb.on(
         'beta',
@@ -83,6 +83,18 @@ describe('safety: every promise holds on the worst day', () => {
       );
       assert.doesNotMatch(withRuntimeDir.stderr, /lock/);
       assert.equal((await tb.sh('beta', 'stat -c %u /tmp/zr-xdg/zfs_replicate/tank%2Fy.lock')).trim(), '65534');
+      // Not root, under cron (a HOME, no runtime directory): the lock lives under the user's home.
+      await tb.sh('beta', 'rm -rf /tmp/zr-home && mkdir -m 700 /tmp/zr-home && chown 65534:65534 /tmp/zr-home');
+      const withHome = await tb.on(
+        'beta',
+        ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'node', CLI, ...unprivilegedArgs],
+        { env: { PATH: '/usr/bin:/bin', HOME: '/tmp/zr-home' } },
+      );
+      assert.doesNotMatch(withHome.stderr, /lock/);
+      assert.equal(
+        (await tb.sh('beta', 'stat -c %u /tmp/zr-home/.local/state/zfs_replicate/locks/tank%2Fy.lock')).trim(),
+        '65534',
+      );
       assertExit(await pull(tb, 'beta', 'alpha', 'tank/x', 'tank/y', 'beta', ['--lock-dir', '']), 2);
     },
   );
