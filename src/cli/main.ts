@@ -6,7 +6,9 @@ import { type Endpoint, localEndpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
 import { type HeldLock, acquireLock } from '../lock/lock.js';
-import { type Logger, createLogger } from '../log/logger.js';
+import { type Logger, createLogger, oneLine } from '../log/logger.js';
+import { defaultStateDir } from '../observe/state-dir.js';
+import { summaryLine, totalEntry } from '../observe/summary.js';
 import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
 import { runTree } from '../replication/run-tree.js';
@@ -15,7 +17,9 @@ import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
 import { probeHost } from '../zfs/probe.js';
 import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
+import { OBSERVER_COMMANDS, type ObserverCommand, runObserver } from './observe.js';
 import { withSbinPath } from './path.js';
+import { RunRecorder } from './recorder.js';
 
 /**
  * A reader that went away (`zfs_replicate --dry-run | head -1`) is no failure of the run: what it would have
@@ -33,7 +37,8 @@ function print(line: string): void {
 }
 
 /** Runs one invocation and returns its exit code; never throws. */
-export async function main(argv: readonly string[]): Promise<ExitCode> {
+export async function main(argv: readonly string[]): Promise<number> {
+  if (OBSERVER_COMMANDS.has(argv[0] ?? '')) return runObserver(argv[0] as ObserverCommand, argv.slice(1), print);
   let settings: CliSettings;
   try {
     const parsed = parseArgs(argv);
@@ -61,19 +66,51 @@ export async function main(argv: readonly string[]): Promise<ExitCode> {
     syslogSocket: settings.syslog ? settings.syslogSocket : undefined,
     context: settings.localDataset,
   });
+  const recorder = new RunRecorder({
+    ...settings,
+    stateDir: settings.stateDir ?? defaultStateDir(process.env, false),
+  });
   try {
-    return await runLocked(settings, log);
+    const startedAt = Date.now() / 1000;
+    const code = await runLocked(settings, log, recorder);
+    if (!settings.dryRun) {
+      const problem = recorder.write();
+      if (problem !== undefined) log.warn(problem);
+      if (wantsSummary(settings)) printSummary(recorder, settings, Date.now() / 1000 - startedAt);
+    }
+    return code;
   } finally {
     await log.close();
   }
 }
 
-async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> {
+/** On a terminal, or asked with -v: under cron a successful run stays silent. */
+function wantsSummary(settings: CliSettings): boolean {
+  if (settings.verbosity === 'error') return false;
+  return settings.verbosity !== 'warn' || process.stderr.isTTY === true;
+}
+
+function printSummary(recorder: RunRecorder, settings: CliSettings, seconds: number): void {
+  const entries = [...recorder.entries];
+  if (settings.recursive && entries.length > 0) entries.push(totalEntry(entries, seconds));
+  for (const entry of entries) {
+    if (!outputGone) process.stderr.write(`zfs_replicate[${oneLine(settings.localDataset)}]: ${summaryLine(entry)}\n`);
+  }
+}
+
+async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecorder): Promise<ExitCode> {
+  const startedAt = Date.now() / 1000;
+  /** The run's own end: the replica's record, or with -R the tree's (its members report as they end). */
+  const recordRun = (result: Parameters<RunRecorder['replica']>[3], members?: string[]) => {
+    if (settings.recursive) recorder.tree(startedAt, result, members);
+    else recorder.replica(settings.localDataset, settings.remoteDataset, startedAt, result);
+  };
   const lockDataset = (dataset: string) => acquireLock(settings.lockDir, dataset, () => new Date());
   let lock: HeldLock;
   try {
     lock = lockDataset(settings.localDataset);
   } catch (error) {
+    recordRun({ error });
     if (error instanceof LockedError) return reportLocked(error, settings, log);
     return reportFailure(error, log);
   }
@@ -152,21 +189,39 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     };
     if (settings.recursive) {
       // Each member is locked for its turn too, so a single-dataset job on one of them never races this run.
+      const remoteOf = (dataset: string) => `${settings.remoteDataset}${dataset.slice(settings.localDataset.length)}`;
       const lockMember = (dataset: string) => {
         try {
           return lockDataset(dataset);
         } catch (error) {
           if (!(error instanceof LockedError)) throw error;
+          recorder.replica(dataset, remoteOf(dataset), Date.now() / 1000, { error });
           reportLocked(error, settings, log);
           return undefined;
         }
       };
-      await runTree({ ...runSettings, exclude: settings.exclude }, { ...context, lockMember });
+      const tree = await runTree(
+        { ...runSettings, exclude: settings.exclude },
+        {
+          ...context,
+          lockMember,
+          memberDone: (member, result, memberStarted) =>
+            recorder.replica(member.localDataset, member.remoteDataset, memberStarted, {
+              ...result,
+              interrupted: controller.signal.aborted,
+            }),
+        },
+      );
+      recordRun(
+        { outcome: tree },
+        tree.members.map((member) => member.localDataset),
+      );
     } else {
-      await runOnce(runSettings, context);
+      recordRun({ outcome: await runOnce(runSettings, context) });
     }
     return controller.signal.aborted ? ExitCode.Interrupted : ExitCode.Ok;
   } catch (error) {
+    recordRun({ error, interrupted: controller.signal.aborted });
     if (controller.signal.aborted) {
       log.error(`interrupted: ${errorMessage(error)}`);
       return ExitCode.Interrupted;
