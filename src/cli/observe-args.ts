@@ -18,11 +18,15 @@ export interface CheckSettings extends StatusSettings {
   critSeconds: number;
 }
 
-const USAGE: Record<ObserverCommand, string> = {
-  status:
-    '$0 status [-l LOCAL_DATASET]... [-R] [--json]\n\nWhat this host knows of its replicas: lag, where the tag sits, the last run and the last success. Local only (no ssh, no zfs command).',
-  check:
-    '$0 check -l LOCAL_DATASET [-R] --warn 26h --crit 50h\n\nA Nagios/Icinga check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line with perfdata. Lag is the age of the newest snapshot on the replica; a failed last run is at least WARNING; never replicated is CRITICAL; with -R the worst member decides.',
+const USAGE: Record<ObserverCommand, readonly [string, string]> = {
+  status: [
+    '$0 status [-l LOCAL_DATASET]... [-R] [--json]',
+    'What this host knows of its replicas: lag, where the tag sits, the last run and the last success.\nLocal only: no ssh, no zfs command.',
+  ],
+  check: [
+    '$0 check -l LOCAL_DATASET [-R] --warn 26h --crit 50h',
+    'A Nagios/Icinga check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line with perfdata.\nLag is the age of the newest snapshot on the replica; a failed last run is at least WARNING;\nnever replicated is CRITICAL; with -R the worst member decides.',
+  ],
 };
 
 /**
@@ -37,7 +41,8 @@ export function parseObserverArgs(
   let helpText = '';
   const parser = yargs([...argv])
     .scriptName('zfs_replicate')
-    .usage(USAGE[command])
+    .usage(USAGE[command][0])
+    .epilog(USAGE[command][1])
     .parserConfiguration({ 'boolean-negation': false, 'strip-aliased': true, 'strip-dashed': true })
     .help(false)
     .version(false)

@@ -35,7 +35,11 @@ export function judge(row: StatusRow, thresholds: Thresholds): Verdict {
     return { state: CheckState.Critical, reason: `${lag} >= ${formatAge(thresholds.critSeconds)}${failed}` };
   if (row.newest.ageSeconds >= thresholds.warnSeconds)
     return { state: CheckState.Warning, reason: `${lag} >= ${formatAge(thresholds.warnSeconds)}${failed}` };
-  if (failed) return { state: CheckState.Warning, reason: `${row.dataset} last run ${row.lastRun?.result}, ${lag}` };
+  if (failed)
+    return {
+      state: CheckState.Warning,
+      reason: `${row.dataset} last run ${row.lastRun?.result}, lag ${formatAge(row.newest.ageSeconds)}`,
+    };
   return { state: CheckState.Ok, reason: lag };
 }
 
