@@ -91,8 +91,9 @@ function wantsSummary(settings: CliSettings): boolean {
 }
 
 function printSummary(recorder: RunRecorder, settings: CliSettings, seconds: number): void {
-  const entries = [...recorder.entries];
-  if (settings.recursive && entries.length > 0) entries.push(totalEntry(entries, seconds));
+  const entries = settings.recursive
+    ? [...recorder.entries, totalEntry(recorder.entries, seconds)]
+    : recorder.entries.map((entry) => ({ ...entry, label: undefined }));
   for (const entry of entries) {
     if (!outputGone) process.stderr.write(`zfs_replicate[${oneLine(settings.localDataset)}]: ${summaryLine(entry)}\n`);
   }

@@ -132,7 +132,13 @@ function details(row: StatusRow): string[] {
 
 /** A long error line goes on over more lines, indented, rather than being cut: it is the line that says why. */
 function wrap(line: string): string[] {
-  const lines = [line.slice(0, WIDTH)];
-  for (let at = WIDTH; at < line.length; at += WIDTH - 4) lines.push(`    ${line.slice(at, at + WIDTH - 4)}`);
-  return lines;
+  const lines: string[] = [];
+  let rest = line;
+  while (rest.length > WIDTH) {
+    const space = rest.lastIndexOf(' ', WIDTH);
+    const cut = space > 8 ? space : WIDTH;
+    lines.push(rest.slice(0, cut));
+    rest = `    ${rest.slice(cut).trimStart()}`;
+  }
+  return [...lines, rest];
 }

@@ -20,7 +20,7 @@ async function observe(args: readonly string[], faketime?: string) {
   const argv = ['node', CLI, ...args, '--state-dir', STATE];
   const [file, ...rest] = faketime === undefined ? argv : ['faketime', '-f', faketime, ...argv];
   const result = await execa(file!, rest, { reject: false, env: { PATH: '/usr/bin:/bin' }, extendEnv: false });
-  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout) + '\n', stderr: String(result.stderr) };
+  return { exitCode: result.exitCode ?? -1, stdout: `${String(result.stdout)}\n`, stderr: String(result.stderr) };
 }
 
 async function check(dataset: string, options: { faketime?: string; recursive?: boolean } = {}) {
@@ -70,7 +70,7 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
       assertExit(verbose, 0);
       assert.match(
         verbose.stderr,
-        rx`zfs_replicate\[${dst}\]: ${dst}: received 1 snapshot, [\d.]+ [KM]?B in [\d.]+ s, [\d.]+ [KM]?B/s, expired 0 snapshots\n`,
+        rx`zfs_replicate\[${dst}\]: summary: received 1 snapshot, [\d.]+ [KM]?B in [\d.]+ s, [\d.]+ [KM]?B/s, expired 0 snapshots$`,
       );
 
       const ok = await check(dst);
@@ -141,7 +141,7 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
       );
       assert.match(table.stdout, multiline(rx`^${dst} +\S+ +\d+s ago +failed ESSH +\S+ ago$`));
       assert.match(table.stdout, multiline(rx`^${never} +- +\d+s ago +conflict EREMOTEMISSING +never$`));
-      assert.match(table.stdout, /^ {2}error: ssh connection to alpha/m);
+      assert.match(table.stdout, /^ {2}error: cannot connect to alpha over ssh: .*\n {4}/m);
 
       await promtool(metrics);
       const text = readFileSync(metrics, 'utf8');
@@ -168,7 +168,7 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
     await tb.zfs('alpha', 'snapshot', '-r', `${src}@t2`);
     const run = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--metrics-file', metrics, '-v']);
     assertExit(run, 4);
-    assert.match(run.stderr, /: total \(2 datasets\): received 2 snapshots, /);
+    assert.match(run.stderr, /: summary: total \(2 datasets\): received 2 snapshots, /);
     const bad = await check(dst, { recursive: true });
     assertExit(bad, 1);
     assert.match(
@@ -200,7 +200,7 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
       assertExit(good, 0);
       assert.match(
         good.stderr,
-        rx`^zfs_replicate\[${dst}\]: warning: could not write the run record in ${notADirectory} \(.*ENOTDIR.*\): status, check and metrics do not show this run\n$`,
+        rx`^zfs_replicate\[${dst}\]: warning: could not write the run record in ${notADirectory} \(.*ENOTDIR.*\): status, check and metrics do not show this run$`,
       );
       await tb.zfs('beta', 'snapshot', `${dst}@local`);
       await snapshotSeries(tb, 'alpha', src, ['n2']);
