@@ -17,7 +17,7 @@ import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
 import { probeHost } from '../zfs/probe.js';
 import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
-import { OBSERVER_COMMANDS, type ObserverCommand, runObserver } from './observe.js';
+import { observerCommand, runObserver } from './observe.js';
 import { withSbinPath } from './path.js';
 import { RunRecorder } from './recorder.js';
 
@@ -38,7 +38,8 @@ function print(line: string): void {
 
 /** Runs one invocation and returns its exit code; never throws. */
 export async function main(argv: readonly string[]): Promise<number> {
-  if (OBSERVER_COMMANDS.has(argv[0] ?? '')) return runObserver(argv[0] as ObserverCommand, argv.slice(1), print);
+  const observer = observerCommand(argv);
+  if (observer !== undefined) return runObserver(observer, argv.slice(1), print);
   let settings: CliSettings;
   try {
     const parsed = parseArgs(argv);

@@ -3,8 +3,17 @@ import { UsageError } from '../errors/errors.js';
 import { parseDuration } from '../retention/duration.js';
 import { datasetNameProblem } from '../zfs/names.js';
 
-export const OBSERVER_COMMANDS: ReadonlySet<string> = new Set<ObserverCommand>(['status', 'check']);
 export type ObserverCommand = 'status' | 'check';
+const OBSERVER_COMMANDS: ReadonlySet<string> = new Set<ObserverCommand>(['status', 'check']);
+
+/**
+ * The subcommand, when the first word names one; anything else is a pull with the ancestor's flags, as before
+ * (`-h status ...` is a pull from a host named "status": only a first word that is not an option counts).
+ */
+export function observerCommand(argv: readonly string[]): ObserverCommand | undefined {
+  const first = argv[0] ?? '';
+  return OBSERVER_COMMANDS.has(first) ? (first as ObserverCommand) : undefined;
+}
 
 export interface StatusSettings {
   datasets: string[];

@@ -7,7 +7,7 @@ import { defaultStateDir, readRecords } from '../observe/state-dir.js';
 import { renderTable, selectDatasets, statusRow } from '../observe/status.js';
 import { type CheckSettings, type ObserverCommand, type StatusSettings, parseObserverArgs } from './observe-args.js';
 
-export { OBSERVER_COMMANDS, type ObserverCommand } from './observe-args.js';
+export { observerCommand } from './observe-args.js';
 
 /**
  * `status` and `check`: read this host's records, nothing else (no ssh, no zfs command), and answer. Usage

@@ -83,8 +83,11 @@ describe('runOnce', () => {
   test('an initial run creates the parents, receives everything and holds only the newest on both sides', async () => {
     const { remote, local, streams, context, settings } = setup();
     series(remote, 3);
-    const { received } = await runOnce(settings, context);
-    assert.equal(received, true);
+    const outcome = await runOnce(settings, context);
+    assert.equal(outcome.received, true);
+    assert.equal(outcome.receivedSnapshots, 3, 'what the run did, for its record');
+    assert.equal(outcome.tagAt, 's3');
+    assert.equal(outcome.newest?.name, 's3');
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
     assert.ok(local.events.includes('local: create backup/copy'), 'the parent is created');
     assert.deepEqual(
@@ -132,7 +135,9 @@ describe('runOnce', () => {
     // Old snapshots that still carry our tag on the remote (as a crashed run could leave them).
     await remote.hold(TAG, 'tank/src', 's1');
     const violations = watchCommonHeld(remote, local, 'tank/src', 'backup/copy/src');
-    await runOnce(settings, context);
+    const outcome = await runOnce(settings, context);
+    assert.equal(outcome.expiredSnapshots, 4, 'the four destroyed, for the record');
+    assert.equal(outcome.receivedSnapshots, 0);
     assert.deepEqual(violations, []);
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s5'], 'the base survives, 40 days old');
     assert.deepEqual(remote.snapshotNames('tank/src'), ['s1', 's2', 's3', 's4', 's5'], 'the source is never pruned');
