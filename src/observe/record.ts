@@ -1,3 +1,4 @@
+import { lockFileName } from '../lock/lock.js';
 import type { RunOutcome } from '../replication/types.js';
 
 /**
@@ -108,9 +109,12 @@ export function parseRecord(text: string): RunRecord | undefined {
   return valid ? (record as RunRecord) : undefined;
 }
 
-/** Its file's name in the state directory: one file per replica and per tree, never one name for two. */
+/**
+ * Its file's name in the state directory: one file per replica and per tree, never one name for two. Named
+ * as the replica's lock file is (readable, and within the 255-byte limit for the longest dataset names).
+ */
 export function recordFileName(kind: RunRecord['kind'], localDataset: string): string {
-  return `${kind}-${encodeURIComponent(localDataset)}.json`;
+  return `${kind}-${lockFileName(localDataset).replace(/\.lock$/, '.json')}`;
 }
 
 export const RECORD_FILE = /^(dataset|tree)-[^/]+\.json$/;
