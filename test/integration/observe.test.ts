@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { CLI, TESTBED_DIR, Testbed } from '../testbed/testbed.js';
+import { CLI, PROJECT_ROOT, TESTBED_DIR, Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, pulledReplica, rx, snapshotSeries, sourceWithSnapshots } from './helpers.js';
 
 // status, check and --metrics-file against real runs on the test bed. The checks run here, outside the hosts:
@@ -188,6 +188,14 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
     const text = readFileSync(metrics, 'utf8');
     assert.equal(sample(text, 'zfs_replicate_last_run_exit_code', `${dst}/b`), 4);
     assert.equal(sample(text, 'zfs_replicate_last_run_received_snapshots', `${dst}/a`), 1);
+  });
+
+  test('the example alert rules pass promtool check rules', async () => {
+    const result = await execa('promtool', ['check', 'rules', join(PROJECT_ROOT, 'examples/prometheus-alerts.yml')], {
+      reject: false,
+    });
+    assert.equal(result.exitCode, 0, `${result.stdout}${result.stderr}`);
+    assert.match(result.stdout, /SUCCESS: 4 rules found/);
   });
 
   test('a run that cannot write its record warns once and keeps its exit code', { timeout: 120_000 }, async () => {

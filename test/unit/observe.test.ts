@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseArgs } from '../../src/cli/args.js';
 import { type CheckSettings, observerCommand, parseObserverArgs } from '../../src/cli/observe-args.js';
+import { runObserver } from '../../src/cli/observe.js';
 import { UsageError } from '../../src/errors/errors.js';
 import { CheckState, checkLine, judge } from '../../src/observe/check.js';
 import { writeMetricsFile } from '../../src/observe/metrics-file.js';
@@ -329,6 +330,33 @@ describe('subcommands on the command line', () => {
         (error: unknown) => error instanceof UsageError && message.test(error.message) && !error.message.includes('\n'),
         `${command} ${argv.join(' ')}`,
       );
+    }
+  });
+});
+
+describe('check answers UNKNOWN when it cannot decide', () => {
+  test('a usage error and unreadable records: exit 3, one UNKNOWN line on stdout', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zr-unknown-'));
+    try {
+      const notADirectory = join(dir, 'file');
+      writeFileSync(notADirectory, '');
+      const printed: string[] = [];
+      const print = (line: string) => printed.push(line);
+      assert.equal(runObserver('check', ['-l', 'backup/vm', '--warn', '1h'], print), 3);
+      assert.equal(
+        runObserver('check', ['-l', 'backup/vm', '--warn', '1h', '--crit', '2h', '--state-dir', notADirectory], print),
+        3,
+      );
+      assert.deepEqual(printed.length, 2);
+      assert.match(printed[0]!, /^ZFS_REPLICATE UNKNOWN: missing required option --crit \(see check --help\)$/);
+      assert.match(printed[1]!, /^ZFS_REPLICATE UNKNOWN: cannot read the records in .*file: ENOTDIR/);
+      assert.equal(
+        runObserver('check', ['-l', 'backup/vm', '--warn', '1h', '--crit', '2h', '--state-dir', dir], print),
+        2,
+      );
+      assert.match(printed[2]!, /^ZFS_REPLICATE CRITICAL: backup\/vm never replicated \(no run recorded\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
