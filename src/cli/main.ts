@@ -74,11 +74,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     const startedAt = Date.now() / 1000;
     const code = await runLocked(settings, log, recorder);
-    if (!settings.dryRun) {
-      const problem = recorder.write();
-      if (problem !== undefined) log.warn(problem);
-      if (wantsSummary(settings)) printSummary(recorder, settings, Date.now() / 1000 - startedAt);
-    }
+    const problem = recorder.write();
+    if (problem !== undefined) log.warn(problem);
+    if (!settings.dryRun && wantsSummary(settings)) printSummary(recorder, settings, Date.now() / 1000 - startedAt);
     return code;
   } finally {
     await log.close();
@@ -233,6 +231,8 @@ async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecord
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     await ssh?.close();
+    // Written while the lock is held: a later run's record can never be overwritten by this older one.
+    recorder.write();
     lock.release();
   }
 }

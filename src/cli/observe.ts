@@ -44,11 +44,12 @@ export function runObserver(command: ObserverCommand, argv: readonly string[], p
     return ExitCode.Failure;
   }
   const nowSeconds = Date.now() / 1000;
-  const replicas = new Map(
-    records.filter((record) => record.kind === 'dataset').map((record) => [record.localDataset, record]),
-  );
+  // A tree whose first run failed before any member ran has only its own record: it tells why.
+  const byName = (kind: RunRecord['kind']) =>
+    new Map(records.filter((record) => record.kind === kind).map((record) => [record.localDataset, record]));
+  const [replicas, trees] = [byName('dataset'), byName('tree')];
   const rows = selectDatasets(records, settings.datasets, settings.recursive).map((dataset) =>
-    statusRow(dataset, replicas.get(dataset), nowSeconds),
+    statusRow(dataset, replicas.get(dataset) ?? trees.get(dataset), nowSeconds),
   );
   if ('warnSeconds' in settings) {
     const { state, line } = checkLine(rows, settings);

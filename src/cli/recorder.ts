@@ -18,6 +18,8 @@ export interface RecorderSettings {
   tag: string;
   stateDir: string;
   metricsFile: string | undefined;
+  /** A dry run changes nothing, and leaves no record. */
+  dryRun: boolean;
 }
 
 /**
@@ -27,6 +29,7 @@ export interface RecorderSettings {
 export class RunRecorder {
   private readonly reports: RunReport[] = [];
   private readonly summaries: SummaryEntry[] = [];
+  private written: { problem: string | undefined } | undefined;
 
   constructor(private readonly settings: RecorderSettings) {}
 
@@ -47,8 +50,16 @@ export class RunRecorder {
     return this.summaries;
   }
 
-  /** Writes every record, then the metrics file; returns the one warning line when either failed. */
+  /**
+   * Writes every record, then the metrics file, once (later calls only repeat the answer); returns the one
+   * warning line when either failed.
+   */
   write(): string | undefined {
+    if (this.written === undefined) this.written = { problem: this.settings.dryRun ? undefined : this.writeAll() };
+    return this.written.problem;
+  }
+
+  private writeAll(): string | undefined {
     const { stateDir, metricsFile } = this.settings;
     try {
       for (const report of this.withTreeFailureOnMembers()) {

@@ -159,6 +159,11 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
     await tb.zfs('alpha', 'create', '-p', `${src}/a`);
     await tb.zfs('alpha', 'create', '-p', `${src}/b`);
     await tb.zfs('alpha', 'snapshot', '-r', `${src}@t1`);
+    // The first tree run cannot even list the source: only the tree's own record says why.
+    assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '-p', '1']), 1);
+    const unreachable = await check(dst, { recursive: true });
+    assertExit(unreachable, 2);
+    assert.match(unreachable.stdout, rx`^ZFS_REPLICATE CRITICAL: ${dst} never replicated \(last run failed ESSH\) \|`);
     assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--metrics-file', metrics]), 0);
     const ok = await check(dst, { recursive: true });
     assertExit(ok, 0);
@@ -188,6 +193,15 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
     const text = readFileSync(metrics, 'utf8');
     assert.equal(sample(text, 'zfs_replicate_last_run_exit_code', `${dst}/b`), 4);
     assert.equal(sample(text, 'zfs_replicate_last_run_received_snapshots', `${dst}/a`), 1);
+
+    // A tree run that fails before any member runs fails for every member it knew.
+    assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--metrics-file', metrics, '-p', '1']), 1);
+    const down = await check(dst, { recursive: true });
+    assertExit(down, 1);
+    assert.match(down.stdout, / last run failed ESSH, lag \S+ \(3 of 3 datasets not OK\) \|/);
+    const after = readFileSync(metrics, 'utf8');
+    for (const member of [dst, `${dst}/a`, `${dst}/b`])
+      assert.equal(sample(after, 'zfs_replicate_last_run_exit_code', member), 1, member);
   });
 
   test('the example alert rules pass promtool check rules', async () => {
