@@ -76,25 +76,26 @@ export async function main(argv: readonly string[]): Promise<number> {
     const code = await runLocked(settings, log, recorder);
     const problem = recorder.write();
     if (problem !== undefined) log.warn(problem);
-    if (!settings.dryRun && wantsSummary(settings)) printSummary(recorder, settings, Date.now() / 1000 - startedAt);
+    if (!settings.dryRun) logSummary(recorder, settings, log, Date.now() / 1000 - startedAt);
     return code;
   } finally {
     await log.close();
   }
 }
 
-/** On a terminal, or asked with -v: under cron a successful run stays silent. */
-function wantsSummary(settings: CliSettings): boolean {
-  if (settings.verbosity === 'error') return false;
-  return settings.verbosity !== 'warn' || process.stderr.isTTY === true;
-}
-
-function printSummary(recorder: RunRecorder, settings: CliSettings, seconds: number): void {
+/**
+ * One line per replica (and a total for a tree) as an info line: shown with -v, and kept by --log-file and
+ * --syslog. On a terminal it is shown without -v too; under cron a successful run stays silent.
+ */
+function logSummary(recorder: RunRecorder, settings: CliSettings, log: Logger, seconds: number): void {
   const entries = settings.recursive
     ? [...recorder.entries, totalEntry(recorder.entries, seconds)]
     : recorder.entries.map((entry) => ({ ...entry, label: undefined }));
-  for (const entry of entries) {
-    if (!outputGone) process.stderr.write(`zfs_replicate[${oneLine(settings.localDataset)}]: ${summaryLine(entry)}\n`);
+  const alsoOnTerminal = settings.verbosity === 'warn' && process.stderr.isTTY === true;
+  for (const line of entries.map(summaryLine)) {
+    log.info(line);
+    if (alsoOnTerminal && !outputGone)
+      process.stderr.write(`zfs_replicate[${oneLine(settings.localDataset)}]: ${line}\n`);
   }
 }
 

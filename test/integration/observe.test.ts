@@ -70,7 +70,7 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
       assertExit(verbose, 0);
       assert.match(
         verbose.stderr,
-        rx`zfs_replicate\[${dst}\]: summary: received 1 snapshot, [\d.]+ [KM]?B in [\d.]+ s, [\d.]+ [KM]?B/s, expired 0 snapshots$`,
+        rx`zfs_replicate\[${dst}\]: info: summary: received 1 snapshot, [\d.]+ [KM]?B in [\d.]+ s, [\d.]+ [KM]?B/s, expired 0 snapshots$`,
       );
 
       const ok = await check(dst);
