@@ -10,7 +10,9 @@ TESTBED=test/testbed/testbed.sh
 CLI=$PWD/dist/src/cli/main.js
 on() { bash "$TESTBED" on "$@"; }
 # What cron would run: its minimal PATH; -v to show the info lines a cron job keeps quiet.
-replicate() { local host=$1; shift; echo "+ [$host] zfs_replicate $*"; on "$host" -- env PATH=/usr/bin:/bin node "$CLI" "$@"; }
+# Each host keeps its run records in the test bed, not in this machine's /var/lib/zfs_replicate.
+state() { echo "${ZR_TESTBED_DIR:-/var/tmp/zfs_replicate-testbed}/hosts/$1/state"; }
+replicate() { local host=$1; shift; echo "+ [$host] zfs_replicate $*"; on "$host" -- env PATH=/usr/bin:/bin ZFS_REPLICATE_STATE_DIR="$(state "$host")" node "$CLI" "$@"; }
 show() { echo "--- $1: snapshots of $2 (name, guid, holds)"; on "$1" -- zfs get -Hp -d 1 -o name,property,value guid,userrefs "$2" |
   awk -F'\t' '$1 ~ /@/ { v[$1] = v[$1] " " $2 "=" $3 } END { for (k in v) print "    " k v[k] }' | sort; }
 step() { printf '\n=== %s\n' "$*"; }
@@ -59,4 +61,8 @@ on alpha -- zfs snapshot -r tank/vm@daily-1
 on alpha -- zfs snapshot tank/vm/db@hourly-1
 replicate beta -R -h alpha -r tank/vm -l tank/offsite/vm -t offsite -k 30 -v
 for member in vm vm/web vm/db; do show beta "tank/offsite/$member"; done
+
+step "what beta knows of its replicas (zfs_replicate status: local only), and the Nagios check of the tree"
+node "$CLI" status --state-dir "$(state beta)"
+node "$CLI" check -R -l tank/offsite/vm --warn 26h --crit 50h --state-dir "$(state beta)" || true
 step "demo finished"

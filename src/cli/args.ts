@@ -40,6 +40,9 @@ export interface CliSettings {
   progress: 'auto' | 'on' | 'off';
   /** Bytes per second, or no limit. */
   bwlimit: number | undefined;
+  /** Undefined: the default (see observe/state-dir.ts), decided where the records are written. */
+  stateDir: string | undefined;
+  metricsFile: string | undefined;
 }
 
 const ENV_PREFIX = 'ZFS_REPLICATE_';
@@ -58,6 +61,9 @@ const EPILOG = [
   '',
   'Every option can also come from the environment: ZFS_REPLICATE_HOST, ZFS_REPLICATE_KEEP_DAYS, ... (a flag',
   'takes 1/0, -v takes 0-2); the command line wins, also over the other option of a pair (-k/--keep, -q/-v).',
+  '',
+  'Monitoring (local only, no ssh): zfs_replicate status [-l LOCAL_DATASET [-R]] [--json]',
+  '                                 zfs_replicate check -l LOCAL_DATASET [-R] --warn 26h --crit 50h',
 ].join('\n');
 
 /**
@@ -171,6 +177,15 @@ export function parseArgs(
       defaultDescription: '5m',
       describe: "expire nothing (and warn) while the two hosts' clocks differ by more than this",
     })
+    .option('state-dir', {
+      type: 'string',
+      defaultDescription: '/var/lib/zfs_replicate (non-root: ~/.local/state/zfs_replicate)',
+      describe: 'where each run leaves its record (read by status, check and --metrics-file)',
+    })
+    .option('metrics-file', {
+      type: 'string',
+      describe: "write Prometheus metrics here after every run (node_exporter's textfile collector)",
+    })
     .option('help', { type: 'boolean', describe: 'show this help' })
     .option('version', { type: 'boolean', describe: 'show the version' })
     .strict()
@@ -249,6 +264,8 @@ export function parseArgs(
     maxClockSkewSeconds: duration(parsed.maxClockSkew, '--max-clock-skew'),
     progress: progressMode(parsed.progress, parsed.noProgress),
     bwlimit: parsed.bwlimit === undefined ? undefined : rate(parsed.bwlimit, '--bwlimit'),
+    stateDir: parsed.stateDir === undefined ? undefined : required(parsed.stateDir, '--state-dir'),
+    metricsFile: parsed.metricsFile === undefined ? undefined : required(parsed.metricsFile, '--metrics-file'),
   };
 }
 
@@ -330,6 +347,8 @@ interface Parsed {
   progress: boolean;
   noProgress: boolean;
   bwlimit?: string;
+  stateDir?: string;
+  metricsFile?: string;
 }
 
 function isGiven(value: unknown): boolean {

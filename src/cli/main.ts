@@ -7,7 +7,9 @@ import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
 import { defaultLockDirectory } from '../lock/directories.js';
 import { type HeldLock, acquireLock } from '../lock/lock.js';
-import { type Logger, createLogger } from '../log/logger.js';
+import { type Logger, createLogger, oneLine } from '../log/logger.js';
+import { defaultStateDir } from '../observe/state-dir.js';
+import { summaryLine, totalEntry } from '../observe/summary.js';
 import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
 import { runTree } from '../replication/run-tree.js';
@@ -17,7 +19,9 @@ import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
 import { LOCAL_PROBE_SCRIPT, probeHost } from '../zfs/probe.js';
 import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
+import { observerCommand, runObserver } from './observe.js';
 import { withSbinPath } from './path.js';
+import { RunRecorder } from './recorder.js';
 
 /**
  * A reader that went away (`zfs_replicate --dry-run | head -1`) is no failure of the run: what it would have
@@ -35,7 +39,9 @@ function print(line: string): void {
 }
 
 /** Runs one invocation and returns its exit code; never throws. */
-export async function main(argv: readonly string[]): Promise<ExitCode> {
+export async function main(argv: readonly string[]): Promise<number> {
+  const observer = observerCommand(argv);
+  if (observer !== undefined) return runObserver(observer, argv.slice(1), print);
   let settings: CliSettings;
   try {
     const parsed = parseArgs(argv);
@@ -63,14 +69,45 @@ export async function main(argv: readonly string[]): Promise<ExitCode> {
     syslogSocket: settings.syslog ? settings.syslogSocket : undefined,
     context: settings.localDataset,
   });
+  const recorder = new RunRecorder({
+    ...settings,
+    stateDir: settings.stateDir ?? defaultStateDir(process.env, false),
+  });
   try {
-    return await runLocked(settings, log);
+    const startedAt = Date.now() / 1000;
+    const code = await runLocked(settings, log, recorder);
+    const problem = recorder.write();
+    if (problem !== undefined) log.warn(problem);
+    if (!settings.dryRun) logSummary(recorder, settings, log, Date.now() / 1000 - startedAt);
+    return code;
   } finally {
     await log.close();
   }
 }
 
-async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> {
+/**
+ * One line per replica (and a total for a tree) as an info line: shown with -v, and kept by --log-file and
+ * --syslog. On a terminal it is shown without -v too; under cron a successful run stays silent.
+ */
+function logSummary(recorder: RunRecorder, settings: CliSettings, log: Logger, seconds: number): void {
+  const entries = settings.recursive
+    ? [...recorder.entries, totalEntry(recorder.entries, seconds)]
+    : recorder.entries.map((entry) => ({ ...entry, label: undefined }));
+  const alsoOnTerminal = settings.verbosity === 'warn' && process.stderr.isTTY === true;
+  for (const line of entries.map(summaryLine)) {
+    log.info(line);
+    if (alsoOnTerminal && !outputGone)
+      process.stderr.write(`zfs_replicate[${oneLine(settings.localDataset)}]: ${line}\n`);
+  }
+}
+
+async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecorder): Promise<ExitCode> {
+  const startedAt = Date.now() / 1000;
+  /** The run's own end: the replica's record, or with -R the tree's (its members report as they end). */
+  const recordRun = (result: Parameters<RunRecorder['replica']>[3], members?: string[]) => {
+    if (settings.recursive) recorder.tree(startedAt, result, members);
+    else recorder.replica(settings.localDataset, settings.remoteDataset, startedAt, result);
+  };
   let lock: HeldLock;
   let lockDataset: (dataset: string) => HeldLock;
   try {
@@ -78,6 +115,7 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     lockDataset = (dataset: string) => acquireLock(lockDir, dataset, () => new Date());
     lock = lockDataset(settings.localDataset);
   } catch (error) {
+    recordRun({ error });
     if (error instanceof LockedError) return reportLocked(error, settings, log);
     return reportFailure(error, log);
   }
@@ -160,21 +198,39 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     };
     if (settings.recursive) {
       // Each member is locked for its turn too, so a single-dataset job on one of them never races this run.
+      const remoteOf = (dataset: string) => `${settings.remoteDataset}${dataset.slice(settings.localDataset.length)}`;
       const lockMember = (dataset: string) => {
         try {
           return lockDataset(dataset);
         } catch (error) {
           if (!(error instanceof LockedError)) throw error;
+          recorder.replica(dataset, remoteOf(dataset), Date.now() / 1000, { error });
           reportLocked(error, settings, log);
           return undefined;
         }
       };
-      await runTree({ ...runSettings, exclude: settings.exclude }, { ...context, lockMember });
+      const tree = await runTree(
+        { ...runSettings, exclude: settings.exclude },
+        {
+          ...context,
+          lockMember,
+          memberDone: (member, result, memberStarted) =>
+            recorder.replica(member.localDataset, member.remoteDataset, memberStarted, {
+              ...result,
+              interrupted: controller.signal.aborted,
+            }),
+        },
+      );
+      recordRun(
+        { outcome: tree },
+        tree.members.map((member) => member.localDataset),
+      );
     } else {
-      await runOnce(runSettings, context);
+      recordRun({ outcome: await runOnce(runSettings, context) });
     }
     return controller.signal.aborted ? ExitCode.Interrupted : ExitCode.Ok;
   } catch (error) {
+    recordRun({ error, interrupted: controller.signal.aborted });
     if (controller.signal.aborted) {
       log.error(`interrupted: ${errorMessage(error)}`);
       return ExitCode.Interrupted;
@@ -184,6 +240,8 @@ async function runLocked(settings: CliSettings, log: Logger): Promise<ExitCode> 
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     await ssh?.close();
+    // Written while the lock is held: a later run's record can never be overwritten by this older one.
+    recorder.write();
     lock.release();
   }
 }

@@ -16,6 +16,8 @@ export interface ExecutedRun {
   localState: DatasetState;
   /** The snapshot both sides hold from now on. */
   base: { local: Snapshot; remote: Snapshot };
+  /** Stream bytes `zfs recv` reported for this run's sends. */
+  receivedBytes: number;
 }
 
 /** Transfers what the plan says, verifies it by guid, and moves the holds. */
@@ -26,7 +28,8 @@ export async function executePlan(
 ): Promise<ExecutedRun> {
   const { remote, local, log } = context;
   const { plan, pair } = prepared;
-  const received = plan.kind === 'up-to-date' ? pair.local : await pull(plan, prepared, settings, context);
+  const { state: received, bytes } =
+    plan.kind === 'up-to-date' ? { state: pair.local, bytes: 0 } : await pull(plan, prepared, settings, context);
 
   const target = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
   const localBase = received.snapshots.find((snapshot) => snapshot.guid === target.guid);
@@ -47,7 +50,7 @@ export async function executePlan(
     log,
   );
   await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);
-  return { localState: received, base: { local: localBase, remote: target } };
+  return { localState: received, base: { local: localBase, remote: target }, receivedBytes: bytes };
 }
 
 /** The nearest missing ancestor of `dataset` that an initial receive would have to create, if any. */
@@ -62,7 +65,7 @@ async function pull(
   prepared: PreparedRun,
   settings: ReplicationSettings,
   context: ReplicationContext,
-): Promise<DatasetState> {
+): Promise<{ state: DatasetState; bytes: number }> {
   const { local, log } = context;
   if (plan.kind === 'initial') {
     const parent = await missingParent(local, settings.localDataset);
@@ -82,8 +85,9 @@ async function pull(
   }
   const flags = runSendFlags(prepared.pair, settings, context);
   const remoteType = prepared.pair.remote.type;
+  let bytes = 0;
   for (const send of plannedSends(plan, settings.remoteDataset)) {
-    await transfer(
+    bytes += await transfer(
       {
         sendArguments: [...flags, ...send.arguments],
         recvArgv: receiveArgv(local.features, settings.localDataset, send.full ? remoteType : undefined),
@@ -106,7 +110,7 @@ async function pull(
       await holdOnBothSides(plan.first, landed, prepared, settings, context);
     }
   }
-  return verify(plan.incoming, settings, context);
+  return { state: await verify(plan.incoming, settings, context), bytes };
 }
 
 /** Moves the tag to `snapshot` on both sides (hold first, then release elsewhere). */

@@ -8,7 +8,7 @@ import { executePlan, holdOnBothSides } from './execute.js';
 import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
 import { reportDryRun } from './report.js';
 import { settleInterruptedReceive } from './resume.js';
-import type { ListedPair, PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
+import type { ListedPair, PreparedRun, ReplicationContext, ReplicationSettings, RunOutcome } from './types.js';
 
 /** What a recursive run already knows about one of its members. */
 export interface MemberHints {
@@ -24,13 +24,13 @@ export interface MemberHints {
  * One run of one dataset, in the order it happens: settle an interrupted receive, list, plan, then report
  * (dry-run) or execute, then expire. Expiry runs on every run, also when nothing new arrived, and also after
  * a failed transfer whose listings are still valid; never after a conflict or an interruption.
- * Resolves to whether anything was (or, in a dry-run, would be) received.
+ * Resolves to what the run did (a dry-run: only whether anything would be received).
  */
 export async function runOnce(
   settings: ReplicationSettings,
   context: ReplicationContext,
   member: MemberHints = {},
-): Promise<{ received: boolean }> {
+): Promise<RunOutcome> {
   const [listed, claims] = await Promise.all([
     member.listed ?? listPair(settings, context),
     member.claims ?? context.local.userProperty(CLAIM_PROPERTY),
@@ -54,13 +54,14 @@ export async function runOnce(
   const received = plan.kind !== 'up-to-date' || prepared.settled;
   if (settings.dryRun) {
     await reportDryRun(prepared, settings, context, member.parentsArriving);
-    return { received };
+    return { received, receivedSnapshots: 0, receivedBytes: 0, expiredSnapshots: 0 };
   }
 
   let transferError: unknown;
   let after: { local: DatasetState; bases: ReadonlySet<string> };
+  let executed: Awaited<ReturnType<typeof executePlan>> | undefined;
   try {
-    const executed = await executePlan(prepared, settings, context);
+    executed = await executePlan(prepared, settings, context);
     after = { local: executed.localState, bases: new Set([executed.base.local.guid]) };
     await recordClaim(pair, claims, settings, context);
   } catch (error) {
@@ -68,6 +69,7 @@ export async function runOnce(
     transferError = error;
     after = { local: pair.local, bases: new Set() };
   }
+  let expiredSnapshots = 0;
   try {
     if (transferError !== undefined) after = await settleAfterFailure(prepared, settings, context);
     if (context.expiryWithheld !== undefined) after = { ...after, bases: new Set() };
@@ -78,7 +80,7 @@ export async function runOnce(
       nowSeconds: sourceNowSeconds(context),
       keepSeconds: settings.keepSeconds,
     });
-    await expireSnapshots(expiry, {
+    expiredSnapshots = await expireSnapshots(expiry, {
       remote: context.remote,
       local: context.local,
       remoteDataset: settings.remoteDataset,
@@ -91,7 +93,15 @@ export async function runOnce(
     context.log.error(errorMessage(expiryError));
   }
   if (transferError !== undefined) throw transferError;
-  return { received };
+  const newest = after.local.snapshots.at(-1);
+  return {
+    received,
+    receivedSnapshots: plan.kind === 'up-to-date' ? 0 : plan.incoming.length,
+    receivedBytes: executed?.receivedBytes ?? 0,
+    expiredSnapshots,
+    newest: newest && { name: newest.name, creation: newest.creation },
+    tagAt: executed?.base.local.name,
+  };
 }
 
 /**

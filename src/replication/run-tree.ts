@@ -5,7 +5,7 @@ import { isUnder } from '../zfs/names.js';
 import { CLAIM_PROPERTY } from './claim.js';
 import { runOnce } from './run-once.js';
 import { type TreeMember, planTree } from './tree.js';
-import type { ReplicationContext, ReplicationSettings } from './types.js';
+import type { ReplicationContext, ReplicationSettings, RunOutcome } from './types.js';
 
 export interface TreeSettings extends ReplicationSettings {
   exclude: readonly string[];
@@ -17,6 +17,21 @@ export interface TreeContext extends ReplicationContext {
    * cannot be taken at all (the member's failure only).
    */
   lockMember: (localDataset: string) => HeldLock | undefined;
+  /** Told each member's end: what its run did, or why it did not run to its end; `startedAt` in Unix seconds. */
+  memberDone?: (member: MemberName, result: { outcome: RunOutcome } | { error: unknown }, startedAt: number) => void;
+}
+
+export interface MemberName {
+  localDataset: string;
+  remoteDataset: string;
+}
+
+/** What a whole tree run did: the members' sums, and every member this run found in the tree. */
+export interface TreeOutcome {
+  members: MemberName[];
+  receivedSnapshots: number;
+  receivedBytes: number;
+  expiredSnapshots: number;
 }
 
 type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: string };
@@ -28,7 +43,7 @@ type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: str
  * run either finished before our listing or waits for our lock. One member's failure does not stop the
  * others; the run ends with one summary error naming every member that was not replicated.
  */
-export async function runTree(settings: TreeSettings, context: TreeContext): Promise<void> {
+export async function runTree(settings: TreeSettings, context: TreeContext): Promise<TreeOutcome> {
   const { remote, local } = context;
   const remoteTree = await remote.tree(settings.remoteDataset);
   const memberNames = planTree({
@@ -65,7 +80,7 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     });
     reportTreeShape(tree.localOnly, settings, context);
     warnUnmatchedExcludes(settings, context, [...remoteTree.keys()]);
-    await replicateMembers(tree.members, settings, context, { locks, lockFailures, claims });
+    return await replicateMembers(tree.members, settings, context, { locks, lockFailures, claims });
   } finally {
     for (const lock of locks.values()) lock?.release();
   }
@@ -82,13 +97,19 @@ async function replicateMembers(
   settings: TreeSettings,
   context: TreeContext,
   { locks, lockFailures, claims }: MemberAccess,
-): Promise<void> {
+): Promise<TreeOutcome> {
   const { remote, log } = context;
   log.debug(`recursive: ${members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
   const parentsArriving = new Set(
     members.filter((member) => !member.local.exists && member.remote.snapshots.length > 0).map((m) => m.localDataset),
   );
   const problems: Outcome[] = [];
+  const total: TreeOutcome = {
+    members: members.map(({ localDataset, remoteDataset }) => ({ localDataset, remoteDataset })),
+    receivedSnapshots: 0,
+    receivedBytes: 0,
+    expiredSnapshots: 0,
+  };
   // Members are planned from the tree listing until one receives (or fails): a transfer can take hours, in
   // which the source's own pruning may destroy snapshots the listing still names. Later members list again.
   let listingFresh = true;
@@ -118,6 +139,7 @@ async function replicateMembers(
     const lockFailure = lockFailures.get(member.localDataset);
     if (lockFailure !== undefined) {
       log.error(`${member.localDataset}: ${errorMessage(lockFailure)}`);
+      context.memberDone?.(member, { error: lockFailure }, context.now().getTime() / 1000);
       if (!member.local.exists) failed.add(member.localDataset);
       problems.push({ member, problem: 'failed', detail: codeOf(lockFailure) });
       continue;
@@ -128,16 +150,26 @@ async function replicateMembers(
       continue;
     }
     if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
+    const startedAt = context.now().getTime() / 1000;
     try {
-      const { received } = await runOnce(
+      const outcome = await runOnce(
         { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
         { ...context, lockFd: memberLock?.fd ?? context.lockFd },
         { listed: listingFresh ? { remote: member.remote, local: member.local } : undefined, parentsArriving, claims },
       );
-      if (!settings.dryRun && received) listingFresh = false;
+      if (!settings.dryRun && outcome.received) listingFresh = false;
+      total.receivedSnapshots += outcome.receivedSnapshots;
+      total.receivedBytes += outcome.receivedBytes;
+      total.expiredSnapshots += outcome.expiredSnapshots;
+      context.memberDone?.(member, { outcome }, startedAt);
     } catch (error) {
+      const quiet =
+        !context.cancelSignal.aborted &&
+        error instanceof ConflictError &&
+        quietConflict(error, member, isRoot, remote.label, context);
+      if (!quiet) context.memberDone?.(member, { error }, startedAt);
       if (context.cancelSignal.aborted) throw error;
-      if (error instanceof ConflictError && quietConflict(error, member, isRoot, remote.label, context)) continue;
+      if (quiet) continue;
       // A conflict is found before anything runs; any other failure may come after a long transfer.
       if (!(error instanceof ConflictError)) listingFresh = false;
       log.error(`${member.localDataset}: ${errorMessage(error)}`);
@@ -151,6 +183,7 @@ async function replicateMembers(
     log.warn(`${member}: not replicated yet: its source has no snapshot (take one, e.g. zfs snapshot -r)${held}`);
   }
   if (problems.length > 0) throw treeError(problems, members.length);
+  return total;
 }
 
 /**

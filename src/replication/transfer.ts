@@ -17,8 +17,11 @@ export interface TransferRequest {
 
 export type TransferContext = Pick<ReplicationContext, 'remote' | 'streams' | 'log' | 'cancelSignal' | 'lockFd'>;
 
-/** One stream from the remote into the replica, logged with its size; a refused incremental is a conflict. */
-export async function transfer(request: TransferRequest, context: TransferContext): Promise<void> {
+/**
+ * One stream from the remote into the replica, logged with its size; a refused incremental is a conflict.
+ * Resolves to the bytes `zfs recv` reported (0 when it reported none).
+ */
+export async function transfer(request: TransferRequest, context: TransferContext): Promise<number> {
   const { remote, log } = context;
   const estimate = await remote.estimateSendBytes(request.sendArguments);
   log.info(
@@ -56,6 +59,7 @@ export async function transfer(request: TransferRequest, context: TransferContex
   log.info(
     `received ${request.what}${received === undefined ? '' : ` (${formatBytes(received)})`} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
+  return received ?? 0;
 }
 
 const UNIT_BYTES: Record<string, number> = {

@@ -36,6 +36,20 @@ export interface ReplicationContext {
   expiryWithheld?: string | undefined;
 }
 
+/** What one dataset's run did, for its record, its metrics and its summary line. */
+export interface RunOutcome {
+  /** Anything was (or, in a dry-run, would be) received. */
+  received: boolean;
+  receivedSnapshots: number;
+  /** Stream bytes as `zfs recv` reported them. */
+  receivedBytes: number;
+  expiredSnapshots: number;
+  /** The newest snapshot on the replica after the run, with its creation time (the source's clock). */
+  newest?: { name: string; creation: number } | undefined;
+  /** The snapshot our tag holds on both sides after the run. */
+  tagAt?: string | undefined;
+}
+
 /** Both sides of one dataset as listed. */
 export interface ListedPair {
   remote: DatasetState;

@@ -14,11 +14,11 @@ export interface ExpiryContext {
 
 /**
  * Releases our hold on each candidate's remote twin and confirms it is gone, then destroys the local snapshots
- * (one busy snapshot never stops the others). If the remote cannot be reached, nothing is destroyed:
+ * (one busy snapshot never stops the others), and resolves to how many were destroyed. If the remote cannot be reached, nothing is destroyed:
  * unreachable is never read as "absent".
  */
-export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<void> {
-  if (plan.expire.length === 0) return;
+export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<number> {
+  if (plan.expire.length === 0) return 0;
   const twins = plan.expire.filter(
     (candidate): candidate is ExpiryCandidate & { remoteTwin: NonNullable<ExpiryCandidate['remoteTwin']> } =>
       candidate.remoteTwin !== undefined,
@@ -52,6 +52,7 @@ export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext):
     else
       context.log.info(`kept ${context.localDataset}@${name} past keep: another hold protects it (a downstream host?)`);
   }
+  return [...outcomes.values()].filter((outcome) => outcome === 'destroyed').length;
 }
 
 /**

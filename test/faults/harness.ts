@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { shellJoin } from '../../src/exec/quote.js';
 import type { Snapshot } from '../../src/zfs/types.js';
-import { CLI, CRON_PATH, type CommandOutcome, PROJECT_ROOT, TESTBED_SCRIPT, type Testbed } from '../testbed/testbed.js';
+import { CLI, CRON_PATH, type CommandOutcome, PROJECT_ROOT, TESTBED_SCRIPT, Testbed } from '../testbed/testbed.js';
 
 /** One replication relationship: `localHost` pulls `remoteHost:remoteDataset` into `localDataset` with `tag`. */
 export interface Pair {
@@ -159,7 +159,13 @@ export function startCli(
   const argv = [TESTBED_SCRIPT, 'on', host, '--', ...(options.wrapper ?? []), 'node', CLI, ...args];
   const child: ChildProcess = spawn('bash', argv, {
     cwd: PROJECT_ROOT,
-    env: { ...testbedVariables(), PATH: CRON_PATH, HOME: '/root', LANG: 'C' },
+    env: {
+      ...testbedVariables(),
+      PATH: CRON_PATH,
+      HOME: '/root',
+      LANG: 'C',
+      ZFS_REPLICATE_STATE_DIR: Testbed.stateDir(host),
+    },
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -244,7 +244,9 @@ describe('safety: every promise holds on the worst day', () => {
       await pulledReplica(tb, 'tank/env/src', 'tank/env/dst', ['s1', 's2']);
       await sleep(1500);
       const env = (variables: string[], args: string[]) =>
-        tb.on('beta', ['env', ...variables, 'node', CLI, ...args], { env: { PATH: '/usr/bin:/bin', HOME: '/root' } });
+        tb.on('beta', ['env', ...variables, 'node', CLI, ...args], {
+          env: { PATH: '/usr/bin:/bin', HOME: '/root', ZFS_REPLICATE_STATE_DIR: Testbed.stateDir('beta') },
+        });
       const args = ['-h', 'alpha', '-r', 'tank/env/src', '-l', 'tank/env/dst', '-t', 'beta', '-k', '30'];
       assertExit(await env(['ZFS_REPLICATE_KEEP=1s'], args), 0);
       assert.deepEqual([...(await tb.snapshots('beta', 'tank/env/dst')).keys()], ['s1', 's2']);

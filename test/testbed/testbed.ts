@@ -97,9 +97,19 @@ export class Testbed {
     return outcome.stdout;
   }
 
-  /** Runs zfs_replicate on `host` the way cron does: PATH=/usr/bin:/bin, no terminal. */
+  /**
+   * Runs zfs_replicate on `host` the way cron does: PATH=/usr/bin:/bin, no terminal. Its run records go to the
+   * host's own state directory in the test bed, never to this machine's /var/lib/zfs_replicate.
+   */
   cli(host: string, args: readonly string[]): Promise<CommandOutcome> {
-    return this.on(host, ['node', CLI, ...args], { env: { PATH: CRON_PATH, HOME: '/root', LANG: 'C' } });
+    return this.on(host, ['node', CLI, ...args], {
+      env: { PATH: CRON_PATH, HOME: '/root', LANG: 'C', ZFS_REPLICATE_STATE_DIR: Testbed.stateDir(host) },
+    });
+  }
+
+  /** Where zfs_replicate run by cli() on `host` keeps its run records. */
+  static stateDir(host: string): string {
+    return join(TESTBED_DIR, 'hosts', host, 'state');
   }
 
   /** An endpoint for the pipeline and runner modules: commands run on `host`. */

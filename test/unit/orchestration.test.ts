@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConflictError, FailureError, UsageError } from '../../src/errors/errors.js';
+import { ConflictError, FailureError, type ReplicateError, UsageError } from '../../src/errors/errors.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { judgeClocks } from '../../src/replication/clock.js';
 import { runOnce } from '../../src/replication/run-once.js';
 import { runTree } from '../../src/replication/run-tree.js';
-import type { ReplicationContext, ReplicationSettings } from '../../src/replication/types.js';
+import type { ReplicationContext, ReplicationSettings, RunOutcome } from '../../src/replication/types.js';
 import { FUSE_FEATURES, FakeStreams, FakeZfsHost, OPENZFS_FEATURES, recordingLogger } from '../fakes/fake-zfs.js';
 
 // The root-free tier of the orchestration: runOnce, runTree, moving holds, expiry and bookmarks against
@@ -83,8 +83,11 @@ describe('runOnce', () => {
   test('an initial run creates the parents, receives everything and holds only the newest on both sides', async () => {
     const { remote, local, streams, context, settings } = setup();
     series(remote, 3);
-    const { received } = await runOnce(settings, context);
-    assert.equal(received, true);
+    const outcome = await runOnce(settings, context);
+    assert.equal(outcome.received, true);
+    assert.equal(outcome.receivedSnapshots, 3, 'what the run did, for its record');
+    assert.equal(outcome.tagAt, 's3');
+    assert.equal(outcome.newest?.name, 's3');
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
     assert.ok(local.events.includes('local: create backup/copy'), 'the parent is created');
     assert.deepEqual(
@@ -132,7 +135,9 @@ describe('runOnce', () => {
     // Old snapshots that still carry our tag on the remote (as a crashed run could leave them).
     await remote.hold(TAG, 'tank/src', 's1');
     const violations = watchCommonHeld(remote, local, 'tank/src', 'backup/copy/src');
-    await runOnce(settings, context);
+    const outcome = await runOnce(settings, context);
+    assert.equal(outcome.expiredSnapshots, 4, 'the four destroyed, for the record');
+    assert.equal(outcome.receivedSnapshots, 0);
     assert.deepEqual(violations, []);
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s5'], 'the base survives, 40 days old');
     assert.deepEqual(remote.snapshotNames('tank/src'), ['s1', 's2', 's3', 's4', 's5'], 'the source is never pruned');
@@ -370,6 +375,31 @@ describe('runTree', () => {
     local.listings = 0;
     await runTree(treeSettings, treeContext);
     assert.deepEqual([remote.listings, local.listings], [1, 1]);
+  });
+
+  test("each member's end is told (for its record), and the tree's outcome sums them", async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    const told: string[] = [];
+    const memberDone = (member: { localDataset: string }, result: { outcome: RunOutcome } | { error: unknown }) =>
+      told.push(
+        `${member.localDataset} ${'outcome' in result ? `received ${result.outcome.receivedSnapshots}` : (result.error as ReplicateError).code}`,
+      );
+    const first = await runTree(treeSettings, { ...treeContext, memberDone });
+    assert.equal(first.receivedSnapshots, 4);
+    assert.deepEqual(
+      first.members.map((member) => member.localDataset),
+      ['backup/copy/src', 'backup/copy/src/a', 'backup/copy/src/b', 'backup/copy/src/a/x'],
+    );
+    remote.snapshot('tank/src/b', 'r2', NOW);
+    local.snapshot('backup/copy/src/a', 'diverged', NOW);
+    told.length = 0;
+    await assert.rejects(runTree(treeSettings, { ...treeContext, memberDone }), /EDIVERGED|diverged/);
+    assert.deepEqual(told, [
+      'backup/copy/src received 0',
+      'backup/copy/src/a EDIVERGED',
+      'backup/copy/src/b received 1',
+      'backup/copy/src/a/x received 0',
+    ]);
   });
 
   test('after a member receives, later members are listed again (the source may have pruned meanwhile)', async () => {

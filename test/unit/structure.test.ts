@@ -19,7 +19,8 @@ const LAYERS: Record<string, number> = {
   transport: 3,
   retention: 4,
   replication: 5,
-  cli: 6,
+  observe: 6,
+  cli: 7,
 };
 
 function sourceFiles(directory: string): string[] {

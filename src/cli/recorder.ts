@@ -1,0 +1,136 @@
+import { resolve } from 'node:path';
+import { ReplicateError, errorMessage } from '../errors/errors.js';
+import { ExitCode } from '../errors/exit-codes.js';
+import { oneLine } from '../log/logger.js';
+import { writeMetricsFile } from '../observe/metrics-file.js';
+import { type RunReport, nextRecord } from '../observe/record.js';
+import { readRecord, readRecords, writeRecord } from '../observe/state-dir.js';
+import type { SummaryEntry } from '../observe/summary.js';
+import type { RunOutcome } from '../replication/types.js';
+
+/** What a run of one replica (or a whole tree) came to: what it did, or why it stopped. */
+export type RunResult = { outcome: Omit<RunOutcome, 'received'> } | { error: unknown; interrupted?: boolean };
+
+export interface RecorderSettings {
+  host: string;
+  remoteDataset: string;
+  localDataset: string;
+  tag: string;
+  stateDir: string;
+  metricsFile: string | undefined;
+  /** A dry run changes nothing, and leaves no record. */
+  dryRun: boolean;
+}
+
+/**
+ * Collects the end of every replica's run (and a tree's own), then writes them as records and the metrics
+ * file: after the run, so that a failure to write costs one warning and never the run's own exit code.
+ */
+export class RunRecorder {
+  private readonly reports: RunReport[] = [];
+  private readonly summaries: SummaryEntry[] = [];
+  private written: { problem: string | undefined } | undefined;
+
+  constructor(private readonly settings: RecorderSettings) {}
+
+  replica(localDataset: string, remoteDataset: string, startedAt: number, result: RunResult): void {
+    this.reports.push(this.report('dataset', localDataset, remoteDataset, startedAt, result));
+    if ('outcome' in result) {
+      this.summaries.push({ label: localDataset, ...result.outcome, seconds: Date.now() / 1000 - startedAt });
+    }
+  }
+
+  tree(startedAt: number, result: RunResult, members: string[] | undefined): void {
+    const { localDataset, remoteDataset } = this.settings;
+    this.reports.push({ ...this.report('tree', localDataset, remoteDataset, startedAt, result), members });
+  }
+
+  /** One summary entry per replica that ran to its end. */
+  get entries(): readonly SummaryEntry[] {
+    return this.summaries;
+  }
+
+  /**
+   * Writes every record, then the metrics file, once (later calls only repeat the answer); returns the one
+   * warning line when either failed.
+   */
+  write(): string | undefined {
+    if (this.written === undefined) this.written = { problem: this.settings.dryRun ? undefined : this.writeAll() };
+    return this.written.problem;
+  }
+
+  private writeAll(): string | undefined {
+    const { stateDir, metricsFile } = this.settings;
+    try {
+      for (const report of this.withTreeFailureOnMembers()) {
+        writeRecord(stateDir, nextRecord(readRecord(stateDir, report.kind, report.localDataset), report));
+      }
+    } catch (error) {
+      return `could not write the run record in ${stateDir} (${oneLine(errorMessage(error))}): status, check and metrics do not show this run`;
+    }
+    if (metricsFile === undefined) return undefined;
+    try {
+      writeMetricsFile(metricsFile, stateDir);
+    } catch (error) {
+      return `could not write the metrics file ${metricsFile} (${oneLine(errorMessage(error))})`;
+    }
+    return undefined;
+  }
+
+  /**
+   * A tree run that failed before any member ran (ssh down, the root locked, the listing refused) failed for
+   * each of its members too: their records say so, or their last success would look like the current state.
+   */
+  private withTreeFailureOnMembers(): RunReport[] {
+    const tree = this.reports.find((report) => report.kind === 'tree');
+    const membersRan = this.reports.some((report) => report.kind === 'dataset');
+    if (tree === undefined || tree.exitCode === ExitCode.Ok || membersRan) return this.reports;
+    const root = this.settings.localDataset;
+    const known = readRecords(this.settings.stateDir).filter(
+      (record) =>
+        record.kind === 'dataset' && (record.localDataset === root || record.localDataset.startsWith(`${root}/`)),
+    );
+    return [
+      ...this.reports,
+      ...known.map((record) => ({
+        ...tree,
+        kind: 'dataset' as const,
+        localDataset: record.localDataset,
+        remoteDataset: record.remoteDataset,
+        members: undefined,
+      })),
+    ];
+  }
+
+  private report(
+    kind: RunReport['kind'],
+    localDataset: string,
+    remoteDataset: string,
+    startedAt: number,
+    result: RunResult,
+  ): RunReport {
+    const { host, tag, metricsFile } = this.settings;
+    return {
+      kind,
+      localDataset,
+      remoteHost: host,
+      remoteDataset,
+      tag,
+      startedAt,
+      endedAt: Date.now() / 1000,
+      ...('outcome' in result ? { exitCode: ExitCode.Ok, outcome: result.outcome } : failureOf(result)),
+      metricsFile: metricsFile === undefined ? undefined : resolve(metricsFile),
+    };
+  }
+}
+
+function failureOf(result: { error: unknown; interrupted?: boolean }): Pick<
+  RunReport,
+  'exitCode' | 'errorCode' | 'error'
+> {
+  const { error } = result;
+  const error_ = oneLine(errorMessage(error));
+  if (result.interrupted) return { exitCode: ExitCode.Interrupted, errorCode: 'EINTERRUPTED', error: error_ };
+  if (error instanceof ReplicateError) return { exitCode: error.exitCode, errorCode: error.code, error: error_ };
+  return { exitCode: ExitCode.Failure, error: `unexpected internal error: ${error_}` };
+}

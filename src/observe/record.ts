@@ -1,0 +1,120 @@
+import { lockFileName } from '../lock/lock.js';
+import type { RunOutcome } from '../replication/types.js';
+
+/**
+ * What this host knows of one replica (kind "dataset") or of one `-R` tree run (kind "tree"): its last run and
+ * what earlier runs established (the last success, the newest snapshot), kept across failed runs.
+ */
+export interface RunRecord {
+  version: 1;
+  kind: 'dataset' | 'tree';
+  localDataset: string;
+  remoteHost: string;
+  remoteDataset: string;
+  tag: string;
+  lastRun: LastRun;
+  /** Seconds since the epoch; absent until a run succeeds. */
+  lastSuccessAt?: number | undefined;
+  /** The newest snapshot on the replica, its creation time by the source's clock. */
+  newest?: { name: string; creation: number } | undefined;
+  /** The snapshot our tag holds on both sides. */
+  tagAt?: string | undefined;
+  /** Tree records: the local names of every member the tree run found. */
+  members?: string[] | undefined;
+  /** The --metrics-file this replica's runs write: the file shows every replica that names it. */
+  metricsFile?: string | undefined;
+}
+
+export interface LastRun {
+  /** Seconds since the epoch. */
+  startedAt: number;
+  endedAt: number;
+  exitCode: number;
+  /** The stable error code (EDIVERGED, ESSH, ...); absent on success and for an internal error. */
+  errorCode?: string | undefined;
+  /** The one error line the run logged. */
+  error?: string | undefined;
+  receivedSnapshots: number;
+  receivedBytes: number;
+  expiredSnapshots: number;
+}
+
+/** One run's end as the CLI saw it, for one replica or one tree. */
+export interface RunReport {
+  kind: RunRecord['kind'];
+  localDataset: string;
+  remoteHost: string;
+  remoteDataset: string;
+  tag: string;
+  startedAt: number;
+  endedAt: number;
+  exitCode: number;
+  errorCode?: string | undefined;
+  error?: string | undefined;
+  outcome?: Omit<RunOutcome, 'received'> | undefined;
+  members?: string[] | undefined;
+  metricsFile?: string | undefined;
+}
+
+/** The record after `report`: its last run replaced; the last success, newest snapshot and tag kept unless it tells newer. */
+export function nextRecord(previous: RunRecord | undefined, report: RunReport): RunRecord {
+  const { outcome } = report;
+  return {
+    version: 1,
+    kind: report.kind,
+    localDataset: report.localDataset,
+    remoteHost: report.remoteHost,
+    remoteDataset: report.remoteDataset,
+    tag: report.tag,
+    lastRun: {
+      startedAt: report.startedAt,
+      endedAt: report.endedAt,
+      exitCode: report.exitCode,
+      errorCode: report.errorCode,
+      error: report.error,
+      receivedSnapshots: outcome?.receivedSnapshots ?? 0,
+      receivedBytes: outcome?.receivedBytes ?? 0,
+      expiredSnapshots: outcome?.expiredSnapshots ?? 0,
+    },
+    lastSuccessAt: report.exitCode === 0 ? report.endedAt : previous?.lastSuccessAt,
+    newest: outcome?.newest ?? previous?.newest,
+    tagAt: outcome?.tagAt ?? previous?.tagAt,
+    members: report.members ?? previous?.members,
+    metricsFile: report.metricsFile ?? previous?.metricsFile,
+  };
+}
+
+/** A record read back from disk, or undefined when the text is not one (a hand-edited or foreign file). */
+export function parseRecord(text: string): RunRecord | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const record = value as Partial<RunRecord> | null;
+  const valid =
+    typeof record === 'object' &&
+    record !== null &&
+    record.version === 1 &&
+    (record.kind === 'dataset' || record.kind === 'tree') &&
+    typeof record.localDataset === 'string' &&
+    typeof record.remoteHost === 'string' &&
+    typeof record.remoteDataset === 'string' &&
+    typeof record.tag === 'string' &&
+    typeof record.lastRun === 'object' &&
+    record.lastRun !== null &&
+    typeof record.lastRun.endedAt === 'number' &&
+    typeof record.lastRun.exitCode === 'number';
+  return valid ? (record as RunRecord) : undefined;
+}
+
+/**
+ * Its file's name in the state directory: one file per replica and per tree, never one name for two. Named
+ * as the replica's lock file is (readable, and within the 255-byte limit for the longest dataset names).
+ */
+export function recordFileName(kind: RunRecord['kind'], localDataset: string): string {
+  return `${kind}-${lockFileName(localDataset).replace(/\.lock$/, '.json')}`;
+}
+
+export const RECORD_FILE = /^(dataset|tree)-[^/]+\.json$/;

@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import {
+  constants,
+  accessSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { RECORD_FILE, type RunRecord, parseRecord, recordFileName } from './record.js';
+
+export const SYSTEM_STATE_DIR = '/var/lib/zfs_replicate';
+
+/**
+ * Where records live when --state-dir is not given: the system directory for root, and for a user who may
+ * write there; else the user's own XDG state directory. `forReading`: a monitoring user (nagios) reads the
+ * system directory whenever it exists, since the cron jobs it watches run as root.
+ */
+export function defaultStateDir(environment: NodeJS.ProcessEnv, forReading: boolean): string {
+  if (process.getuid?.() === 0 || (forReading && existsSync(SYSTEM_STATE_DIR)) || mayWrite(SYSTEM_STATE_DIR)) {
+    return SYSTEM_STATE_DIR;
+  }
+  const xdg = environment.XDG_STATE_HOME;
+  return join(xdg?.startsWith('/') ? xdg : join(environment.HOME ?? homedir(), '.local/state'), 'zfs_replicate');
+}
+
+function mayWrite(directory: string): boolean {
+  try {
+    accessSync(existsSync(directory) ? directory : dirname(directory), constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Replaces `path` with `text` so that a reader sees the old file or the new one, never a part: a temporary
+ * file in the same directory (a name no other writer can pick), fsync, rename. Readable by all: monitoring
+ * users read what root's cron jobs write.
+ */
+export function writeAtomically(path: string, text: string): void {
+  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(temporary, 'wx', 0o644);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    unlinkSync(temporary);
+    throw error;
+  }
+  closeSync(fd);
+  try {
+    renameSync(temporary, path);
+  } catch (error) {
+    unlinkSync(temporary);
+    throw error;
+  }
+}
+
+export function writeRecord(stateDir: string, record: RunRecord): void {
+  mkdirSync(stateDir, { recursive: true, mode: 0o755 });
+  writeAtomically(join(stateDir, recordFileName(record.kind, record.localDataset)), `${JSON.stringify(record)}\n`);
+}
+
+export function readRecord(stateDir: string, kind: RunRecord['kind'], localDataset: string): RunRecord | undefined {
+  return readRecordFile(join(stateDir, recordFileName(kind, localDataset)));
+}
+
+/** Every record in the directory (none when it does not exist yet); files that are not records are left out. */
+export function readRecords(stateDir: string): RunRecord[] {
+  return recordFiles(stateDir)
+    .map((name) => readRecordFile(join(stateDir, name)))
+    .filter((record): record is RunRecord => record !== undefined);
+}
+
+/** What the records are right now, as one string: equal strings mean no record changed in between. */
+export function recordsVersion(stateDir: string): string {
+  return recordFiles(stateDir)
+    .map((name) => {
+      try {
+        const stat = statSync(join(stateDir, name), { bigint: true });
+        return `${name}:${stat.mtimeNs}:${stat.ino}`;
+      } catch {
+        return `${name}:gone`;
+      }
+    })
+    .join('\n');
+}
+
+function recordFiles(stateDir: string): string[] {
+  try {
+    return readdirSync(stateDir)
+      .filter((name) => RECORD_FILE.test(name))
+      .sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+function readRecordFile(path: string): RunRecord | undefined {
+  try {
+    return parseRecord(readFileSync(path, 'utf8'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}

@@ -1,0 +1,144 @@
+import type { RunRecord } from './record.js';
+
+/** One replica as `status` and `check` see it, at one moment. */
+export interface StatusRow {
+  dataset: string;
+  /** host:dataset it pulls from; undefined when no run of it was ever recorded. */
+  remote?: string | undefined;
+  tag?: string | undefined;
+  newest?: { name: string; creation: number; ageSeconds: number } | undefined;
+  tagAt?: string | undefined;
+  lastRun?:
+    | { startedAt: number; endedAt: number; exitCode: number; result: string; error?: string | undefined }
+    | undefined;
+  lastSuccess?: { at: number; ageSeconds: number } | undefined;
+}
+
+/** Exit 3 (another run holds the lock) is a run in progress, not a failed one: the lag says whether it is stuck. */
+const NOT_FAILED = new Set([0, 3]);
+
+export function lastRunFailed(row: StatusRow): boolean {
+  return row.lastRun !== undefined && !NOT_FAILED.has(row.lastRun.exitCode);
+}
+
+/** The row for `dataset` at `nowSeconds`, from its record if there is one. */
+export function statusRow(dataset: string, record: RunRecord | undefined, nowSeconds: number): StatusRow {
+  if (record === undefined) return { dataset };
+  const { lastRun, newest } = record;
+  const age = (at: number) => Math.max(0, Math.round(nowSeconds - at));
+  return {
+    dataset,
+    remote: `${record.remoteHost}:${record.remoteDataset}`,
+    tag: record.tag,
+    newest: newest && { ...newest, ageSeconds: age(newest.creation) },
+    tagAt: record.tagAt,
+    lastRun: {
+      startedAt: lastRun.startedAt,
+      endedAt: lastRun.endedAt,
+      exitCode: lastRun.exitCode,
+      result: resultWord(lastRun.exitCode, lastRun.errorCode),
+      error: lastRun.error,
+    },
+    lastSuccess:
+      record.lastSuccessAt === undefined
+        ? undefined
+        : { at: record.lastSuccessAt, ageSeconds: age(record.lastSuccessAt) },
+  };
+}
+
+function resultWord(exitCode: number, errorCode: string | undefined): string {
+  if (exitCode === 0) return 'ok';
+  if (exitCode === 3) return 'locked';
+  const word = exitCode === 4 ? 'conflict' : exitCode === 5 ? 'stopped' : 'failed';
+  return errorCode === undefined ? `${word} (exit ${exitCode})` : `${word} ${errorCode}`;
+}
+
+/**
+ * The replicas a `status`/`check` asks about: the given datasets (with `recursive`, each one's members as its
+ * last tree run found them, and any replica recorded under it), or with none every replica recorded here.
+ */
+export function selectDatasets(records: readonly RunRecord[], given: readonly string[], recursive: boolean): string[] {
+  const replicas = records.filter((record) => record.kind === 'dataset').map((record) => record.localDataset);
+  if (given.length === 0) return [...new Set(replicas)].sort();
+  const chosen = new Set<string>();
+  for (const root of given) {
+    chosen.add(root);
+    if (!recursive) continue;
+    const tree = records.find((record) => record.kind === 'tree' && record.localDataset === root);
+    for (const member of tree?.members ?? []) chosen.add(member);
+    for (const replica of replicas) if (replica.startsWith(`${root}/`)) chosen.add(replica);
+  }
+  return [...chosen].sort();
+}
+
+/** "45s", "12m", "5h07m", "3d04h": an age at a glance, in at most 6 characters below 100 days. */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${pad(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86_400)}d${pad(Math.floor((s % 86_400) / 3600))}h`;
+}
+
+const pad = (value: number) => String(value).padStart(2, '0');
+
+const WIDTH = 80;
+const MAX_NAME = 34;
+const HEADERS = ['DATASET', 'LAG', 'LAST RUN', 'RESULT', 'LAST OK'] as const;
+
+/**
+ * The human table: one line per replica (lag, last run's age and result, last success's age), then its
+ * details indented under it (newest snapshot, where the tag sits, the source, the error line), every line
+ * within 80 columns. A name too long for its column stands on a line of its own.
+ */
+export function renderTable(rows: readonly StatusRow[], nowSeconds: number): string[] {
+  if (rows.length === 0) return ['no replica recorded here yet (records appear after the first run)'];
+  const cells = rows.map((row) => [
+    row.dataset,
+    row.newest ? formatAge(row.newest.ageSeconds) : '-',
+    row.lastRun ? `${formatAge(nowSeconds - row.lastRun.endedAt)} ago` : 'never',
+    row.lastRun?.result ?? 'no record',
+    row.lastSuccess ? `${formatAge(row.lastSuccess.ageSeconds)} ago` : 'never',
+  ]);
+  const widths = HEADERS.map((header, column) =>
+    Math.max(
+      header.length,
+      ...cells.map((line) => (column === 0 ? Math.min(MAX_NAME, line[0]!.length) : line[column]!.length)),
+    ),
+  );
+  const join = (line: readonly string[]) =>
+    line
+      .map((cell, column) => (column === line.length - 1 ? cell : cell.padEnd(widths[column]!)))
+      .join('  ')
+      .trimEnd();
+  const lines = [join(HEADERS)];
+  rows.forEach((row, index) => {
+    const line = cells[index]!;
+    if (line[0]!.length > widths[0]!) lines.push(line[0]!, join(['', ...line.slice(1)]));
+    else lines.push(join(line));
+    for (const detail of details(row)) lines.push(...wrap(`  ${detail}`));
+  });
+  return lines;
+}
+
+function details(row: StatusRow): string[] {
+  if (row.remote === undefined) return ['never run on this host (no record)'];
+  const newest = row.newest ? `newest @${row.newest.name}` : 'no snapshot received yet';
+  const tag = row.tagAt ? `, tag ${row.tag} on @${row.tagAt}` : '';
+  const lines = [`${newest}${tag}`, `from ${row.remote}`];
+  if (row.lastRun?.error !== undefined && row.lastRun.exitCode !== 0) lines.push(`error: ${row.lastRun.error}`);
+  return lines;
+}
+
+/** A long error line goes on over more lines, indented, rather than being cut: it is the line that says why. */
+function wrap(line: string): string[] {
+  const lines: string[] = [];
+  let rest = line;
+  while (rest.length > WIDTH) {
+    const space = rest.lastIndexOf(' ', WIDTH);
+    const cut = space > 8 ? space : WIDTH;
+    lines.push(rest.slice(0, cut));
+    rest = `    ${rest.slice(cut).trimStart()}`;
+  }
+  return [...lines, rest];
+}

@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { execa } from 'execa';
+import { CLI, PROJECT_ROOT, TESTBED_DIR, Testbed } from '../testbed/testbed.js';
+import { assertExit, pull, pulledReplica, rx, snapshotSeries, sourceWithSnapshots } from './helpers.js';
+
+// status, check and --metrics-file against real runs on the test bed. The checks run here, outside the hosts:
+// they read only the state directory (no ssh, no zfs), which is the point. A lagging replica is one whose
+// checker lives later: `faketime` moves the check's clock, nothing in the product is made for the test.
+
+const STATE = Testbed.stateDir('beta');
+const METRICS_DIR = join(TESTBED_DIR, 'metrics');
+const THRESHOLDS = ['--warn', '26h', '--crit', '50h'];
+const CHECK_LINE =
+  /^ZFS_REPLICATE (OK|WARNING|CRITICAL|UNKNOWN): [^\n|]+ \| lag=(\d+s|U);93600;180000;0 last_success_age=(\d+s|U);;;0\n$/;
+
+async function observe(args: readonly string[], faketime?: string) {
+  const argv = ['node', CLI, ...args, '--state-dir', STATE];
+  const [file, ...rest] = faketime === undefined ? argv : ['faketime', '-f', faketime, ...argv];
+  const result = await execa(file!, rest, { reject: false, env: { PATH: '/usr/bin:/bin' }, extendEnv: false });
+  return { exitCode: result.exitCode ?? -1, stdout: `${String(result.stdout)}\n`, stderr: String(result.stderr) };
+}
+
+async function check(dataset: string, options: { faketime?: string; recursive?: boolean } = {}) {
+  const outcome = await observe(
+    ['check', '-l', dataset, ...(options.recursive ? ['-R'] : []), ...THRESHOLDS],
+    options.faketime,
+  );
+  assert.match(outcome.stdout, CHECK_LINE, `one plugin line: ${outcome.stdout}`);
+  return outcome;
+}
+
+async function promtool(path: string): Promise<void> {
+  const result = await execa('promtool', ['check', 'metrics'], { input: readFileSync(path), reject: false });
+  assert.equal(result.exitCode, 0, `promtool: ${result.stdout}${result.stderr}`);
+}
+
+const multiline = (pattern: RegExp) => new RegExp(pattern.source, 'm');
+
+/** The value of the metric `name` for replica `dataset` in the file's text. */
+function sample(text: string, name: string, dataset: string): number | undefined {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${name}{dataset="${dataset}",`));
+  return line === undefined ? undefined : Number(line.split(' ').at(-1));
+}
+
+describe('status, check and metrics on real zfs-fuse hosts', () => {
+  let tb: Testbed;
+  before(async () => {
+    tb = await Testbed.up(['alpha', 'beta']);
+    await tb.sh('beta', `mkdir -p ${METRICS_DIR}`);
+  });
+  after(async () => {
+    await tb?.down();
+  });
+
+  test(
+    'a fresh replica: record, OK, lag past warn and past crit later, summary with -v, metrics that promtool accepts',
+    { timeout: 180_000 },
+    async () => {
+      const [src, dst] = ['tank/fresh/src', 'tank/fresh/dst'];
+      const metrics = join(METRICS_DIR, 'fresh.prom');
+      await sourceWithSnapshots(tb, 'alpha', src, ['f1', 'f2', 'f3']);
+      const quiet = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--metrics-file', metrics]);
+      assertExit(quiet, 0);
+      assert.equal(quiet.stderr, '', 'under cron a successful run stays silent');
+      await snapshotSeries(tb, 'alpha', src, ['f4']);
+      const verbose = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--metrics-file', metrics, '-v']);
+      assertExit(verbose, 0);
+      assert.match(
+        verbose.stderr,
+        rx`zfs_replicate\[${dst}\]: info: summary: received 1 snapshot, [\d.]+ [KM]?B in [\d.]+ s, [\d.]+ [KM]?B/s, expired 0 snapshots$`,
+      );
+
+      const ok = await check(dst);
+      assertExit(ok, 0);
+      assert.match(ok.stdout, rx`^ZFS_REPLICATE OK: ${dst} lag \d+s \| lag=\d+s;`);
+      const warning = await check(dst, { faketime: '+27h' });
+      assertExit(warning, 1);
+      assert.match(warning.stdout, rx`^ZFS_REPLICATE WARNING: ${dst} lag 1d0[34]h >= 1d02h \| lag=9\d{4}s;`);
+      const critical = await check(dst, { faketime: '+51h' });
+      assertExit(critical, 2);
+      assert.match(critical.stdout, rx`^ZFS_REPLICATE CRITICAL: ${dst} lag 2d0[34]h >= 2d02h`);
+
+      const status = await observe(['status', '--json', '-l', dst]);
+      assertExit(status, 0);
+      const [row] = JSON.parse(status.stdout).replicas;
+      assert.equal(row.dataset, dst);
+      assert.equal(row.remote, `alpha:${src}`);
+      assert.equal(row.newest.name, 'f4');
+      assert.equal(row.tagAt, 'f4');
+      assert.equal(row.lastRun.result, 'ok');
+
+      await promtool(metrics);
+      const text = readFileSync(metrics, 'utf8');
+      const creation = (await tb.snapshots('alpha', src)).get('f4')?.creation;
+      assert.equal(sample(text, 'zfs_replicate_newest_snapshot_timestamp_seconds', dst), creation);
+      assert.equal(sample(text, 'zfs_replicate_last_run_received_snapshots', dst), 1);
+      assert.equal(sample(text, 'zfs_replicate_last_run_exit_code', dst), 0);
+      assert.ok((sample(text, 'zfs_replicate_last_run_received_bytes', dst) ?? 0) > 1_000_000, 'over 1 MB of new data');
+      assert.doesNotMatch(text, /\} \d+ \d+$/m, 'no sample carries a timestamp');
+    },
+  );
+
+  test(
+    'a failed last run is WARNING with a small lag; never replicated is CRITICAL; both show in one shared metrics file',
+    { timeout: 180_000 },
+    async () => {
+      const metrics = join(METRICS_DIR, 'shared.prom');
+      const [src, dst] = ['tank/failed/src', 'tank/failed/dst'];
+      await pulledReplica(tb, src, dst, ['g1', 'g2']);
+      await tb.zfs('beta', 'snapshot', `${dst}@local`);
+      await snapshotSeries(tb, 'alpha', src, ['g3']);
+      assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--metrics-file', metrics]), 4);
+      const failed = await check(dst);
+      assertExit(failed, 1);
+      assert.match(failed.stdout, rx`^ZFS_REPLICATE WARNING: ${dst} last run conflict EDIVERGED, lag \d+[sm] `);
+
+      const never = 'tank/never/dst';
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/never/src', never, 'beta', ['--metrics-file', metrics]), 4);
+      const critical = await check(never);
+      assertExit(critical, 2);
+      assert.match(
+        critical.stdout,
+        rx`^ZFS_REPLICATE CRITICAL: ${never} never replicated \(last run conflict EREMOTEMISSING\) \| lag=U;`,
+      );
+      const unknownDataset = await check('tank/no/such/replica');
+      assertExit(unknownDataset, 2);
+      assert.match(unknownDataset.stdout, /never replicated \(no run recorded\)/);
+
+      // Unreachable before any dataset is reached: recorded all the same, with its code.
+      assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--metrics-file', metrics, '-p', '1']), 1);
+
+      const table = await observe(['status']);
+      assertExit(table, 0);
+      const lines = table.stdout.trimEnd().split('\n');
+      assert.ok(
+        lines.every((line) => line.length <= 80),
+        `over 80 columns:\n${table.stdout}`,
+      );
+      assert.match(table.stdout, multiline(rx`^${dst} +\S+ +\d+s ago +failed ESSH +\S+ ago$`));
+      assert.match(table.stdout, multiline(rx`^${never} +- +\d+s ago +conflict EREMOTEMISSING +never$`));
+      assert.match(table.stdout, /^ {2}error: cannot connect to alpha over ssh: .*\n {4}/m);
+
+      await promtool(metrics);
+      const text = readFileSync(metrics, 'utf8');
+      assert.equal(sample(text, 'zfs_replicate_last_run_exit_code', dst), 1);
+      assert.equal(sample(text, 'zfs_replicate_last_run_exit_code', never), 4);
+      assert.equal(sample(text, 'zfs_replicate_last_success_timestamp_seconds', never), undefined);
+      assert.equal(sample(text, 'zfs_replicate_newest_snapshot_timestamp_seconds', never), undefined);
+      assert.ok(sample(text, 'zfs_replicate_last_success_timestamp_seconds', dst), 'the set-up pull succeeded');
+    },
+  );
+
+  test('an -R tree with one bad member: the worst member decides and is named', { timeout: 180_000 }, async () => {
+    const [src, dst] = ['tank/otree/src', 'tank/otree/dst'];
+    const metrics = join(METRICS_DIR, 'tree.prom');
+    await tb.zfs('alpha', 'create', '-p', `${src}/a`);
+    await tb.zfs('alpha', 'create', '-p', `${src}/b`);
+    await tb.zfs('alpha', 'snapshot', '-r', `${src}@t1`);
+    // The first tree run cannot even list the source: only the tree's own record says why.
+    assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '-p', '1']), 1);
+    const unreachable = await check(dst, { recursive: true });
+    assertExit(unreachable, 2);
+    assert.match(unreachable.stdout, rx`^ZFS_REPLICATE CRITICAL: ${dst} never replicated \(last run failed ESSH\) \|`);
+    assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--metrics-file', metrics]), 0);
+    const ok = await check(dst, { recursive: true });
+    assertExit(ok, 0);
+    assert.match(ok.stdout, / \(all 3 datasets\) \|/);
+
+    await tb.zfs('beta', 'snapshot', `${dst}/b@local`);
+    await tb.zfs('alpha', 'snapshot', '-r', `${src}@t2`);
+    const run = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--metrics-file', metrics, '-v']);
+    assertExit(run, 4);
+    assert.match(run.stderr, /: summary: total \(2 datasets\): received 2 snapshots, /);
+    const bad = await check(dst, { recursive: true });
+    assertExit(bad, 1);
+    assert.match(
+      bad.stdout,
+      rx`^ZFS_REPLICATE WARNING: ${dst}/b last run conflict EDIVERGED, .* \(1 of 3 datasets not OK\) \|`,
+    );
+    const status = JSON.parse((await observe(['status', '--json', '-R', '-l', dst])).stdout);
+    assert.deepEqual(
+      status.replicas.map((row: { dataset: string; lastRun: { result: string } }) => [row.dataset, row.lastRun.result]),
+      [
+        [dst, 'ok'],
+        [`${dst}/a`, 'ok'],
+        [`${dst}/b`, 'conflict EDIVERGED'],
+      ],
+    );
+    await promtool(metrics);
+    const text = readFileSync(metrics, 'utf8');
+    assert.equal(sample(text, 'zfs_replicate_last_run_exit_code', `${dst}/b`), 4);
+    assert.equal(sample(text, 'zfs_replicate_last_run_received_snapshots', `${dst}/a`), 1);
+
+    // A tree run that fails before any member runs fails for every member it knew.
+    assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--metrics-file', metrics, '-p', '1']), 1);
+    const down = await check(dst, { recursive: true });
+    assertExit(down, 1);
+    assert.match(down.stdout, / last run failed ESSH, lag \S+ \(3 of 3 datasets not OK\) \|/);
+    const after = readFileSync(metrics, 'utf8');
+    for (const member of [dst, `${dst}/a`, `${dst}/b`])
+      assert.equal(sample(after, 'zfs_replicate_last_run_exit_code', member), 1, member);
+  });
+
+  test('the example alert rules pass promtool check rules', async () => {
+    const result = await execa('promtool', ['check', 'rules', join(PROJECT_ROOT, 'examples/prometheus-alerts.yml')], {
+      reject: false,
+    });
+    assert.equal(result.exitCode, 0, `${result.stdout}${result.stderr}`);
+    assert.match(result.stdout, /SUCCESS: 4 rules found/);
+  });
+
+  test('a run that cannot write its record warns once and keeps its exit code', { timeout: 120_000 }, async () => {
+    const [src, dst] = ['tank/norecord/src', 'tank/norecord/dst'];
+    const notADirectory = join(mkdtempSync(join(TESTBED_DIR, 'zr-state-')), 'file');
+    writeFileSync(notADirectory, 'a file where the state directory should be\n');
+    try {
+      await sourceWithSnapshots(tb, 'alpha', src, ['n1']);
+      const good = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--state-dir', notADirectory]);
+      assertExit(good, 0);
+      assert.match(
+        good.stderr,
+        rx`^zfs_replicate\[${dst}\]: warning: could not write the run record in ${notADirectory} \(.*ENOTDIR.*\): status, check and metrics do not show this run$`,
+      );
+      await tb.zfs('beta', 'snapshot', `${dst}@local`);
+      await snapshotSeries(tb, 'alpha', src, ['n2']);
+      const conflict = await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['--state-dir', notADirectory]);
+      assertExit(conflict, 4);
+      assert.equal(conflict.stderr.match(/could not write the run record/g)?.length, 1);
+    } finally {
+      rmSync(join(notADirectory, '..'), { recursive: true, force: true });
+    }
+  });
+});

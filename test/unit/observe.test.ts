@@ -1,0 +1,362 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { parseArgs } from '../../src/cli/args.js';
+import { type CheckSettings, observerCommand, parseObserverArgs } from '../../src/cli/observe-args.js';
+import { runObserver } from '../../src/cli/observe.js';
+import { UsageError } from '../../src/errors/errors.js';
+import { CheckState, checkLine, judge } from '../../src/observe/check.js';
+import { writeMetricsFile } from '../../src/observe/metrics-file.js';
+import { escapeLabel, renderMetrics } from '../../src/observe/metrics.js';
+import { type RunRecord, type RunReport, nextRecord, parseRecord, recordFileName } from '../../src/observe/record.js';
+import { readRecords, writeRecord } from '../../src/observe/state-dir.js';
+import { formatAge, renderTable, selectDatasets, statusRow } from '../../src/observe/status.js';
+import { summaryLine, totalEntry } from '../../src/observe/summary.js';
+
+const NOW = 1_800_000_000;
+const HOUR = 3600;
+const THRESHOLDS = { warnSeconds: 26 * HOUR, critSeconds: 50 * HOUR };
+
+function report(overrides: Partial<RunReport> = {}): RunReport {
+  return {
+    kind: 'dataset',
+    localDataset: 'backup/vm',
+    remoteHost: 'vmhost',
+    remoteDataset: 'tank/vm',
+    tag: 'offsite',
+    startedAt: NOW - 120,
+    endedAt: NOW - 60,
+    exitCode: 0,
+    outcome: {
+      receivedSnapshots: 3,
+      receivedBytes: 12_345_678,
+      expiredSnapshots: 1,
+      newest: { name: 'daily-1', creation: NOW - 2 * HOUR },
+      tagAt: 'daily-1',
+    },
+    ...overrides,
+  };
+}
+
+const failure = (overrides: Partial<RunReport> = {}) =>
+  report({
+    exitCode: 4,
+    errorCode: 'EDIVERGED',
+    error: 'local dataset backup/vm has snapshots newer than the common one',
+    outcome: undefined,
+    endedAt: NOW - 30,
+    ...overrides,
+  });
+
+describe('run records', () => {
+  test('a failed run replaces the last run but keeps the last success, the newest snapshot and the tag', () => {
+    const good = nextRecord(undefined, report());
+    const bad = nextRecord(good, failure());
+    assert.equal(bad.lastRun.exitCode, 4);
+    assert.equal(bad.lastRun.errorCode, 'EDIVERGED');
+    assert.equal(bad.lastRun.receivedBytes, 0);
+    assert.equal(bad.lastSuccessAt, NOW - 60);
+    assert.deepEqual(bad.newest, { name: 'daily-1', creation: NOW - 2 * HOUR });
+    assert.equal(bad.tagAt, 'daily-1');
+    const never = nextRecord(undefined, failure());
+    assert.equal(never.lastSuccessAt, undefined);
+    assert.equal(never.newest, undefined);
+  });
+
+  test('records round-trip through a directory; foreign files and one kind per name are kept apart', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zr-records-'));
+    try {
+      writeRecord(dir, nextRecord(undefined, report({ localDataset: 'backup/a.tree' })));
+      writeRecord(
+        dir,
+        nextRecord(undefined, report({ kind: 'tree', localDataset: 'backup/a', members: ['backup/a'] })),
+      );
+      writeFileSync(join(dir, 'dataset-broken.json'), '{"version":1');
+      writeFileSync(join(dir, 'notes.txt'), 'not a record');
+      const records = readRecords(dir);
+      assert.deepEqual(records.map((record) => [record.kind, record.localDataset]).sort(), [
+        ['dataset', 'backup/a.tree'],
+        ['tree', 'backup/a'],
+      ]);
+      assert.notEqual(recordFileName('dataset', 'backup/a.tree'), recordFileName('tree', 'backup/a'));
+      assert.deepEqual(
+        readdirSync(dir).filter((name) => name.endsWith('.tmp')),
+        [],
+        'no temporary file left behind',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a file that is not a record reads as none', () => {
+    assert.equal(parseRecord('not json'), undefined);
+    assert.equal(parseRecord('{"version":2}'), undefined);
+    assert.equal(parseRecord('null'), undefined);
+    assert.ok(parseRecord(JSON.stringify(nextRecord(undefined, report()))));
+  });
+});
+
+describe('status rows and the table', () => {
+  test('a record becomes a row: lag, result, error line, last success', () => {
+    const record = nextRecord(nextRecord(undefined, report()), failure());
+    const row = statusRow('backup/vm', record, NOW);
+    assert.equal(row.remote, 'vmhost:tank/vm');
+    assert.equal(row.newest?.ageSeconds, 2 * HOUR);
+    assert.equal(row.lastRun?.result, 'conflict EDIVERGED');
+    assert.equal(row.lastSuccess?.ageSeconds, 60);
+    assert.deepEqual(statusRow('backup/none', undefined, NOW), { dataset: 'backup/none' });
+    assert.equal(
+      statusRow('x', nextRecord(undefined, failure({ exitCode: 3, errorCode: 'ELOCKED' })), NOW).lastRun?.result,
+      'locked',
+    );
+  });
+
+  test('selection: every replica recorded, or the given ones, with -R their tree members and replicas under them', () => {
+    const records = [
+      nextRecord(undefined, report({ localDataset: 'backup/vm' })),
+      nextRecord(undefined, report({ localDataset: 'backup/vm/web' })),
+      nextRecord(undefined, report({ localDataset: 'backup/vmx' })),
+      nextRecord(
+        undefined,
+        report({ kind: 'tree', localDataset: 'backup/vm', members: ['backup/vm', 'backup/vm/db'] }),
+      ),
+    ];
+    assert.deepEqual(selectDatasets(records, [], false), ['backup/vm', 'backup/vm/web', 'backup/vmx']);
+    assert.deepEqual(selectDatasets(records, ['backup/vm'], false), ['backup/vm']);
+    assert.deepEqual(selectDatasets(records, ['backup/vm'], true), ['backup/vm', 'backup/vm/db', 'backup/vm/web']);
+  });
+
+  test('ages read at a glance', () => {
+    assert.deepEqual([45, 12 * 60, 5 * HOUR + 7 * 60, 3 * 86_400 + 4 * HOUR, -5].map(formatAge), [
+      '45s',
+      '12m',
+      '5h07m',
+      '3d04h',
+      '0s',
+    ]);
+  });
+
+  test('the table fits 80 columns: long names on their own line, long error lines wrapped, nothing cut', () => {
+    const longName = 'backuppool/offsite/customers/very-long-customer-name/virt/machines';
+    const longError = `could not reach ${'x'.repeat(30)} over ssh: ssh: connect to host vmhost port 22: No route to host, and more words to wrap here`;
+    const rows = [
+      statusRow('backup/vm', nextRecord(undefined, report()), NOW),
+      statusRow(
+        longName,
+        nextRecord(undefined, failure({ localDataset: longName, error: longError, exitCode: 1, errorCode: 'ESSH' })),
+        NOW,
+      ),
+      statusRow('backup/new', undefined, NOW),
+    ];
+    const lines = renderTable(rows, NOW);
+    for (const line of lines) assert.ok(line.length <= 80, `${line.length} columns: ${line}`);
+    assert.match(lines[0]!, /^DATASET +LAG +LAST RUN +RESULT +LAST OK$/);
+    assert.match(lines[1]!, /^backup\/vm +2h00m +1m ago +ok +1m ago$/);
+    assert.ok(lines.includes(longName), 'the long name stands alone');
+    assert.match(lines[lines.indexOf(longName) + 1]!, /^ +- +30s ago +failed ESSH +never$/);
+    const joined = lines.join(' ').replace(/\s+/g, ' ');
+    assert.ok(joined.includes(longError.replace(/\s+/g, ' ')), 'the whole error line is there');
+    assert.ok(lines.includes('  never run on this host (no record)'));
+    const columns = lines[0]!.indexOf('LAG');
+    assert.equal(lines[1]!.indexOf('2h00m'), columns, 'aligned');
+  });
+});
+
+describe('check: verdict and plugin line', () => {
+  const row = (record: RunRecord | undefined, now = NOW) => statusRow('backup/vm', record, now);
+  const good = nextRecord(undefined, report());
+
+  test('lag decides: OK, WARNING past warn, CRITICAL past crit', () => {
+    assert.equal(judge(row(good), THRESHOLDS).state, CheckState.Ok);
+    assert.equal(judge(row(good, NOW + 25 * HOUR), THRESHOLDS).state, CheckState.Warning);
+    assert.equal(judge(row(good, NOW + 49 * HOUR), THRESHOLDS).state, CheckState.Critical);
+  });
+
+  test('a failed last run is at least WARNING with a small lag; a locked one is not; never replicated is CRITICAL', () => {
+    const failed = judge(row(nextRecord(good, failure())), THRESHOLDS);
+    assert.deepEqual(failed, { state: CheckState.Warning, reason: 'backup/vm last run conflict EDIVERGED, lag 2h00m' });
+    const locked = nextRecord(good, failure({ exitCode: 3, errorCode: 'ELOCKED' }));
+    assert.equal(judge(row(locked), THRESHOLDS).state, CheckState.Ok);
+    assert.equal(
+      judge(row(nextRecord(good, failure())), { warnSeconds: HOUR, critSeconds: 2 * HOUR }).state,
+      CheckState.Critical,
+    );
+    const never = judge(row(nextRecord(undefined, failure({ exitCode: 1, errorCode: 'ESSH' }))), THRESHOLDS);
+    assert.deepEqual(never, {
+      state: CheckState.Critical,
+      reason: 'backup/vm never replicated (last run failed ESSH)',
+    });
+    assert.equal(judge(row(undefined), THRESHOLDS).reason, 'backup/vm never replicated (no run recorded)');
+  });
+
+  test('one line with perfdata; for a tree the worst member decides and is named', () => {
+    assert.deepEqual(checkLine([row(good)], THRESHOLDS), {
+      state: CheckState.Ok,
+      line: 'ZFS_REPLICATE OK: backup/vm lag 2h00m | lag=7200s;93600;180000;0 last_success_age=60s;;;0',
+    });
+    const members = [
+      row(good),
+      statusRow('backup/vm/web', nextRecord(undefined, failure({ localDataset: 'backup/vm/web' })), NOW),
+      statusRow('backup/vm/db', nextRecord(undefined, report({ localDataset: 'backup/vm/db' })), NOW + HOUR),
+    ];
+    assert.deepEqual(checkLine(members, THRESHOLDS), {
+      state: CheckState.Critical,
+      line: 'ZFS_REPLICATE CRITICAL: backup/vm/web never replicated (last run conflict EDIVERGED) (1 of 3 datasets not OK) | lag=U;93600;180000;0 last_success_age=U;;;0',
+    });
+  });
+});
+
+describe('metrics text', () => {
+  test('every family has HELP and TYPE, gauges only, labels escaped, no timestamps, no series for what is unknown', () => {
+    const text = renderMetrics([
+      nextRecord(undefined, report()),
+      nextRecord(undefined, failure({ localDataset: 'backup/we"ird\\name', remoteHost: 'h' })),
+    ]);
+    const families = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((match) => [match[1], match[2]]);
+    assert.equal(families.length, 8);
+    assert.ok(families.every(([name, type]) => name?.startsWith('zfs_replicate_') && type === 'gauge'));
+    assert.ok(
+      families.every(([name]) => !name?.endsWith('_total')),
+      '_total is for counters only',
+    );
+    assert.equal([...text.matchAll(/^# HELP /gm)].length, 8);
+    assert.match(
+      text,
+      /^zfs_replicate_last_run_received_bytes\{dataset="backup\/vm",remote="vmhost:tank\/vm"\} 12345678$/m,
+    );
+    assert.match(
+      text,
+      /^zfs_replicate_newest_snapshot_timestamp_seconds\{dataset="backup\/vm",remote="vmhost:tank\/vm"\} 1799992800$/m,
+    );
+    assert.match(
+      text,
+      /^zfs_replicate_last_run_exit_code\{dataset="backup\/we\\"ird\\\\name",remote="h:tank\/vm"\} 4$/m,
+    );
+    assert.doesNotMatch(text, /^zfs_replicate_last_success_timestamp_seconds\{dataset="backup\/we/m);
+    for (const line of text.split('\n').filter((line) => line && !line.startsWith('#')))
+      assert.match(line, /^\w+\{[^}]*\} -?[\d.]+$/, 'name{labels} value, no timestamp');
+    assert.equal(escapeLabel('a\nb'), 'a\\nb');
+  });
+
+  test('a shared metrics file shows every replica whose runs name it, and only those', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zr-metrics-'));
+    try {
+      const file = join(dir, 'zfs_replicate.prom');
+      writeRecord(dir, nextRecord(undefined, report({ localDataset: 'backup/a', metricsFile: file })));
+      writeRecord(dir, nextRecord(undefined, report({ localDataset: 'backup/b', metricsFile: file })));
+      writeRecord(
+        dir,
+        nextRecord(undefined, report({ localDataset: 'backup/c', metricsFile: join(dir, 'other.prom') })),
+      );
+      writeMetricsFile(file, dir);
+      const text = readFileSync(file, 'utf8');
+      assert.match(text, /dataset="backup\/a"/);
+      assert.match(text, /dataset="backup\/b"/);
+      assert.doesNotMatch(text, /dataset="backup\/c"/);
+      assert.deepEqual(
+        readdirSync(dir).filter((name) => name.endsWith('.tmp')),
+        [],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('summary line', () => {
+  test('per dataset and the total of a tree', () => {
+    const entry = { receivedSnapshots: 3, receivedBytes: 12_300_000, expiredSnapshots: 1, seconds: 4 };
+    assert.equal(summaryLine(entry), 'summary: received 3 snapshots, 12.3 MB in 4.0 s, 3.1 MB/s, expired 1 snapshot');
+    const total = totalEntry(
+      [
+        { ...entry, label: 'a' },
+        { ...entry, label: 'b', receivedSnapshots: 1 },
+      ],
+      9,
+    );
+    assert.equal(
+      summaryLine(total),
+      'summary: total (2 datasets): received 4 snapshots, 24.6 MB in 9.0 s, 2.7 MB/s, expired 2 snapshots',
+    );
+  });
+});
+
+describe('subcommands on the command line', () => {
+  test('status and check are subcommands; -h HOST is still a pull, also from a host called "status"', () => {
+    assert.equal(observerCommand(['status']), 'status');
+    assert.equal(observerCommand(['check', '-l', 'backup/vm']), 'check');
+    assert.equal(
+      observerCommand(['-h', 'status', '-r', 'tank/vm', '-l', 'backup/vm', '-t', 't', '-k', '1']),
+      undefined,
+    );
+    const pull = parseArgs(['-h', 'status', '-r', 'tank/vm', '-l', 'backup/vm', '-t', 't', '-k', '1']);
+    assert.ok('host' in pull && pull.host === 'status');
+    assert.equal(observerCommand([]), undefined);
+  });
+
+  test('check: -l, -R, --warn and --crit as durations or seconds; ZFS_REPLICATE_STATE_DIR applies', () => {
+    const parsed = parseObserverArgs('check', ['-l', 'backup/vm', '-R', '--warn', '26h', '--crit', '180000'], {
+      ZFS_REPLICATE_STATE_DIR: '/srv/state',
+      ZFS_REPLICATE_HOST: 'ignored by check',
+    }) as CheckSettings;
+    assert.deepEqual(parsed, {
+      datasets: ['backup/vm'],
+      recursive: true,
+      json: false,
+      stateDir: '/srv/state',
+      warnSeconds: 93_600,
+      critSeconds: 180_000,
+    });
+  });
+
+  test('usage errors: one line each', () => {
+    const cases: Array<[Parameters<typeof parseObserverArgs>[0], string[], RegExp]> = [
+      ['check', ['--warn', '1h', '--crit', '2h'], /missing required option -l/],
+      ['check', ['-l', 'backup/vm', '--crit', '2h'], /missing required option --warn/],
+      ['check', ['-l', 'backup/vm', '--warn', 'soon', '--crit', '2h'], /--warn: "soon" is not a duration/],
+      ['check', ['-l', 'backup/vm', '--warn', '3h', '--crit', '2h'], /--warn must not be longer than --crit/],
+      ['check', ['-l', 'backup/vm', '--warn', '1h', '--warn', '2h', '--crit', '3h'], /--warn was given more than once/],
+      ['check', ['-l', 'bad//name', '--warn', '1h', '--crit', '2h'], /-l\/--local: dataset name/],
+      ['status', ['--json', '--bogus'], /Unknown argument: bogus/],
+      ['status', ['-R'], /-R needs -l/],
+      ['status', ['--warn', '1h'], /Unknown argument: warn/],
+    ];
+    for (const [command, argv, message] of cases) {
+      assert.throws(
+        () => parseObserverArgs(command, argv, {}),
+        (error: unknown) => error instanceof UsageError && message.test(error.message) && !error.message.includes('\n'),
+        `${command} ${argv.join(' ')}`,
+      );
+    }
+  });
+});
+
+describe('check answers UNKNOWN when it cannot decide', () => {
+  test('a usage error and unreadable records: exit 3, one UNKNOWN line on stdout', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zr-unknown-'));
+    try {
+      const notADirectory = join(dir, 'file');
+      writeFileSync(notADirectory, '');
+      const printed: string[] = [];
+      const print = (line: string) => printed.push(line);
+      assert.equal(runObserver('check', ['-l', 'backup/vm', '--warn', '1h'], print), 3);
+      assert.equal(
+        runObserver('check', ['-l', 'backup/vm', '--warn', '1h', '--crit', '2h', '--state-dir', notADirectory], print),
+        3,
+      );
+      assert.deepEqual(printed.length, 2);
+      assert.match(printed[0]!, /^ZFS_REPLICATE UNKNOWN: missing required option --crit \(see check --help\)$/);
+      assert.match(printed[1]!, /^ZFS_REPLICATE UNKNOWN: cannot read the records in .*file: ENOTDIR/);
+      assert.equal(
+        runObserver('check', ['-l', 'backup/vm', '--warn', '1h', '--crit', '2h', '--state-dir', dir], print),
+        2,
+      );
+      assert.match(printed[2]!, /^ZFS_REPLICATE CRITICAL: backup\/vm never replicated \(no run recorded\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
