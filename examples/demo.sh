@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash test/setup.sh
 TESTBED=test/testbed/testbed.sh
-CLI=$PWD/dist/src/cli/main.js
+CLI=$PWD/dist/zfs_replicate.mjs
 on() { bash "$TESTBED" on "$@"; }
 # What cron would run: its minimal PATH; -v to show the info lines a cron job keeps quiet.
 # Each host keeps its run records in the test bed, not in this machine's /var/lib/zfs_replicate.

@@ -34,4 +34,4 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
-npx --no-install tsc -p tsconfig.json
+npm run --silent build

@@ -278,11 +278,15 @@ function reportFailure(error: unknown, log: Logger): ExitCode {
   return ExitCode.Failure;
 }
 
+/** The bundle (dist/zfs_replicate.mjs) and the compiled tree (dist/src/cli/main.js) sit at different depths. */
 function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return manifest.version;
+  for (let directory = new URL('.', import.meta.url); ; directory = new URL('..', directory)) {
+    try {
+      return (JSON.parse(readFileSync(new URL('package.json', directory), 'utf8')) as { version: string }).version;
+    } catch (error) {
+      if (directory.pathname === '/') throw error;
+    }
+  }
 }
 
 main(process.argv.slice(2)).then((code) => {

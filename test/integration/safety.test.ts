@@ -286,7 +286,7 @@ describe('safety: every promise holds on the worst day', () => {
         );
         await run.waitForLine(/receiving/);
         // The bracket keeps pkill from matching the shell that runs it.
-        await tb.sh('beta', 'pkill -KILL -f "[d]ist/src/cli/main.js -h alpha -r tank/kill/src" || true');
+        await tb.sh('beta', 'pkill -KILL -f "[d]ist/zfs_replicate.mjs -h alpha -r tank/kill/src" || true');
         await run.done;
       } finally {
         await tb.rate('alpha', 'off');

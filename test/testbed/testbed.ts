@@ -15,7 +15,7 @@ export const TESTBED_SCRIPT = join(PROJECT_ROOT, 'test/testbed/testbed.sh');
 /** Where testbed.sh keeps its state, and the prefix of its namespaces: set both to run a second bed beside one. */
 export const TESTBED_DIR = process.env.ZR_TESTBED_DIR ?? '/var/tmp/zfs_replicate-testbed';
 export const TESTBED_NS = process.env.ZR_TESTBED_NS ?? 'zrt';
-export const CLI = join(PROJECT_ROOT, 'dist/src/cli/main.js');
+export const CLI = join(PROJECT_ROOT, 'dist/zfs_replicate.mjs');
 /** cron's environment: no sbin in PATH, no HOME assumptions beyond root's. */
 export const CRON_PATH = '/usr/bin:/bin';
 
