@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { shellJoin } from '../../src/exec/quote.js';
 import { formatBytes } from '../../src/transport/progress.js';
-import { CLI, CRON_PATH, type CommandOutcome, Testbed } from '../testbed/testbed.js';
+import { CLI, type CommandOutcome, Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, snapshotSeries, sourceWithSnapshots } from './helpers.js';
 
 const PULL_FLAGS = (remote: string, local: string, tag: string) => [
@@ -21,7 +21,7 @@ const PULL_FLAGS = (remote: string, local: string, tag: string) => [
 /** Runs zfs_replicate on beta under a pseudo-terminal (`script`), as an operator at a shell would. */
 function pullOnTerminal(tb: Testbed, args: string[]): Promise<CommandOutcome> {
   return tb.on('beta', ['script', '-qfec', shellJoin(['node', CLI, ...args]), '/dev/null'], {
-    env: { PATH: CRON_PATH, HOME: '/root', LANG: 'C' },
+    env: Testbed.cronEnvironment('beta'),
   });
 }
 
@@ -147,7 +147,7 @@ describe('progress and --bwlimit on real zfs-fuse hosts', () => {
             ...PULL_FLAGS('tank/bw/src', 'tank/bw/free', 'free'),
             ...extra,
           ],
-          { env: { PATH: CRON_PATH, HOME: '/root', LANG: 'C' } },
+          { env: Testbed.cronEnvironment('beta') },
         );
       const limited = await withoutMeters(['--bwlimit', '1M']);
       assertExit(limited, 2, 'no limiter');

@@ -102,9 +102,12 @@ export class Testbed {
    * host's own state directory in the test bed, never to this machine's /var/lib/zfs_replicate.
    */
   cli(host: string, args: readonly string[]): Promise<CommandOutcome> {
-    return this.on(host, ['node', CLI, ...args], {
-      env: { PATH: CRON_PATH, HOME: '/root', LANG: 'C', ZFS_REPLICATE_STATE_DIR: Testbed.stateDir(host) },
-    });
+    return this.on(host, ['node', CLI, ...args], { env: Testbed.cronEnvironment(host) });
+  }
+
+  /** cron's environment for zfs_replicate on `host`, with the run records kept in the test bed. */
+  static cronEnvironment(host: string): Record<string, string> {
+    return { PATH: CRON_PATH, HOME: '/root', LANG: 'C', ZFS_REPLICATE_STATE_DIR: Testbed.stateDir(host) };
   }
 
   /** Where zfs_replicate run by cli() on `host` keeps its run records. */
