@@ -34,6 +34,11 @@ export async function poolSnapshot(tb: Testbed, host: string): Promise<string> {
   return outcome.stdout;
 }
 
+/** The standard flags of a pull from `from`. */
+export function pullArgs(from: string, remote: string, local: string, tag: string): string[] {
+  return ['-h', from, '-r', remote, '-l', local, '-t', tag, '-k', '30', '--ssh-option', 'ServerAliveInterval=1'];
+}
+
 /** Runs zfs_replicate with the standard flags plus `extra`. */
 export function pull(
   tb: Testbed,
@@ -44,21 +49,7 @@ export function pull(
   tag: string,
   extra: string[] = [],
 ): Promise<CommandOutcome> {
-  return tb.cli(on, [
-    '-h',
-    from,
-    '-r',
-    remote,
-    '-l',
-    local,
-    '-t',
-    tag,
-    '-k',
-    '30',
-    '--ssh-option',
-    'ServerAliveInterval=1',
-    ...extra,
-  ]);
+  return tb.cli(on, [...pullArgs(from, remote, local, tag), ...extra]);
 }
 
 export async function snapshotSeries(tb: Testbed, host: string, dataset: string, names: string[]): Promise<void> {

@@ -3,20 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { shellJoin } from '../../src/exec/quote.js';
 import { formatBytes } from '../../src/transport/progress.js';
 import { CLI, type CommandOutcome, Testbed } from '../testbed/testbed.js';
-import { assertExit, pull, snapshotSeries, sourceWithSnapshots } from './helpers.js';
-
-const PULL_FLAGS = (remote: string, local: string, tag: string) => [
-  '-h',
-  'alpha',
-  '-r',
-  remote,
-  '-l',
-  local,
-  '-t',
-  tag,
-  '-k',
-  '30',
-];
+import { assertExit, pull, pullArgs, snapshotSeries, sourceWithSnapshots } from './helpers.js';
 
 /** Runs zfs_replicate on beta under a pseudo-terminal (`script`), as an operator at a shell would. */
 function pullOnTerminal(tb: Testbed, args: string[]): Promise<CommandOutcome> {
@@ -63,7 +50,7 @@ describe('progress and --bwlimit on real zfs-fuse hosts', () => {
       await tb.rate('alpha', '16mbit');
       let run: CommandOutcome;
       try {
-        run = await pullOnTerminal(tb, PULL_FLAGS(src, dst, 'beta'));
+        run = await pullOnTerminal(tb, pullArgs('alpha', src, dst, 'beta'));
       } finally {
         await tb.rate('alpha', 'off');
       }
@@ -144,7 +131,7 @@ describe('progress and --bwlimit on real zfs-fuse hosts', () => {
             'PATH=/tmp/zr-bin',
             process.execPath,
             CLI,
-            ...PULL_FLAGS('tank/bw/src', 'tank/bw/free', 'free'),
+            ...pullArgs('alpha', 'tank/bw/src', 'tank/bw/free', 'free'),
             ...extra,
           ],
           { env: Testbed.cronEnvironment('beta') },

@@ -11,6 +11,7 @@ import { describeExpiry } from '../../src/retention/describe.js';
 import { sshArguments } from '../../src/transport/ssh.js';
 import { pipefailScript, streamStages } from '../../src/transport/stream.js';
 import type { HostFeatures, Snapshot } from '../../src/zfs/types.js';
+import { FUSE_FEATURES } from '../fakes/fake-zfs.js';
 
 const snap = (name: string, createtxg: number, creation = 1_000_000): Snapshot => ({
   name,
@@ -105,13 +106,7 @@ describe('describeExpiry (the dry-run lines of expiry)', () => {
 });
 
 describe('streamStages (the processes of one stream)', () => {
-  const features = (tools: string[]): HostFeatures => ({
-    zfsVersion: undefined,
-    parsableList: false,
-    holdsCommand: false,
-    openzfs: false,
-    tools: new Set(tools),
-  });
+  const features = (tools: string[]): HostFeatures => ({ ...FUSE_FEATURES, tools: new Set(tools) });
   const remoteEnd = { ...localEndpoint, label: 'alpha', isRemote: true };
   const send = ['zfs', 'send', 'tank/a@b'];
   const recv = ['zfs', 'recv', '-u', 'backup/a'];

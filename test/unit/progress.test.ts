@@ -20,6 +20,7 @@ import {
 import { streamStages } from '../../src/transport/stream.js';
 import { LOCAL_PROBE_SCRIPT, PROBE_SCRIPT, parseProbe } from '../../src/zfs/probe.js';
 import type { HostFeatures } from '../../src/zfs/types.js';
+import { FUSE_FEATURES } from '../fakes/fake-zfs.js';
 
 describe('parseRate (--bwlimit)', () => {
   test('binary units, as pv and mbuffer read them; a plain number is bytes per second', () => {
@@ -157,13 +158,7 @@ describe('meterPlan and the pv stage', () => {
     });
   });
 
-  const features = (tools: string[]): HostFeatures => ({
-    zfsVersion: undefined,
-    parsableList: false,
-    holdsCommand: false,
-    openzfs: false,
-    tools: new Set(tools),
-  });
+  const features = (tools: string[]): HostFeatures => ({ ...FUSE_FEATURES, tools: new Set(tools) });
   const source = { endpoint: { ...localEndpoint, label: 'alpha', isRemote: true }, features: features(['lz4']) };
   const send = ['zfs', 'send', 'tank/a@b'];
   const recv = ['zfs', 'recv', '-u', 'backup/a'];

@@ -19,6 +19,7 @@ import { getArgv, listArgv } from '../../src/zfs/listing.js';
 import { PROBE_SCRIPT, parseProbe } from '../../src/zfs/probe.js';
 import { sendFlags } from '../../src/zfs/stream-args.js';
 import type { HostFeatures, Snapshot } from '../../src/zfs/types.js';
+import { FUSE_FEATURES } from '../fakes/fake-zfs.js';
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const SERVE = join(PROJECT_ROOT, 'bin/zfs_replicate-serve');
@@ -144,13 +145,7 @@ const OPENZFS: HostFeatures = {
   openzfs: true,
   tools: new Set(['lz4', 'zstd', 'mbuffer']),
 };
-const ZFS_FUSE: HostFeatures = {
-  zfsVersion: undefined,
-  parsableList: false,
-  holdsCommand: false,
-  openzfs: false,
-  tools: new Set(['lz4']),
-};
+const ZFS_FUSE: HostFeatures = { ...FUSE_FEATURES, tools: new Set(['lz4']) };
 const remoteEndpoint: Endpoint = {
   label: 'source',
   isRemote: true,

@@ -4,14 +4,9 @@ import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { datasetNameProblem } from '../../src/zfs/names.js';
 import { receiveArgv, replicaProperties, sendFlags } from '../../src/zfs/stream-args.js';
 import type { HostFeatures } from '../../src/zfs/types.js';
+import { FUSE_FEATURES } from '../fakes/fake-zfs.js';
 
-const fuse: HostFeatures = {
-  zfsVersion: undefined,
-  parsableList: false,
-  holdsCommand: false,
-  openzfs: false,
-  tools: new Set(),
-};
+const fuse: HostFeatures = FUSE_FEATURES;
 const openzfs: HostFeatures = {
   zfsVersion: 'zfs-2.3.2',
   parsableList: true,
