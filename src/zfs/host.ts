@@ -159,7 +159,10 @@ export class ZfsHost implements ZfsOperations {
    * fails with this message. The parent is only a container for the replica, so it need not be mounted.
    */
   async createParents(dataset: string): Promise<void> {
-    await this.succeedsUnless(['zfs', 'create', '-p', dataset], /successfully created, but it may only be mounted by root/);
+    await this.succeedsUnless(
+      ['zfs', 'create', '-p', dataset],
+      /successfully created, but it may only be mounted by root/,
+    );
   }
 
   async setProperty(dataset: string, property: string, value: string): Promise<void> {
