@@ -300,8 +300,8 @@ for (const version of ['2.3', '2.1'] as const) {
       assert.match(fromBookmark.stderr, /zfs send -L -e -c -i 'src\/u\/app#zfs_replicate-bk-\w+-\d+' src\/u\/app@d/);
       await assertSame('d');
       assert.match(
-        await guest.sh('zfs list -H -t bookmark -o name -d 1 src/u/app'),
-        /^src\/u\/app#zfs_replicate-bk-\w+-\d+\n$/,
+        await guest.sh('zfs list -Hp -t bookmark -o name,guid -d 1 src/u/app'),
+        new RegExp(`^src/u/app#zfs_replicate-bk-\\w+-\\d+\\t${(await guest.guids('src/u/app')).get('d')}$`),
         'the old bookmark is replaced by one of @d',
       );
 
