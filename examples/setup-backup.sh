@@ -31,9 +31,10 @@ elif [ "$(zfs get -H -o value mountpoint "$PARENT")" != none ]; then
 fi
 
 # 3. What a pull needs there, found by test (test/openzfs/allow-minimal.sh): receive the streams (receive,
-# create, mount), record the replica's claim (userprop: zfs_replicate:pull), hold the common snapshot (hold,
-# release), expire (destroy), and --rollback (rollback, and readonly: it sets readonly=on again).
-zfs allow -u "$ZR_USER" receive,create,mount,hold,release,destroy,rollback,readonly,userprop "$PARENT"
+# create, mount) with the replica's properties (readonly, canmount; userprop for com.sun:auto-snapshot and
+# the claim zfs_replicate:pull), hold the common snapshot (hold, release), expire (destroy), and --rollback
+# (rollback).
+zfs allow -u "$ZR_USER" receive,create,mount,hold,release,destroy,rollback,readonly,canmount,userprop "$PARENT"
 
 echo "the key to put on each source (setup-source.sh):"
 cat "$home/.ssh/id_ed25519.pub"

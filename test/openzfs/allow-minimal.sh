@@ -45,6 +45,9 @@ cycle() { # $1 a name, $2 source permissions, $3 backup permissions; prints ok o
   zfs allow -u zrecv "$2" "backup/m/$run"
   snap a && snap b
   replicate || { broke "initial"; return; }
+  # zfs recv -o skips a property the user may not set, and says nothing
+  [ "$(zfs get -H -o value,source readonly,canmount,com.sun:auto-snapshot "backup/m/$run/sub/data" | paste -sd' ')" = \
+    $'on\tlocal noauto\tlocal false\tlocal' ] || { broke "initial: the replica's properties"; return; }
   snap c && replicate || { broke "incremental"; return; }
   zfs release bk "src/m/$run@c" && zfs destroy "src/m/$run@c" && snap d
   replicate -vv && grep -q "send -L -e -c -i 'src/m/$run#" /tmp/allow-run.log || { broke "send from bookmark"; return; }

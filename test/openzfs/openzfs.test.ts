@@ -290,6 +290,11 @@ for (const version of ['2.3', '2.1'] as const) {
       assert.deepEqual(await guest.guids('backup/zr/sub/app'), await guest.guids('src/u/app'));
       assert.deepEqual([...(await guest.holds('src/u/app')).entries()], [['b', ['bk']]]);
       assert.deepEqual([...(await guest.holds('backup/zr/sub/app')).entries()], [['b', ['bk']]]);
+      // zfs recv -o skips, without a word, a property the user may not set: each needs its permission.
+      assert.equal(
+        await guest.sh('zfs get -H -o value,source readonly,canmount,com.sun:auto-snapshot backup/zr/sub/app'),
+        'on\tlocal\nnoauto\tlocal\nfalse\tlocal',
+      );
 
       // The base is lost on the source: the incremental goes from its bookmark, through the wrapper.
       await guest.sh(
