@@ -154,8 +154,15 @@ export class ZfsHost implements ZfsOperations {
     return values;
   }
 
+  /**
+   * A user with `zfs allow` rights is not root, and on Linux only root mounts: zfs then creates the dataset and
+   * fails with this message. The parent is only a container for the replica, so it need not be mounted.
+   */
   async createParents(dataset: string): Promise<void> {
-    await this.run(['zfs', 'create', '-p', dataset]);
+    await this.succeedsUnless(
+      ['zfs', 'create', '-p', dataset],
+      /successfully created, but it may only be mounted by root/,
+    );
   }
 
   async setProperty(dataset: string, property: string, value: string): Promise<void> {

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { shellJoin } from '../../src/exec/quote.js';
 import type { CommandOutcome } from '../testbed/testbed.js';
 
-const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const VM_SCRIPT = join(PROJECT_ROOT, 'test/openzfs/vm.sh');
 /** Guests reach each other (and themselves) through the host's forwarded ssh ports. */
 export const HOST_FROM_GUEST = '10.0.2.2';
@@ -60,11 +60,10 @@ export class Guest {
     return outcome.stdout;
   }
 
-  /** zfs_replicate in the guest, the way cron runs it (PATH=/usr/bin:/bin). */
-  cli(args: readonly string[]): Promise<CommandOutcome> {
-    return this.run(
-      `cd ${shellJoin([PROJECT_ROOT])} && PATH=/usr/bin:/bin /usr/local/bin/node dist/src/cli/main.js ${shellJoin(args)}`,
-    );
+  /** zfs_replicate in the guest, the way cron runs it (PATH=/usr/bin:/bin), as root or as `user`. */
+  cli(args: readonly string[], user?: string): Promise<CommandOutcome> {
+    const command = `cd ${shellJoin([PROJECT_ROOT])} && PATH=/usr/bin:/bin /usr/local/bin/node dist/src/cli/main.js ${shellJoin(args)}`;
+    return this.run(user === undefined ? command : `su ${user} -s /bin/sh -c ${shellJoin([command])}`);
   }
 
   /** `-h HOST -p PORT` for pulling from `source` (this guest itself, or another one). */

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { join } from 'node:path';
+import { after, beforeEach, describe, test } from 'node:test';
+import { shellJoin } from '../../src/exec/quote.js';
 import { assertExit, sleep } from '../integration/helpers.js';
 import type { CommandOutcome } from '../testbed/testbed.js';
-import { Guest } from './guest.js';
+import { Guest, HOST_FROM_GUEST, PROJECT_ROOT } from './guest.js';
 
 /** `zfs send -nvP` size of a send, as the guest's OpenZFS estimates it. */
 async function estimate(guest: Guest, sendArguments: string): Promise<number> {
@@ -24,8 +26,9 @@ const pull = (guest: Guest, source: Guest, remote: string, local: string, tag: s
 for (const version of ['2.3', '2.1'] as const) {
   describe(`real OpenZFS ${version} in a QEMU guest (the CLI pulls over ssh from the same guest)`, () => {
     let guest: Guest;
-    before(async () => {
-      guest = await Guest.up(version);
+    // Booted by the first test that runs, so that a --test-name-pattern run boots only the guests it needs.
+    beforeEach(async () => {
+      guest ??= await Guest.up(version);
     });
     after(async () => {
       await guest?.down();
@@ -254,15 +257,105 @@ for (const version of ['2.3', '2.1'] as const) {
         'each member bookmarks its own base',
       );
     });
+
+    test(`${version}: no root on either end (zfs allow, the forced command): a whole cycle; other destroys refused`, async () => {
+      // The README's setup, by its example scripts: zrbak runs the CLI here, zrsrc is the source's login,
+      // restricted to zfs_replicate-serve on src/u. Both reach this guest's sshd through the host.
+      const keyscan = `ssh-keyscan -p ${guest.port} ${HOST_FROM_GUEST} >>~/.ssh/known_hosts`;
+      await guest.sh(`cd ${shellJoin([PROJECT_ROOT])}
+        zfs create src/u && zfs create src/u/app && zfs create src/other && zfs snapshot src/other@x && zfs create backup/keep
+        for s in a b; do head -c 100000 /dev/urandom > /src/u/app/$s; zfs snapshot src/u/app@$s; done
+        ZR_USER=zrbak sh examples/setup-backup.sh backup/zr >/dev/null
+        ZR_USER=zrsrc ZR_SERVE=${shellJoin([join(PROJECT_ROOT, 'bin/zfs_replicate-serve')])} sh examples/setup-source.sh "$(cat /home/zrbak/.ssh/id_ed25519.pub)" ${HOST_FROM_GUEST} src/u >/dev/null
+        su zrbak -s /bin/sh -c ${shellJoin([keyscan])} 2>/dev/null`);
+      const unprivileged = (extra: string[] = []) =>
+        guest.cli(
+          [
+            ...['--user', 'zrsrc', ...Guest.from(guest), '--lock-dir', '/home/zrbak/lock'],
+            ...['-r', 'src/u/app', '-l', 'backup/zr/sub/app', '-t', 'bk', '-k', '30', ...extra],
+          ],
+          'zrbak',
+        );
+      const replicaSnapshots = async () => [...(await guest.guids('backup/zr/sub/app')).keys()];
+      const assertSame = async (snapshot: string) =>
+        assert.equal(
+          (await guest.guids('backup/zr/sub/app')).get(snapshot),
+          (await guest.guids('src/u/app')).get(snapshot),
+          `@${snapshot}`,
+        );
+
+      const initial = await unprivileged(['-v']);
+      assertExit(initial, 0, 'initial');
+      assert.match(initial.stderr, /created parent dataset backup\/zr\/sub/, 'zfs create -p without mounting');
+      assert.deepEqual(await guest.guids('backup/zr/sub/app'), await guest.guids('src/u/app'));
+      assert.deepEqual([...(await guest.holds('src/u/app')).entries()], [['b', ['bk']]]);
+      assert.deepEqual([...(await guest.holds('backup/zr/sub/app')).entries()], [['b', ['bk']]]);
+      // zfs recv -o skips, without a word, a property the user may not set: each needs its permission.
+      assert.equal(
+        await guest.sh('zfs get -H -o value,source readonly,canmount,com.sun:auto-snapshot backup/zr/sub/app'),
+        'on\tlocal\nnoauto\tlocal\nfalse\tlocal',
+      );
+
+      // The base is lost on the source: the incremental goes from its bookmark, through the wrapper.
+      await guest.sh(
+        'zfs release bk src/u/app@b && zfs destroy src/u/app@b && echo d > /src/u/app/d && zfs snapshot src/u/app@d',
+      );
+      const fromBookmark = await unprivileged(['-vv']);
+      assertExit(fromBookmark, 0, 'incremental, from the bookmark');
+      assert.match(fromBookmark.stderr, /zfs send -L -e -c -i 'src\/u\/app#zfs_replicate-bk-\w+-\d+' src\/u\/app@d/);
+      await assertSame('d');
+      assert.match(
+        await guest.sh('zfs list -Hp -t bookmark -o name,guid -d 1 src/u/app'),
+        new RegExp(`^src/u/app#zfs_replicate-bk-\\w+-\\d+\\t${(await guest.guids('src/u/app')).get('d')}$`),
+        'the old bookmark is replaced by one of @d',
+      );
+
+      // A receive cut short (here by root, with head): the unprivileged run resumes it with zfs send -t.
+      await guest.sh(`head -c 2000000 /dev/urandom > /src/u/app/e && zfs snapshot src/u/app@e
+        zfs send -L -e -c -i src/u/app@d src/u/app@e | head -c 300000 | zfs recv -s -u backup/zr/sub/app || true`);
+      assert.notEqual((await guest.sh('zfs get -H -o value receive_resume_token backup/zr/sub/app')).trim(), '-');
+      const resumed = await unprivileged(['-vv']);
+      assertExit(resumed, 0, 'resume');
+      assert.match(resumed.stderr, /zfs send -t 1-[0-9a-f]+-/);
+      assert.match(resumed.stderr, /received the rest of an interrupted receive/);
+      assert.equal((await guest.sh('zfs get -H -o value receive_resume_token backup/zr/sub/app')).trim(), '-');
+      await assertSame('e');
+
+      await sleep(3000);
+      await guest.sh('echo f > /src/u/app/f && zfs snapshot src/u/app@f');
+      assertExit(await unprivileged(['--keep', '2s']), 0, 'expiry');
+      assert.deepEqual(await replicaSnapshots(), ['f']);
+      assert.deepEqual([...(await guest.holds('src/u/app')).entries()], [['f', ['bk']]]);
+
+      // A snapshot made on the replica: a conflict, and nothing is destroyed until --rollback is asked for.
+      await guest.sh('zfs snapshot backup/zr/sub/app@local && echo g > /src/u/app/g && zfs snapshot src/u/app@g');
+      const conflict = await unprivileged();
+      assertExit(conflict, 4, 'diverged');
+      assert.match(conflict.stderr, /has diverged/);
+      assert.deepEqual(await replicaSnapshots(), ['f', 'local']);
+      assertExit(await unprivileged(['--rollback']), 0, '--rollback');
+      assert.deepEqual(await replicaSnapshots(), ['f', 'g']);
+
+      // The same users cannot destroy anything else: zfs refuses the backup user outside backup/zr and the
+      // source user outside src/u, and the key cannot even ask (the wrapper refuses).
+      const attempts = await guest.run(`su zrbak -s /bin/sh -c 'zfs destroy backup/keep'; echo "backup: $?"
+        su zrsrc -s /bin/sh -c 'zfs destroy src/other@x'; echo "source: $?"
+        su zrbak -s /bin/sh -c 'ssh -p ${guest.port} zrsrc@${HOST_FROM_GUEST} zfs destroy src/other@x'; echo "key, outside: $?"
+        su zrbak -s /bin/sh -c 'ssh -p ${guest.port} zrsrc@${HOST_FROM_GUEST} zfs destroy src/u/app@f'; echo "key, a snapshot: $?"`);
+      assert.match(attempts.stdout, /^backup: [1-9]\d*\nsource: [1-9]\d*\nkey, outside: 126\nkey, a snapshot: 126$/);
+      assert.equal(attempts.stderr.match(/permission denied/g)?.length, 2, attempts.stderr);
+      assert.equal(attempts.stderr.match(/^zfs_replicate-serve: refused: /gm)?.length, 2, attempts.stderr);
+      await guest.sh('zfs list backup/keep src/other@x src/u/app@f >/dev/null');
+    });
   });
 }
 
 describe('real OpenZFS across versions', () => {
   let v21: Guest;
   let v23: Guest;
-  before(async () => {
-    v23 = await Guest.up('2.3');
-    v21 = await Guest.up('2.1');
+  beforeEach(async () => {
+    v23 ??= await Guest.up('2.3');
+    v21 ??= await Guest.up('2.1');
   });
   after(async () => {
     await v21?.down();
