@@ -62,7 +62,7 @@ export class Guest {
 
   /** zfs_replicate in the guest, the way cron runs it (PATH=/usr/bin:/bin), as root or as `user`. */
   cli(args: readonly string[], user?: string): Promise<CommandOutcome> {
-    const command = `cd ${shellJoin([PROJECT_ROOT])} && PATH=/usr/bin:/bin /usr/local/bin/node dist/src/cli/main.js ${shellJoin(args)}`;
+    const command = `cd ${shellJoin([PROJECT_ROOT])} && PATH=/usr/bin:/bin /usr/local/bin/node dist/zfs_replicate.mjs ${shellJoin(args)}`;
     return this.run(user === undefined ? command : `su ${user} -s /bin/sh -c ${shellJoin([command])}`);
   }
 

@@ -271,7 +271,7 @@ for (const version of ['2.3', '2.1'] as const) {
       const unprivileged = (extra: string[] = []) =>
         guest.cli(
           [
-            ...['--user', 'zrsrc', ...Guest.from(guest), '--lock-dir', '/home/zrbak/lock'],
+            ...['--user', 'zrsrc', ...Guest.from(guest)],
             ...['-r', 'src/u/app', '-l', 'backup/zr/sub/app', '-t', 'bk', '-k', '30', ...extra],
           ],
           'zrbak',
@@ -290,6 +290,11 @@ for (const version of ['2.3', '2.1'] as const) {
       assert.deepEqual(await guest.guids('backup/zr/sub/app'), await guest.guids('src/u/app'));
       assert.deepEqual([...(await guest.holds('src/u/app')).entries()], [['b', ['bk']]]);
       assert.deepEqual([...(await guest.holds('backup/zr/sub/app')).entries()], [['b', ['bk']]]);
+      // No --lock-dir nor --state-dir: a non-root user's defaults are under its home.
+      const status = await guest.cli(['status', '-l', 'backup/zr/sub/app'], 'zrbak');
+      assertExit(status, 0, 'status');
+      assert.match(status.stdout, /^backup\/zr\/sub\/app +\S+ +\S+ ago +ok /m);
+      await guest.sh('test -d /home/zrbak/.local/state/zfs_replicate/locks');
       // zfs recv -o skips, without a word, a property the user may not set: each needs its permission.
       assert.equal(
         await guest.sh('zfs get -H -o value,source readonly,canmount,com.sun:auto-snapshot backup/zr/sub/app'),
