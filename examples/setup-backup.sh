@@ -15,7 +15,8 @@ ZR_USER=${ZR_USER:-zfs_replicate}
 
 # 1. The user, with a shell (cron runs its jobs through it) and an ssh key of its own.
 id "$ZR_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$ZR_USER"
-[ -e "$(getent passwd "$ZR_USER" | cut -d: -f6)/.ssh/id_ed25519" ] ||
+home=$(getent passwd "$ZR_USER" | cut -d: -f6)
+[ -e "$home/.ssh/id_ed25519" ] ||
   su "$ZR_USER" -s /bin/sh -c "ssh-keygen -q -t ed25519 -N '' -C '$ZR_USER@$(hostname)' -f ~/.ssh/id_ed25519"
 
 # 2. The container: never mounted (on Linux only root mounts, and a dataset created below a mounted parent
