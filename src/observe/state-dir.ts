@@ -22,13 +22,17 @@ export const SYSTEM_STATE_DIR = '/var/lib/zfs_replicate';
 
 /**
  * Where records live when --state-dir is not given: the system directory for root, and for a user who may
- * write there; else the user's own XDG state directory. `forReading`: a monitoring user (nagios) reads the
- * system directory whenever it exists, since the cron jobs it watches run as root.
+ * write there; else the user's own XDG state directory. `forReading` (status, check): that same directory when
+ * it exists, so a user sees its own runs; else the system one, so a monitoring user (nagios) that runs nothing
+ * itself reads the records of root's cron jobs.
  */
 export function defaultStateDir(environment: NodeJS.ProcessEnv, forReading: boolean): string {
-  if (process.getuid?.() === 0 || (forReading && existsSync(SYSTEM_STATE_DIR)) || mayWrite(SYSTEM_STATE_DIR)) {
-    return SYSTEM_STATE_DIR;
-  }
+  const own =
+    process.getuid?.() === 0 || mayWrite(SYSTEM_STATE_DIR) ? SYSTEM_STATE_DIR : userStateDir(environment);
+  return forReading && !existsSync(own) && existsSync(SYSTEM_STATE_DIR) ? SYSTEM_STATE_DIR : own;
+}
+
+function userStateDir(environment: NodeJS.ProcessEnv): string {
   const xdg = environment.XDG_STATE_HOME;
   return join(xdg?.startsWith('/') ? xdg : join(environment.HOME ?? homedir(), '.local/state'), 'zfs_replicate');
 }

@@ -29,7 +29,7 @@ zfs create -o canmount=off -o mountpoint=none backup/m
 
 # zfs_replicate as zrecv, pulling src/m/$run into backup/m/$run/sub/data
 replicate() {
-  su zrecv -s /bin/sh -c "cd $PROJECT && PATH=/usr/bin:/bin /usr/local/bin/node dist/src/cli/main.js --user zsend \
+  su zrecv -s /bin/sh -c "cd $PROJECT && PATH=/usr/bin:/bin /usr/local/bin/node dist/zfs_replicate.mjs --user zsend \
     -h 10.0.2.2 -p $PORT --lock-dir /home/zrecv/lock -r src/m/$run -l backup/m/$run/sub/data -t bk -k 30 $*" >/tmp/allow-run.log 2>&1
 }
 snap() { head -c "${2:-100000}" /dev/urandom >"/src/m/$run/$1" && zfs snapshot "src/m/$run@$1"; }

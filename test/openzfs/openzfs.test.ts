@@ -91,7 +91,7 @@ for (const version of ['2.3', '2.1'] as const) {
       try {
         const running = pull(guest, guest, 'src/t2', 'backup/t2', 'tag2');
         await guest.sh(
-          'for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t2" >/dev/null && break; sleep 0.1; done; sleep 6; pkill -TERM -f "main.j[s] .*backup/t2"',
+          'for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t2" >/dev/null && break; sleep 0.1; done; sleep 6; pkill -TERM -f "zfs_replicate.mj[s] .*backup/t2"',
         );
         cut = await running;
       } finally {
@@ -124,7 +124,7 @@ for (const version of ['2.3', '2.1'] as const) {
       try {
         const running = pull(guest, guest, 'src/t3', 'backup/t3', 'tag3');
         await guest.sh(
-          'for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t3" >/dev/null && break; sleep 0.1; done; sleep 5; pkill -TERM -f "main.j[s] .*backup/t3"',
+          'for i in $(seq 600); do pgrep -f "zfs rec[v] .*backup/t3" >/dev/null && break; sleep 0.1; done; sleep 5; pkill -TERM -f "zfs_replicate.mj[s] .*backup/t3"',
         );
         assertExit(await running, 5);
       } finally {
