@@ -27,8 +27,7 @@ export const SYSTEM_STATE_DIR = '/var/lib/zfs_replicate';
  * itself reads the records of root's cron jobs.
  */
 export function defaultStateDir(environment: NodeJS.ProcessEnv, forReading: boolean): string {
-  const own =
-    process.getuid?.() === 0 || mayWrite(SYSTEM_STATE_DIR) ? SYSTEM_STATE_DIR : userStateDir(environment);
+  const own = process.getuid?.() === 0 || mayWrite(SYSTEM_STATE_DIR) ? SYSTEM_STATE_DIR : userStateDir(environment);
   return forReading && !existsSync(own) && existsSync(SYSTEM_STATE_DIR) ? SYSTEM_STATE_DIR : own;
 }
 
