@@ -212,7 +212,15 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
     'with -j 4 a wide tree replicates every member over one ssh connection, each with its own record',
     { timeout: 300_000 },
     async () => {
-      const members = ['', ...Array.from({ length: 8 }, (_, index) => `/c${index}`), '/c0/g0', '/c0/g1', '/c5/g0'];
+      // sourceTree gives /db snapshots of its own.
+      const members = [
+        '',
+        '/db',
+        ...Array.from({ length: 7 }, (_, index) => `/c${index}`),
+        '/db/g0',
+        '/db/g1',
+        '/c5/g0',
+      ];
       const tree = await sourceTree('wide', members);
       for (const round of ['initial', 'incremental']) {
         if (round === 'incremental') {
