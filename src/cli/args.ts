@@ -13,6 +13,8 @@ export interface CliSettings {
   localDataset: string;
   recursive: boolean;
   exclude: string[];
+  /** With -R: how many members replicate at once. */
+  jobs: number;
   tag: string;
   keepSeconds: number;
   keepLabel: string;
@@ -51,6 +53,12 @@ const HOSTNAME = /^[A-Za-z0-9_.:%[\]-]+$/;
 const MBUFFER_SIZE = /^\d+(\.\d+)?[kKmMgG]?$/;
 const SSH_OPTION = /^[A-Za-z]+[= ]\S/;
 const REPEATABLE = new Set(['_', 'sshOption', 'exclude']);
+const DEFAULT_JOBS = 4;
+/**
+ * The members of a tree share the run's one ssh connection, and sshd allows 10 sessions on one connection
+ * (MaxSessions); a member holds at most two at once (a listing or a size estimate beside its stream).
+ */
+const MAX_JOBS = 5;
 
 const EPILOG = [
   'Pulls the snapshots of REMOTE_DATASET on HOST into LOCAL_DATASET over ssh, keeping the newest common',
@@ -103,6 +111,12 @@ export function parseArgs(
       type: 'string',
       array: true,
       describe: 'with -R: leave out this remote dataset and everything under it (repeatable)',
+    })
+    .option('jobs', {
+      alias: ['j'],
+      type: 'string',
+      defaultDescription: String(DEFAULT_JOBS),
+      describe: `with -R: members replicated at once, each after its parent (1-${MAX_JOBS})`,
     })
     .option('tag', {
       alias: ['t'],
@@ -233,6 +247,7 @@ export function parseArgs(
     localDataset,
     recursive: parsed.recursive,
     exclude,
+    jobs: jobs(parsed.jobs),
     tag,
     ...keepWindow(parsed.keep, parsed.keepDays),
     mbufferSize: checked(parsed.mbuffer, MBUFFER_SIZE, '-b/--mbuffer', 'a size such as 256M or 1G'),
@@ -290,6 +305,7 @@ const OPTION_GROUPS: ReadonlyArray<readonly string[]> = [
 const DEFAULTS = {
   recursive: false,
   exclude: [],
+  jobs: String(DEFAULT_JOBS),
   mbuffer: '256M',
   noCompress: false,
   noRaw: false,
@@ -321,6 +337,7 @@ interface Parsed {
   local?: string;
   recursive: boolean;
   exclude: string[];
+  jobs: string;
   tag?: string;
   keep?: string;
   keepDays?: string;
@@ -436,6 +453,13 @@ function readableFile(path: string, flag: string): string {
 
 function checked(value: string, pattern: RegExp, flag: string, expected: string): string {
   if (!pattern.test(value)) throw new UsageError(`${flag}: ${JSON.stringify(value)} is not ${expected}`);
+  return value;
+}
+
+function jobs(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1 || value > MAX_JOBS)
+    throw new UsageError(`-j/--jobs: ${JSON.stringify(text)} is not a number of jobs (1-${MAX_JOBS})`);
   return value;
 }
 

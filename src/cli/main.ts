@@ -210,7 +210,7 @@ async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecord
         }
       };
       const tree = await runTree(
-        { ...runSettings, exclude: settings.exclude },
+        { ...runSettings, exclude: settings.exclude, jobs: settings.jobs },
         {
           ...context,
           lockMember,

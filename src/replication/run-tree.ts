@@ -4,11 +4,14 @@ import type { Listing } from '../zfs/listing.js';
 import { isUnder } from '../zfs/names.js';
 import { CLAIM_PROPERTY } from './claim.js';
 import { runOnce } from './run-once.js';
+import { Slots } from './slots.js';
 import { type TreeMember, planTree } from './tree.js';
 import type { ReplicationContext, ReplicationSettings, RunOutcome } from './types.js';
 
 export interface TreeSettings extends ReplicationSettings {
   exclude: readonly string[];
+  /** How many members replicate at once (all over the run's one ssh connection). */
+  jobs: number;
 }
 
 export interface TreeContext extends ReplicationContext {
@@ -38,9 +41,9 @@ type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: str
 
 /**
  * `--recursive`: replicates every member of the tree on its own (its own base, holds, bookmark and expiry),
- * parents first. Every member is locked before the replicas are listed, so no member is planned from a
- * listing that another job (a single-dataset cron line on one member) could have made stale: that job's
- * run either finished before our listing or waits for our lock. One member's failure does not stop the
+ * up to `jobs` at once, each only after its parent. Every member is locked before the replicas are listed,
+ * so no member is planned from a listing that another job (a single-dataset cron line on one member) could
+ * have made stale: that job's run either finished before our listing or waits for our lock. One member's failure does not stop the
  * others; the run ends with one summary error naming every member that was not replicated.
  */
 export async function runTree(settings: TreeSettings, context: TreeContext): Promise<TreeOutcome> {
@@ -112,29 +115,35 @@ async function replicateMembers(
   };
   // Members are planned from the tree listing until one receives (or fails): a transfer can take hours, in
   // which the source's own pruning may destroy snapshots the listing still names. Later members list again.
+  // In parallel too: a member starts when another one ends, so while every ended member was a no-op the
+  // listing is only as old as those no-ops, however long the transfers still under way.
   let listingFresh = true;
   // New replicas that were not made this run: receiving a child first would create them with `zfs create`,
   // a plain dataset that could never become a replica. `failed` ones make their children failures too;
   // `waiting` ones (no snapshot yet at the source) only hold their children back, with one warning.
   const failed = new Set<string>();
   const waiting = new Map<string, string[]>();
-  for (const member of members) {
-    if (context.cancelSignal.aborted) break;
+  // Members run in parallel (a dry run's printed plans one after another), each only after its parent has
+  // ended: every check of `failed` and `waiting` below then sees all of the member's ancestors decided.
+  const slots = new Slots(settings.dryRun ? 1 : settings.jobs);
+  let interrupted: { error: unknown } | undefined;
+  const replicateMember = async (member: TreeMember): Promise<void> => {
+    if (context.cancelSignal.aborted) return;
     const isRoot = member.localDataset === settings.localDataset;
     const failedParent = [...failed].find((ancestor) => isUnder(member.localDataset, ancestor));
     if (failedParent !== undefined) {
       failed.add(member.localDataset);
       problems.push({ member, problem: 'failed', detail: `skipped: its parent ${failedParent} was not replicated` });
-      continue;
+      return;
     }
     const waitingParent = [...waiting.keys()].find((ancestor) => isUnder(member.localDataset, ancestor));
     if (waitingParent !== undefined) {
       if (!member.local.exists) waiting.get(waitingParent)?.push(member.localDataset);
-      continue;
+      return;
     }
     if (!isRoot && !member.local.exists && member.remote.snapshots.length === 0) {
       waiting.set(member.localDataset, []);
-      continue;
+      return;
     }
     const lockFailure = lockFailures.get(member.localDataset);
     if (lockFailure !== undefined) {
@@ -142,41 +151,69 @@ async function replicateMembers(
       context.memberDone?.(member, { error: lockFailure }, context.now().getTime() / 1000);
       if (!member.local.exists) failed.add(member.localDataset);
       problems.push({ member, problem: 'failed', detail: codeOf(lockFailure) });
-      continue;
+      return;
     }
     const memberLock = locks.get(member.localDataset);
     if (!isRoot && memberLock === undefined) {
       if (!member.local.exists) failed.add(member.localDataset);
-      continue;
+      return;
     }
-    if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
-    const startedAt = context.now().getTime() / 1000;
-    try {
-      const outcome = await runOnce(
-        { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
-        { ...context, lockFd: memberLock?.fd ?? context.lockFd },
-        { listed: listingFresh ? { remote: member.remote, local: member.local } : undefined, parentsArriving, claims },
-      );
-      if (!settings.dryRun && outcome.received) listingFresh = false;
-      total.receivedSnapshots += outcome.receivedSnapshots;
-      total.receivedBytes += outcome.receivedBytes;
-      total.expiredSnapshots += outcome.expiredSnapshots;
-      context.memberDone?.(member, { outcome }, startedAt);
-    } catch (error) {
-      const quiet =
-        !context.cancelSignal.aborted &&
-        error instanceof ConflictError &&
-        quietConflict(error, member, isRoot, remote.label, context);
-      if (!quiet) context.memberDone?.(member, { error }, startedAt);
-      if (context.cancelSignal.aborted) throw error;
-      if (quiet) continue;
-      // A conflict is found before anything runs; any other failure may come after a long transfer.
-      if (!(error instanceof ConflictError)) listingFresh = false;
-      log.error(`${member.localDataset}: ${errorMessage(error)}`);
-      if (!member.local.exists) failed.add(member.localDataset);
-      problems.push({ member, problem: error instanceof ConflictError ? 'conflict' : 'failed', detail: codeOf(error) });
-    }
+    await slots.run(async () => {
+      if (context.cancelSignal.aborted) return;
+      if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
+      const startedAt = context.now().getTime() / 1000;
+      try {
+        const outcome = await runOnce(
+          { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
+          { ...context, lockFd: memberLock?.fd ?? context.lockFd },
+          {
+            listed: listingFresh ? { remote: member.remote, local: member.local } : undefined,
+            parentsArriving,
+            claims,
+          },
+        );
+        if (!settings.dryRun && outcome.received) listingFresh = false;
+        total.receivedSnapshots += outcome.receivedSnapshots;
+        total.receivedBytes += outcome.receivedBytes;
+        total.expiredSnapshots += outcome.expiredSnapshots;
+        context.memberDone?.(member, { outcome }, startedAt);
+      } catch (error) {
+        const quiet =
+          !context.cancelSignal.aborted &&
+          error instanceof ConflictError &&
+          quietConflict(error, member, isRoot, remote.label, context);
+        if (!quiet) context.memberDone?.(member, { error }, startedAt);
+        if (context.cancelSignal.aborted) {
+          interrupted ??= { error };
+          return;
+        }
+        if (quiet) return;
+        // A conflict is found before anything runs; any other failure may come after a long transfer.
+        if (!(error instanceof ConflictError)) listingFresh = false;
+        log.error(`${member.localDataset}: ${errorMessage(error)}`);
+        if (!member.local.exists) failed.add(member.localDataset);
+        problems.push({
+          member,
+          problem: error instanceof ConflictError ? 'conflict' : 'failed',
+          detail: codeOf(error),
+        });
+      }
+    });
+  };
+  // The members come parents first: each one's nearest ancestor among them is already scheduled.
+  const ends = new Map<string, Promise<void>>();
+  for (const member of members) {
+    const parent = nearestAncestor(member.localDataset, [...ends.keys()]);
+    const parentEnd = (parent === undefined ? undefined : ends.get(parent)) ?? Promise.resolve();
+    ends.set(
+      member.localDataset,
+      parentEnd.then(() => replicateMember(member)),
+    );
   }
+  const ended = await Promise.allSettled(ends.values());
+  if (interrupted !== undefined) throw interrupted.error;
+  const unexpected = ended.find((end): end is PromiseRejectedResult => end.status === 'rejected');
+  if (unexpected !== undefined) throw unexpected.reason;
   for (const [member, children] of waiting) {
     const held =
       children.length > 0 ? `; ${children.length} dataset(s) under it wait for it: ${children.join(', ')}` : '';
@@ -246,6 +283,15 @@ function warnUnmatchedExcludes(settings: TreeSettings, context: TreeContext, rem
       );
     }
   }
+}
+
+function nearestAncestor(dataset: string, candidates: readonly string[]): string | undefined {
+  return candidates
+    .filter((candidate) => isUnder(dataset, candidate))
+    .reduce<string | undefined>(
+      (nearest, candidate) => (nearest && nearest.length > candidate.length ? nearest : candidate),
+      undefined,
+    );
 }
 
 function codeOf(error: unknown): string {

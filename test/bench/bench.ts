@@ -1,172 +1,384 @@
 /**
- * Benchmarks on the zfs-fuse test bed (root). Prints figures; asserts nothing (targets live here, not in tests).
- *   npm run bench [-- --runs N]
- * 1. Stream throughput: the hand-written bash pipeline vs our pipeline module with the same stages vs the CLI.
- * 2. Wall time of a no-op run and of a 200 MB incremental, with ssh handshakes per run; a no-op -R run over a tree.
- * 3. Planning cost against the number of snapshots (pure planner, in process).
+ * Benchmarks on the zfs-fuse test bed (root): zfs_replicate against syncoid (Debian's sanoid package) and against a
+ * hand-written pipeline, as one table of ratios. Asserts nothing (targets live here, not in tests).
+ *   npm run bench [-- --runs N] [--snapshots N] [--only 1,2,...]
+ * The machine is noisy (shared cores): every row alternates the two sides run by run (A B, B A, A B ...) and reports
+ * the median of the per-pair ratios, so a drift in the machine's speed hits both sides alike.
+ * syncoid runs with --no-sync-snap: it then replicates the snapshots that exist, the same job as ours (and it is
+ * syncoid's faster mode). It pulls as root@alpha with the `syncoid` shim on both hosts (zfs-fuse lacks `zfs get -t`).
  */
 import { performance } from 'node:perf_hooks';
+import { shellJoin } from '../../src/exec/quote.js';
 import { planReplication } from '../../src/replication/plan.js';
 import { runPipeline } from '../../src/transport/pipeline.js';
+import { getArgv } from '../../src/zfs/listing.js';
 import type { Snapshot } from '../../src/zfs/types.js';
-import { sshHandshakes } from '../integration/helpers.js';
-import { Testbed } from '../testbed/testbed.js';
+import { CLI, CRON_PATH, type CommandOutcome, Testbed } from '../testbed/testbed.js';
 
-const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 3;
+const flag = (name: string, fallback: number) =>
+  process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : fallback;
+const runs = Math.max(1, flag('--runs', 5));
+const snapshotCount = flag('--snapshots', 10_000);
+/** `--only 2,6`: run only these sections (numbered as below); all by default. */
+const only = process.argv.includes('--only')
+  ? new Set(
+      String(process.argv[process.argv.indexOf('--only') + 1])
+        .split(',')
+        .map(Number),
+    )
+  : undefined;
+const wanted = (section: number) => only === undefined || only.has(section);
 const MB = 1e6;
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-const format = (values: number[], unit: string) =>
-  `${median(values).toFixed(unit === 's' ? 2 : 0)} ${unit} (runs: ${values.map((value) => value.toFixed(unit === 's' ? 2 : 0)).join(', ')})`;
+const SYNCOID = '/usr/sbin/syncoid';
+const SYNCOID_TIMEOUT_S = 30;
 
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+/** One row of the table: `ratio` is ours against theirs in the row's own sense (time: lower is better). */
+interface Row {
+  measure: string;
+  ours: string;
+  theirs: string;
+  ratio: number;
+  target: string;
+  /** undefined: a figure for information, with no target of its own. */
+  met: boolean | undefined;
+}
+const rows: Row[] = [];
+
+/** Pairs of timings, alternating which side goes first; the ratio is the median of ours/theirs per pair. */
+interface Paired {
+  ours: number[];
+  theirs: number[];
+}
+async function alternate(
+  prepare: (run: number) => Promise<unknown>,
+  ours: (run: number) => Promise<unknown>,
+  theirs: (run: number) => Promise<unknown>,
+): Promise<Paired> {
+  const paired: Paired = { ours: [], theirs: [] };
+  for (let run = 0; run < runs; run++) {
+    await prepare(run);
+    if (run % 2 === 0) {
+      paired.ours.push(await timed(() => ours(run)));
+      paired.theirs.push(await timed(() => theirs(run)));
+    } else {
+      paired.theirs.push(await timed(() => theirs(run)));
+      paired.ours.push(await timed(() => ours(run)));
+    }
+  }
+  return paired;
+}
+const pairRatio = ({ ours, theirs }: Paired) => median(ours.map((value, index) => value / theirs[index]!));
+
+/** The action's wall time in seconds, unless it answers its own (a number of seconds). */
 async function timed(action: () => Promise<unknown>): Promise<number> {
   const started = performance.now();
-  await action();
-  return (performance.now() - started) / 1000;
+  const own = await action();
+  return typeof own === 'number' ? own : (performance.now() - started) / 1000;
+}
+
+const seconds = (values: number[]) => `${median(values).toFixed(2)} s`;
+
+/** A row comparing wall times: the ratio is ours/theirs, met when it is at most `atMost`. */
+function timeRow(measure: string, paired: Paired, atMost?: number, theirsNote = ''): void {
+  const ratio = pairRatio(paired);
+  rows.push({
+    measure,
+    ours: seconds(paired.ours),
+    theirs: `${seconds(paired.theirs)}${theirsNote}`,
+    ratio,
+    target: atMost === undefined ? '—' : `≤ ${atMost}`,
+    met: atMost === undefined ? undefined : ratio <= atMost,
+  });
+}
+
+/** A row comparing throughput of `megabytes` moved in the paired times: the ratio is ours/theirs (higher is better). */
+function throughputRow(measure: string, paired: Paired, megabytes: number, atLeast?: number): void {
+  const ratio = 1 / pairRatio(paired);
+  const rate = (values: number[]) => `${(megabytes / median(values)).toFixed(0)} MB/s`;
+  rows.push({
+    measure,
+    ours: rate(paired.ours),
+    theirs: rate(paired.theirs),
+    ratio,
+    target: atLeast === undefined ? '—' : `≥ ${atLeast}`,
+    met: atLeast === undefined ? undefined : ratio >= atLeast,
+  });
+}
+
+function printTable(): void {
+  console.log(`\n| measure (${runs} alternating runs, medians) | zfs_replicate | other | ratio | target | met |`);
+  console.log('|---|---|---|---|---|---|');
+  for (const row of rows)
+    console.log(
+      `| ${row.measure} | ${row.ours} | ${row.theirs} | ${row.ratio.toFixed(2)} | ${row.target} | ${row.met === undefined ? '—' : row.met ? 'yes' : '**no**'} |`,
+    );
+}
+
+function check(what: string, outcome: CommandOutcome): CommandOutcome {
+  if (outcome.exitCode !== 0) throw new Error(`${what}: exit ${outcome.exitCode}: ${outcome.stderr}`);
+  return outcome;
 }
 
 async function main(): Promise<void> {
+  // The incrementals of three links accumulate on both sides; the vdevs are sparse files.
+  process.env.ZR_TESTBED_POOL_SIZE ??= '16G';
   const tb = await Testbed.up(['alpha', 'beta']);
   try {
-    await tb.zfs('alpha', 'create', '-o', 'compression=off', 'tank/bench');
-    const mountpoint = await tb.mountpoint('alpha', 'tank/bench');
-    await tb.sh(
-      'alpha',
-      `head -c 200000000 /dev/urandom > '${mountpoint}/random'; head -c 200000000 < <(yes 'the quick brown fox jumps over the lazy dog 0123456789') > '${mountpoint}/text'`,
-    );
-    await tb.zfs('alpha', 'snapshot', 'tank/bench@b1');
-    const streamBytes = Number((await tb.sh('alpha', 'zfs send tank/bench@b1 | wc -c')).trim());
-    console.log(
-      `stream: tank/bench@b1, ${(streamBytes / MB).toFixed(0)} MB (200 MB random + 200 MB text), ${runs} runs each, interleaved`,
-    );
-
-    const hand: number[] = [];
-    const module: number[] = [];
-    const cliPlain: number[] = [];
-    const cliDefault: number[] = [];
-    const clear = async (dataset: string) => {
-      await tb.on('beta', ['zfs', 'release', 'bench', `${dataset}@b1`]);
-      await tb.destroyTree('beta', dataset);
-    };
-    const cli = async (argv: string[]) => {
-      const outcome = await tb.cli('beta', argv);
-      if (outcome.exitCode !== 0)
-        throw new Error(`zfs_replicate ${argv.join(' ')}: exit ${outcome.exitCode}: ${outcome.stderr}`);
-    };
-    for (let run = 0; run < runs; run++) {
-      hand.push(
-        streamBytes /
-          MB /
-          (await timed(() =>
-            tb.sh('beta', 'ssh alpha zfs send tank/bench@b1 | mbuffer -q -s 128k -m 256M | zfs recv -u tank/hand'),
-          )),
+    await tb.testbedCommand('shim', 'alpha', 'syncoid');
+    await tb.testbedCommand('shim', 'beta', 'syncoid');
+    const oursTagged = async (tag: string, ...args: string[]) =>
+      check(`zfs_replicate ${args.join(' ')}`, await tb.cli('beta', ['-h', 'alpha', '-t', tag, '-k', '30', ...args]));
+    const ours = (...args: string[]) => oursTagged('bench', ...args);
+    // timeout(1) ends the whole process group: syncoid's own ssh processes too.
+    const syncoid = (...args: string[]) =>
+      tb.on('beta', ['timeout', String(SYNCOID_TIMEOUT_S), SYNCOID, '--no-sync-snap', '--quiet', ...args], {
+        env: { PATH: CRON_PATH, HOME: '/root' },
+      });
+    const syncoidOk = async (...args: string[]) => check(`syncoid ${args.join(' ')}`, await syncoid(...args));
+    const pull = (source: string, target: string, ...more: string[]) => ({
+      ours: () => ours('-r', source, '-l', target, ...more),
+      syncoid: () =>
+        syncoidOk(...more.map((option) => (option === '-R' ? '-r' : option)), `root@alpha:${source}`, target),
+    });
+    const fill = (dataset: string, megabytes: number, file: string) =>
+      tb.sh(
+        'alpha',
+        `m=$(zfs get -H -o value mountpoint ${dataset}); head -c ${(megabytes / 2) * MB} /dev/urandom > "$m/${file}-random"; ` +
+          `head -c ${(megabytes / 2) * MB} < <(yes 'the quick brown fox jumps over the lazy dog 0123456789') > "$m/${file}-text"`,
       );
-      await clear('tank/hand');
-      module.push(
-        streamBytes /
-          MB /
-          (await timed(() =>
-            runPipeline([
-              {
-                name: 'send',
-                endpoint: tb.endpoint('beta'),
-                command: { argv: ['ssh', 'alpha', 'zfs', 'send', 'tank/bench@b1'] },
-              },
-              {
-                name: 'mbuffer',
-                endpoint: tb.endpoint('beta'),
-                command: { argv: ['mbuffer', '-q', '-s', '128k', '-m', '256M'] },
-              },
-              { name: 'recv', endpoint: tb.endpoint('beta'), command: { argv: ['zfs', 'recv', '-u', 'tank/module'] } },
-            ]),
-          )),
-      );
-      await clear('tank/module');
-      cliPlain.push(
-        streamBytes /
-          MB /
-          (await timed(() =>
-            cli(['-h', 'alpha', '-r', 'tank/bench', '-l', 'tank/cli', '-t', 'bench', '-k', '30', '-n']),
-          )),
-      );
-      await clear('tank/cli');
-      await tb.on('alpha', ['zfs', 'release', 'bench', 'tank/bench@b1']);
-      cliDefault.push(
-        streamBytes /
-          MB /
-          (await timed(() => cli(['-h', 'alpha', '-r', 'tank/bench', '-l', 'tank/cli', '-t', 'bench', '-k', '30']))),
-      );
-      await clear('tank/cli');
-      await tb.on('alpha', ['zfs', 'release', 'bench', 'tank/bench@b1']);
-    }
-    console.log(`hand pipeline (bash: ssh | mbuffer | zfs recv):      ${format(hand, 'MB/s')}`);
-    console.log(
-      `our pipeline module, same stages:                    ${format(module, 'MB/s')} = ${((median(module) / median(hand)) * 100).toFixed(0)} % of hand`,
-    );
-    console.log(
-      `zfs_replicate -n (whole run, no compression):        ${format(cliPlain, 'MB/s')} = ${((median(cliPlain) / median(hand)) * 100).toFixed(0)} % of hand`,
-    );
-    console.log(`zfs_replicate (whole run, default lz4 compression):  ${format(cliDefault, 'MB/s')}`);
 
-    const args = ['-h', 'alpha', '-r', 'tank/bench', '-l', 'tank/cli', '-t', 'bench', '-k', '30', '-n'];
-    await cli(args);
-    const noop: number[] = [];
-    const handshakes: number[] = [];
-    for (let run = 0; run < Math.max(5, runs); run++) {
-      const before = sshHandshakes('alpha');
-      noop.push(await timed(() => cli(args)));
-      handshakes.push(sshHandshakes('alpha') - before);
-    }
-    console.log(
-      `no-op run (nothing new), wall time:                  ${format(noop, 's')}, ssh handshakes per run: ${handshakes.join(', ')}`,
-    );
+    const smallChange = (root: string, members: string[], name: string) =>
+      tb.sh(
+        'alpha',
+        `for m in ${members.join(' ')}; do head -c 100000 /dev/urandom > "$(zfs get -H -o value mountpoint ${root}/$m)/${name}"; done; zfs snapshot -r ${root}@${name}`,
+      );
 
-    const incremental: number[] = [];
-    for (let run = 0; run < runs; run++) {
-      await tb.sh('alpha', `head -c 200000000 /dev/urandom > '${mountpoint}/random-${run}'`);
-      await tb.zfs('alpha', 'snapshot', `tank/bench@inc${run}`);
-      const before = sshHandshakes('alpha');
-      incremental.push(await timed(() => cli(args)));
-      handshakes.push(sshHandshakes('alpha') - before);
-    }
-    console.log(
-      `200 MB incremental run, wall time:                   ${format(incremental, 's')}, ssh handshakes per run: ${handshakes.slice(-runs).join(', ')}`,
-    );
-
-    // A tree of 10 datasets: one -R run against 10 single-dataset runs, with nothing new.
-    const members = Array.from({ length: 10 }, (_, index) => `m${index}`);
-    for (const member of members) await tb.zfs('alpha', 'create', '-p', `tank/tree/${member}`);
-    await tb.zfs('alpha', 'snapshot', '-r', 'tank/tree@t1');
-    const treeArgs = ['-h', 'alpha', '-r', 'tank/tree', '-l', 'tank/treecopy', '-t', 'bench', '-k', '30', '-R'];
-    await cli(treeArgs);
-    const treeNoop: number[] = [];
-    const singles: number[] = [];
-    for (let run = 0; run < runs; run++) {
-      treeNoop.push(await timed(() => cli(treeArgs)));
-      singles.push(
-        await timed(async () => {
-          for (const member of members)
-            await cli([
-              '-h',
-              'alpha',
-              '-r',
-              `tank/tree/${member}`,
-              '-l',
-              `tank/treecopy/${member}`,
-              '-t',
-              'bench',
-              '-k',
-              '30',
-            ]);
-        }),
+    // 1. No-op run of one dataset, cold: each run opens (and closes) its own ssh connection.
+    if (wanted(1)) {
+      await tb.zfs('alpha', 'create', 'tank/noop');
+      await fill('tank/noop', 2, 'a');
+      await tb.zfs('alpha', 'snapshot', 'tank/noop@n1');
+      const noop = { ours: pull('tank/noop', 'tank/noop-ours'), theirs: pull('tank/noop', 'tank/noop-syncoid') };
+      await noop.ours.ours();
+      await noop.theirs.syncoid();
+      timeRow(
+        'no-op run, one dataset, cold',
+        await alternate(async () => {}, noop.ours.ours, noop.theirs.syncoid),
+        0.7,
       );
     }
-    console.log(
-      `no-op -R run over 11 datasets (root + 10), wall time: ${format(treeNoop, 's')}; 10 single-dataset no-op runs: ${format(singles, 's')}`,
-    );
+
+    // 2. Default settings, whole run of an incremental (half random, half compressible) on three links.
+    if (wanted(2)) {
+      await tb.zfs('alpha', 'create', '-o', 'compression=off', 'tank/inc');
+      await fill('tank/inc', 2, 'base');
+      await tb.zfs('alpha', 'snapshot', 'tank/inc@i0');
+      const inc = { ours: pull('tank/inc', 'tank/inc-ours'), theirs: pull('tank/inc', 'tank/inc-syncoid') };
+      await inc.ours.ours();
+      await inc.theirs.syncoid();
+      let snapshot = 0;
+      for (const [link, megabytes] of [
+        ['unlimited', 200],
+        ['1gbit', 200],
+        ['100mbit', 100],
+      ] as const) {
+        await tb.rate('alpha', link === 'unlimited' ? 'off' : link);
+        const paired = await alternate(
+          async () => {
+            await fill('tank/inc', megabytes, 'inc');
+            await tb.zfs('alpha', 'snapshot', `tank/inc@i${++snapshot}`);
+          },
+          inc.ours.ours,
+          inc.theirs.syncoid,
+        );
+        throughputRow(`${megabytes} MB incremental, defaults, link ${link}`, paired, megabytes, 1.0);
+      }
+      await tb.rate('alpha', 'off');
+    }
+
+    // 3. Twenty crontab lines for twenty datasets of one source, fired at once, one small new snapshot each.
+    if (wanted(3)) {
+      const twenty = Array.from({ length: 20 }, (_, index) => `d${String(index).padStart(2, '0')}`);
+      await tb.zfs('alpha', 'create', 'tank/many');
+      for (const member of twenty) await tb.zfs('alpha', 'create', `tank/many/${member}`);
+      await tb.zfs('alpha', 'snapshot', '-r', 'tank/many@c0');
+      const oursEach = () =>
+        Promise.all(twenty.map((member) => ours('-r', `tank/many/${member}`, '-l', `tank/many-ours/${member}`)));
+      // Runs started in the same second share one control socket name (/tmp/syncoid-HOST-EPOCH): some fail, some
+      // hang in `ssh -O exit`. Their time is that of the last run that succeeded, and the others are counted.
+      let syncoidFailures = 0;
+      const syncoidEach = async () => {
+        const started = performance.now();
+        const ends = await Promise.all(
+          twenty.map(async (member) => {
+            const outcome = await syncoid(`root@alpha:tank/many/${member}`, `tank/many-syncoid/${member}`);
+            if (outcome.exitCode === 0) return performance.now();
+            syncoidFailures++;
+            return started;
+          }),
+        );
+        return (Math.max(...ends) - started) / 1000;
+      };
+      await tb.zfs('beta', 'create', 'tank/many-ours');
+      await tb.zfs('beta', 'create', 'tank/many-syncoid');
+      await oursEach();
+      for (const member of twenty) await syncoidOk(`root@alpha:tank/many/${member}`, `tank/many-syncoid/${member}`);
+      const concurrent = await alternate(
+        (run) => smallChange('tank/many', twenty, `c${run + 1}`),
+        oursEach,
+        syncoidEach,
+      );
+      timeRow(
+        '20 runs of 20 datasets fired at once, one small snapshot each',
+        concurrent,
+        0.5,
+        syncoidFailures > 0 ? ` (${syncoidFailures} of ${20 * runs} runs failed or hung ${SYNCOID_TIMEOUT_S} s)` : '',
+      );
+    }
+
+    // 4. A tree of 50 members under one root: no-op, then one new small snapshot per member (-R vs syncoid -r).
+    if (wanted(4)) {
+      const members = Array.from({ length: 50 }, (_, index) => `m${String(index).padStart(2, '0')}`);
+      await tb.zfs('alpha', 'create', 'tank/tree');
+      await tb.sh('alpha', members.map((member) => `zfs create tank/tree/${member}`).join('; '));
+      await tb.zfs('alpha', 'snapshot', '-r', 'tank/tree@t0');
+      const tree = {
+        ours: pull('tank/tree', 'tank/tree-ours', '-R'),
+        theirs: pull('tank/tree', 'tank/tree-syncoid', '-R'),
+      };
+      await tree.ours.ours();
+      await tree.theirs.syncoid();
+      timeRow('tree of 51 datasets, no-op', await alternate(async () => {}, tree.ours.ours, tree.theirs.syncoid), 0.5);
+      timeRow(
+        'tree of 51 datasets, one small snapshot each',
+        await alternate((run) => smallChange('tank/tree', members, `t${run + 1}`), tree.ours.ours, tree.theirs.syncoid),
+        0.5,
+      );
+      // What -j buys: the same tree pulled one member at a time (the only way before -j), into a replica of its own.
+      const serial = () => oursTagged('bench-serial', '-r', 'tank/tree', '-l', 'tank/tree-serial', '-R', '-j', '1');
+      await serial();
+      timeRow(
+        'tree of 51 datasets, one small snapshot each: -j 4 (default) against -j 1',
+        await alternate((run) => smallChange('tank/tree', members, `u${run + 1}`), tree.ours.ours, serial),
+      );
+    }
+
+    // 5. Stream efficiency: our pipeline module and our whole run against the hand-written pipeline, one full stream.
+    if (wanted(5)) {
+      await tb.zfs('alpha', 'create', '-o', 'compression=off', 'tank/stream');
+      await fill('tank/stream', 200, 'full');
+      await tb.zfs('alpha', 'snapshot', 'tank/stream@s1');
+      const streamMB = Number((await tb.sh('alpha', 'zfs send tank/stream@s1 | wc -c')).trim()) / MB;
+      const clear = async (dataset: string) => {
+        await tb.on('beta', ['zfs', 'release', 'bench', `${dataset}@s1`]);
+        await tb.destroyTree('beta', dataset);
+      };
+      const hand = () =>
+        tb.sh('beta', 'ssh alpha zfs send tank/stream@s1 | mbuffer -q -s 128k -m 256M | zfs recv -u tank/stream-hand');
+      const stage = (name: string, argv: string[]) => ({ name, endpoint: tb.endpoint('beta'), command: { argv } });
+      const module = () =>
+        runPipeline([
+          stage('send', ['ssh', 'alpha', 'zfs', 'send', 'tank/stream@s1']),
+          stage('mbuffer', ['mbuffer', '-q', '-s', '128k', '-m', '256M']),
+          stage('recv', ['zfs', 'recv', '-u', 'tank/stream-module']),
+        ]);
+      const handVsModule = await alternate(
+        () => Promise.all([clear('tank/stream-hand'), clear('tank/stream-module')]),
+        module,
+        hand,
+      );
+      throughputRow(
+        'stream efficiency: our pipeline module vs the hand-written ssh, mbuffer, zfs recv',
+        handVsModule,
+        streamMB,
+        0.97,
+      );
+      const wholeRun = async () => {
+        await ours('-r', 'tank/stream', '-l', 'tank/stream-cli', '-n');
+        await tb.on('alpha', ['zfs', 'release', 'bench', 'tank/stream@s1']);
+      };
+      const handVsRun = await alternate(
+        () => Promise.all([clear('tank/stream-hand'), clear('tank/stream-cli')]),
+        wholeRun,
+        hand,
+      );
+      throughputRow('stream efficiency: whole run -n (fixed costs included) vs hand', handVsRun, streamMB);
+      await Promise.all([clear('tank/stream-hand'), clear('tank/stream-cli')]);
+    }
+
+    // 6. Scale: a no-op run with many snapshots per side against one bare listing of both sides; peak RSS.
+    if (wanted(6)) {
+      await tb.zfs('alpha', 'create', 'tank/scale');
+      await tb.sh('alpha', `for i in $(seq ${snapshotCount}); do zfs snapshot tank/scale@s$i; done`);
+      // The first run receives every snapshot: on zfs-fuse that takes minutes.
+      check(
+        'zfs_replicate: first pull of tank/scale',
+        await tb.on(
+          'beta',
+          ['node', CLI, '-h', 'alpha', '-t', 'bench', '-k', '30', '-r', 'tank/scale', '-l', 'tank/scale-ours'],
+          {
+            env: { PATH: CRON_PATH, HOME: '/root', LANG: 'C', ZFS_REPLICATE_STATE_DIR: Testbed.stateDir('beta') },
+            timeoutMs: 3_600_000,
+          },
+        ),
+      );
+      // The listing a run needs of each side (zfs-fuse's `zfs list` has no -p), over a fresh ssh connection.
+      const bareListing = () =>
+        tb.sh(
+          'beta',
+          `ssh alpha ${shellJoin([shellJoin(getArgv('tank/scale', 'dataset'))])} >/dev/null && ${shellJoin(getArgv('tank/scale-ours', 'dataset'))} >/dev/null`,
+        );
+      timeRow(
+        `no-op run, ${snapshotCount} snapshots per side, vs a bare listing of both sides`,
+        await alternate(
+          async () => {},
+          () => ours('-r', 'tank/scale', '-l', 'tank/scale-ours'),
+          bareListing,
+        ),
+        0.5,
+      );
+      const rss = check(
+        'peak RSS',
+        await tb.on(
+          'beta',
+          [
+            '/usr/bin/time',
+            '-f',
+            '%M',
+            'node',
+            CLI,
+            '-h',
+            'alpha',
+            '-t',
+            'bench',
+            '-k',
+            '30',
+            '-r',
+            'tank/scale',
+            '-l',
+            'tank/scale-ours',
+          ],
+          { env: { PATH: CRON_PATH, HOME: '/root', LANG: 'C', ZFS_REPLICATE_STATE_DIR: Testbed.stateDir('beta') } },
+        ),
+      );
+      const peakMB = Number(rss.stderr.trim().split('\n').at(-1)) / 1024;
+      rows.push({
+        measure: `peak RSS of that no-op run (${snapshotCount} snapshots)`,
+        ours: `${peakMB.toFixed(0)} MB`,
+        theirs: '100 MB (limit)',
+        ratio: peakMB / 100,
+        target: '≤ 1',
+        met: peakMB <= 100,
+      });
+    }
   } finally {
+    printTable();
     await tb.down();
   }
 
+  console.log('');
   for (const count of [100, 1_000, 10_000, 20_000]) {
     const snapshots = (offset: number): Snapshot[] =>
       Array.from({ length: count }, (_, index) => ({

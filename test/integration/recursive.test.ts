@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { readRecords } from '../../src/observe/state-dir.js';
 import { Testbed } from '../testbed/testbed.js';
-import { assertExit, pull, rx, sleep } from './helpers.js';
+import { assertExit, pull, rx, sleep, sshHandshakes } from './helpers.js';
 
 const MEMBERS = ['', '/db', '/web', '/web/data dir'];
 
@@ -204,6 +205,43 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
       assertExit(run, 0);
       assert.match(run.stderr, rx`${REPLICA}/new has no counterpart under alpha:${SOURCE} .*left as it is`);
       assert.deepEqual(await tb.snapshots('beta', `${REPLICA}/new`), before);
+    },
+  );
+
+  test(
+    'with -j 4 a wide tree replicates every member over one ssh connection, each with its own record',
+    { timeout: 300_000 },
+    async () => {
+      // sourceTree gives /db snapshots of its own.
+      const members = [
+        '',
+        '/db',
+        ...Array.from({ length: 7 }, (_, index) => `/c${index}`),
+        '/db/g0',
+        '/db/g1',
+        '/c5/g0',
+      ];
+      const tree = await sourceTree('wide', members);
+      for (const round of ['initial', 'incremental']) {
+        if (round === 'incremental') {
+          for (const member of members) await tb.writeAndSnapshot('alpha', `${tree.source}${member}`, 'w2');
+          await tb.zfs('alpha', 'snapshot', '-r', `${tree.source}@r2`);
+        }
+        const handshakes = sshHandshakes('alpha');
+        const startedAt = Date.now() / 1000 - 1;
+        assertExit(await pullTree(tree, ['-j', '4']), 0, round);
+        assert.equal(sshHandshakes('alpha') - handshakes, 1, `${round}: one ssh connection for the whole tree`);
+        for (const member of members) await assertReplicated(tree, member);
+        const records = readRecords(Testbed.stateDir('beta')).filter(
+          (record) =>
+            record.kind === 'dataset' && members.some((member) => record.localDataset === `${tree.replica}${member}`),
+        );
+        assert.equal(records.length, members.length, `${round}: one record per member`);
+        for (const record of records) {
+          assert.equal(record.lastRun.exitCode, 0, `${round}: ${record.localDataset}`);
+          assert.ok(record.lastRun.startedAt >= startedAt, `${round}: ${record.localDataset} recorded by this run`);
+        }
+      }
     },
   );
 

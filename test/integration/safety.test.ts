@@ -439,7 +439,8 @@ describe('safety: trees never destroy what another job protects', () => {
       await tb.zfs('alpha', 'snapshot', '-r', 'tank/gone/src@r2');
       await tb.rate('alpha', '8mbit');
       try {
-        const run = startCli('beta', treeArgs('tank/gone/src', 'tank/gone/dst', ['-v']));
+        // -j 1: b is planned only after a's transfer (with -j 4 it would transfer beside a, before the destroy).
+        const run = startCli('beta', treeArgs('tank/gone/src', 'tank/gone/dst', ['-v', '-j', '1']));
         await run.waitForLine(/receiving .* into tank\/gone\/dst\/a /);
         await tb.zfs('alpha', 'release', 'beta', 'tank/gone/src/b@r1');
         await tb.destroyTree('alpha', 'tank/gone/src/b');

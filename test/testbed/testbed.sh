@@ -242,12 +242,26 @@ zfsd_restart() { # like a crash and reboot of the host's ZFS: no export, no unmo
 #   huge             the real listing plus 700,000 well-formed snapshots (about 120 MB)
 #   after:CMD...     the real listing, then (once) the zfs command(s) CMD... (separated by ';') before answering:
 #                    a change on the source between the listing and what follows (destroy or rename a snapshot...)
+#   syncoid          not a listing mode: `zfs get -t TYPE`, which zfs-fuse lacks and syncoid's remote listing
+#                    needs, answered from the real `zfs get` (snapshot rows for -t snapshot, none for anything else)
 shim_script() {
   cat <<'SHIM'
 #!/bin/bash
 dir=@DIR@
 real=@REAL@
 mode=$(cat "$dir/shim.mode" 2>/dev/null || true)
+if [ "$mode" = syncoid ] && [ "${1:-}" = get ]; then
+  args=(); type=
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -t ]; then type=$2; shift 2; continue; fi
+    args+=("$1"); shift
+  done
+  case "$type" in
+    '') exec "$real" "${args[@]}" ;;
+    *snapshot*) "$real" "${args[@]}" | grep '@'; exit "${PIPESTATUS[0]}" ;;
+    *) exit 0 ;;
+  esac
+fi
 listing=0
 if [ -n "${SSH_CONNECTION:-}" ] && { [ "${1:-}" = get ] || [ "${1:-}" = list ]; }; then
   for arg in "$@"; do case "$arg" in *createtxg*) listing=1 ;; esac; done

@@ -143,6 +143,21 @@ test('bad input is one clear line', () => {
   usageError([...base, '--lock-dir', ''], /missing required option --lock-dir/);
 });
 
+test('-j/--jobs: 4 members at once by default, 1 to 5 allowed, also from ZFS_REPLICATE_JOBS', () => {
+  assert.equal(settings([...base, '-R']).jobs, 4);
+  assert.equal(settings([...base, '-R', '-j', '1']).jobs, 1);
+  assert.equal(settings([...base, '-R', '--jobs', '5']).jobs, 5);
+  usageError([...base, '-R', '-j', '0'], /-j\/--jobs: "0" is not a number of jobs \(1-5\)/);
+  usageError([...base, '-R', '-j', '6'], /-j\/--jobs: "6" is not a number of jobs/);
+  usageError([...base, '-R', '-j', '2x'], /-j\/--jobs: "2x" is not a number of jobs/);
+  process.env.ZFS_REPLICATE_JOBS = '2';
+  try {
+    assert.equal(settings([...base, '-R']).jobs, 2);
+  } finally {
+    delete process.env.ZFS_REPLICATE_JOBS;
+  }
+});
+
 test('values can come from ZFS_REPLICATE_* variables; the command line wins', () => {
   process.env.ZFS_REPLICATE_HOST = 'envhost';
   process.env.ZFS_REPLICATE_KEEP_DAYS = '3';

@@ -362,7 +362,7 @@ describe('runTree', () => {
       lockMember: (dataset: string) =>
         locked.has(dataset) ? undefined : { path: dataset, fd: -1, release: () => undefined },
     };
-    return { ...bed, locked, treeContext, treeSettings: { ...bed.settings, exclude: [] } };
+    return { ...bed, locked, treeContext, treeSettings: { ...bed.settings, exclude: [], jobs: 4 } };
   }
 
   test('every member replicates from its own base, parents first, and a no-op run lists each side once', async () => {
@@ -466,6 +466,75 @@ describe('runTree', () => {
         /^info: backup\/copy\/src\/b: alpha:tank\/src\/b is gone \(destroyed or renamed during this run\)/.test(line),
       ),
     );
+  });
+
+  /** A tree with more children under the root, whose streams take a while and note when each starts and ends. */
+  function slowTree(jobs: number) {
+    const bed = tree();
+    for (const child of ['c', 'd', 'e']) {
+      bed.remote.create(`tank/src/${child}`);
+      bed.remote.snapshot(`tank/src/${child}`, 'r1', NOW - DAY);
+    }
+    const events: string[] = [];
+    let running = 0;
+    let mostAtOnce = 0;
+    const run = bed.streams.run.bind(bed.streams);
+    bed.streams.run = async (send, recv, options) => {
+      const target = recv.at(-1) ?? '';
+      events.push(`start ${target}`);
+      mostAtOnce = Math.max(mostAtOnce, ++running);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return await run(send, recv, options);
+      } finally {
+        running--;
+        events.push(`end ${target}`);
+      }
+    };
+    return { ...bed, events, mostAtOnce: () => mostAtOnce, treeSettings: { ...bed.treeSettings, jobs } };
+  }
+
+  test('members replicate up to -j at once, each only after its parent has ended', async () => {
+    const { local, events, mostAtOnce, treeContext, treeSettings } = slowTree(2);
+    await runTree(treeSettings, treeContext);
+    assert.equal(mostAtOnce(), 2, events.join('\n'));
+    for (const [child, parent] of [
+      ['backup/copy/src/a', 'backup/copy/src'],
+      ['backup/copy/src/e', 'backup/copy/src'],
+      ['backup/copy/src/a/x', 'backup/copy/src/a'],
+    ] as const) {
+      assert.ok(events.indexOf(`start ${child}`) > events.lastIndexOf(`end ${parent}`), events.join('\n'));
+    }
+    for (const member of ['a', 'a/x', 'b', 'c', 'd', 'e']) {
+      assert.deepEqual(tagged(local, `backup/copy/src/${member}`), ['r1'], member);
+    }
+  });
+
+  test('with -j 1 the members run one after another', async () => {
+    const { mostAtOnce, treeContext, treeSettings } = slowTree(1);
+    await runTree(treeSettings, treeContext);
+    assert.equal(mostAtOnce(), 1);
+  });
+
+  test("one member's failure stops neither the members beside it nor those that wait for a slot", async () => {
+    const { local, streams, treeContext, treeSettings } = slowTree(3);
+    const run = streams.run.bind(streams);
+    streams.run = (send, recv, options) => {
+      if (recv.at(-1) === 'backup/copy/src/a') streams.failAfterSnapshots = 0;
+      return run(send, recv, options);
+    };
+    await assert.rejects(runTree(treeSettings, treeContext), (error: unknown) => {
+      assert.ok(error instanceof FailureError);
+      assert.match(
+        error.message,
+        /2 of 7 datasets not replicated: backup\/copy\/src\/a \(.*\), backup\/copy\/src\/a\/x \(skipped: its parent/,
+      );
+      return true;
+    });
+    for (const member of ['b', 'c', 'd', 'e']) {
+      assert.deepEqual(tagged(local, `backup/copy/src/${member}`), ['r1'], member);
+    }
+    assert.equal(local.datasets.has('backup/copy/src/a/x'), false);
   });
 
   test('one diverged member is a conflict for the run (exit 4) while the others replicate', async () => {
