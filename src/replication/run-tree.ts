@@ -180,8 +180,9 @@ async function replicateMembers(
       } catch (error) {
         const quiet =
           !context.cancelSignal.aborted &&
-          error instanceof ConflictError &&
-          quietConflict(error, member, isRoot, remote.label, context);
+          (error instanceof ConflictError
+            ? quietConflict(error, member, isRoot, remote.label, context)
+            : !isRoot && (await goneDuringTransfer(member, context)));
         if (!quiet) context.memberDone?.(member, { error }, startedAt);
         if (context.cancelSignal.aborted) {
           interrupted ??= { error };
@@ -244,10 +245,28 @@ function quietConflict(
     return true;
   }
   if (error.code === 'EREMOTEMISSING' && !isRoot) {
-    context.log.info(`${member.localDataset}: ${source} is gone (destroyed or renamed during this run): left as it is`);
+    logGone(member, context);
     return true;
   }
   return false;
+}
+
+/**
+ * With members in parallel, a member destroyed or renamed at the source may already be transferring: its send
+ * fails instead of its listing. When its source is gone, that is the same normal event as above.
+ */
+async function goneDuringTransfer(member: TreeMember, context: TreeContext): Promise<boolean> {
+  const gone = await context.remote.exists(member.remoteDataset).then(
+    (exists) => !exists,
+    () => false,
+  );
+  if (gone) logGone(member, context);
+  return gone;
+}
+
+function logGone(member: TreeMember, context: TreeContext): void {
+  const source = `${context.remote.label}:${member.remoteDataset}`;
+  context.log.info(`${member.localDataset}: ${source} is gone (destroyed or renamed during this run): left as it is`);
 }
 
 /**

@@ -341,7 +341,7 @@ function split(name: string, separator: string): [string, string] {
   return [name.slice(0, at), name.slice(at + 1)];
 }
 
-function streamError(stage: 'send' | 'recv', stderr: string): PipelineError {
+export function streamError(stage: 'send' | 'recv', stderr: string): PipelineError {
   const outcome = (name: string, failed: boolean): StageOutcome => ({
     name,
     command: `zfs ${name}`,

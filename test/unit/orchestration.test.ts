@@ -6,7 +6,14 @@ import { judgeClocks } from '../../src/replication/clock.js';
 import { runOnce } from '../../src/replication/run-once.js';
 import { runTree } from '../../src/replication/run-tree.js';
 import type { ReplicationContext, ReplicationSettings, RunOutcome } from '../../src/replication/types.js';
-import { FUSE_FEATURES, FakeStreams, FakeZfsHost, OPENZFS_FEATURES, recordingLogger } from '../fakes/fake-zfs.js';
+import {
+  FUSE_FEATURES,
+  FakeStreams,
+  FakeZfsHost,
+  OPENZFS_FEATURES,
+  recordingLogger,
+  streamError,
+} from '../fakes/fake-zfs.js';
 
 // The root-free tier of the orchestration: runOnce, runTree, moving holds, expiry and bookmarks against
 // in-memory hosts. The zfs-fuse and OpenZFS tiers remain the proof on real ZFS; this tier catches a broken
@@ -466,6 +473,31 @@ describe('runTree', () => {
         /^info: backup\/copy\/src\/b: alpha:tank\/src\/b is gone \(destroyed or renamed during this run\)/.test(line),
       ),
     );
+  });
+
+  test('a member destroyed at the source during its own transfer (members in parallel) is the same info line', async () => {
+    const { remote, local, log, streams, treeContext, treeSettings } = tree();
+    const run = streams.run.bind(streams);
+    streams.run = async (send, recv, options) => {
+      if (recv.at(-1) !== 'backup/copy/src/b') return run(send, recv, options);
+      remote.datasets.delete('tank/src/b');
+      throw streamError('send', "cannot open 'tank/src/b': dataset does not exist");
+    };
+    await runTree(treeSettings, treeContext);
+    assert.equal(local.datasets.has('backup/copy/src/b'), false);
+    assert.ok(log.lines.some((line) => /^info: backup\/copy\/src\/b: alpha:tank\/src\/b is gone /.test(line)));
+    assert.ok(!log.lines.some((line) => line.startsWith('error:')), log.lines.join('\n'));
+  });
+
+  test('a member whose transfer fails while its source still exists is still a failure', async () => {
+    const { log, streams, treeContext, treeSettings } = tree();
+    const run = streams.run.bind(streams);
+    streams.run = async (send, recv, options) => {
+      if (recv.at(-1) !== 'backup/copy/src/b') return run(send, recv, options);
+      throw streamError('send', 'Timeout, server not responding.');
+    };
+    await assert.rejects(runTree(treeSettings, treeContext), /1 of \d+ datasets not replicated: backup\/copy\/src\/b/);
+    assert.ok(!log.lines.some((line) => / is gone /.test(line)));
   });
 
   /** A tree with more children under the root, whose streams take a while and note when each starts and ends. */
