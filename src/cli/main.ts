@@ -13,6 +13,7 @@ import { summaryLine, totalEntry } from '../observe/summary.js';
 import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
 import { runTree } from '../replication/run-tree.js';
+import { counterpart } from '../replication/tree.js';
 import { type ProgressOutput, progressMode } from '../transport/progress.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { PipelineStreamRunner } from '../transport/stream.js';
@@ -198,13 +199,13 @@ async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecord
     };
     if (settings.recursive) {
       // Each member is locked for its turn too, so a single-dataset job on one of them never races this run.
-      const remoteOf = (dataset: string) => `${settings.remoteDataset}${dataset.slice(settings.localDataset.length)}`;
       const lockMember = (dataset: string) => {
         try {
           return lockDataset(dataset);
         } catch (error) {
           if (!(error instanceof LockedError)) throw error;
-          recorder.replica(dataset, remoteOf(dataset), Date.now() / 1000, { error });
+          const remoteDataset = counterpart(dataset, settings.localDataset, settings.remoteDataset);
+          recorder.replica(dataset, remoteDataset, Date.now() / 1000, { error });
           reportLocked(error, settings, log);
           return undefined;
         }

@@ -26,6 +26,11 @@ export interface TreeInput {
   exclude: readonly string[];
 }
 
+/** The dataset at the same relative path under `toRoot` as `dataset` is under `fromRoot`. */
+export function counterpart(dataset: string, fromRoot: string, toRoot: string): string {
+  return toRoot + dataset.slice(fromRoot.length);
+}
+
 /**
  * Maps every filesystem and volume under the remote root to its replica under the local root, the same
  * relative path. Each member is then replicated on its own, from its own base: children need not share
@@ -35,8 +40,8 @@ export interface TreeInput {
 export function planTree(input: TreeInput): TreePlan {
   const { remoteRoot, localRoot } = input;
   const excluded = (name: string) => input.exclude.some((exclusion) => name === exclusion || isUnder(name, exclusion));
-  const toLocal = (remoteDataset: string) => localRoot + remoteDataset.slice(remoteRoot.length);
-  const toRemote = (localDataset: string) => remoteRoot + localDataset.slice(localRoot.length);
+  const toLocal = (remoteDataset: string) => counterpart(remoteDataset, remoteRoot, localRoot);
+  const toRemote = (localDataset: string) => counterpart(localDataset, localRoot, remoteRoot);
 
   const remoteNames = [
     remoteRoot,
