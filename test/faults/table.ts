@@ -329,7 +329,10 @@ export const FAULTS: readonly FaultRow[] = [
     },
     acceptable: [1],
     async fault(ctx) {
-      await ctx.tb.zfs(ctx.pair.localHost, 'set', 'quota=1M', ctx.pair.localDataset);
+      // A quota below what the replica already uses is refused, and a soak's replica grows round by round:
+      // allow what it holds now plus a little, never the 3 MB snapshot on its way.
+      const used = Number(await ctx.tb.zfs(ctx.pair.localHost, 'get', '-Hpo', 'value', 'used', ctx.pair.localDataset));
+      await ctx.tb.zfs(ctx.pair.localHost, 'set', `quota=${used + 512 * 1024}`, ctx.pair.localDataset);
       return [await ctx.start().done];
     },
     async recover(ctx) {
