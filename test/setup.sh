@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(zfs-fuse openssh-server openssh-client mbuffer pv lz4 zstd iproute2 util-linux procps faketime prometheus sanoid time)
+PACKAGES=(zfs-fuse openssh-server openssh-client mbuffer pv lz4 zstd lzop iproute2 util-linux procps faketime prometheus sanoid time)
 
 node_major=$(node -p 'process.versions.node.split(".").map(Number).join(" ")' 2>/dev/null) || { echo "setup: node is not installed (Node >= 20.19 needed)" >&2; exit 1; }
 read -r major minor _ <<<"$node_major"

@@ -1,7 +1,7 @@
 /**
  * Benchmarks on the zfs-fuse test bed (root): zfs_replicate against syncoid (Debian's sanoid package) and against a
  * hand-written pipeline, as one table of ratios. Asserts nothing (targets live here, not in tests).
- *   npm run bench [-- --runs N] [--snapshots N] [--only 1,2,...]
+ *   npm run bench [-- --runs N] [--snapshots N] [--only 1,2,...] (sections 1-7, see below)
  * The machine is noisy (shared cores): every row alternates the two sides run by run (A B, B A, A B ...) and reports
  * the median of the per-pair ratios, so a drift in the machine's speed hits both sides alike.
  * syncoid runs with --no-sync-snap: it then replicates the snapshots that exist, the same job as ours (and it is
@@ -31,6 +31,14 @@ const wanted = (section: number) => only === undefined || only.has(section);
 const MB = 1e6;
 const SYNCOID = '/usr/sbin/syncoid';
 const SYNCOID_TIMEOUT_S = 30;
+const CLASSIC_KEX = 'curve25519-sha256';
+/** The links of the incremental rows (tc rates on alpha's egress) and how many MB each row moves. */
+const LINKS = [
+  ['off', 200],
+  ['1gbit', 200],
+  ['100mbit', 100],
+] as const;
+const linkName = (link: string) => (link === 'off' ? 'unlimited' : link);
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -168,6 +176,17 @@ async function main(): Promise<void> {
         await alternate(async () => {}, noop.ours.ours, noop.theirs.syncoid),
         0.7,
       );
+      // OpenSSH 9.2's default key exchange (sntrup761x25519, post-quantum) costs about 0.1 s of a cold run's 0.4 s
+      // on these cores, on both sides alike. With the classic curve25519 for both, what is left is each tool's own.
+      const kex = `KexAlgorithms=${CLASSIC_KEX}`;
+      const fastKex = {
+        ours: pull('tank/noop', 'tank/noop-ours', '--ssh-option', kex),
+        theirs: pull('tank/noop', 'tank/noop-syncoid', `--sshoption=${kex}`),
+      };
+      timeRow(
+        `no-op run, one dataset, cold, both with ${CLASSIC_KEX}`,
+        await alternate(async () => {}, fastKex.ours.ours, fastKex.theirs.syncoid),
+      );
     }
 
     // 2. Default settings, whole run of an incremental (half random, half compressible) on three links.
@@ -179,12 +198,8 @@ async function main(): Promise<void> {
       await inc.ours.ours();
       await inc.theirs.syncoid();
       let snapshot = 0;
-      for (const [link, megabytes] of [
-        ['unlimited', 200],
-        ['1gbit', 200],
-        ['100mbit', 100],
-      ] as const) {
-        await tb.rate('alpha', link === 'unlimited' ? 'off' : link);
+      for (const [link, megabytes] of LINKS) {
+        await tb.rate('alpha', link);
         const paired = await alternate(
           async () => {
             await fill('tank/inc', megabytes, 'inc');
@@ -193,7 +208,7 @@ async function main(): Promise<void> {
           inc.ours.ours,
           inc.theirs.syncoid,
         );
-        throughputRow(`${megabytes} MB incremental, defaults, link ${link}`, paired, megabytes, 1.0);
+        throughputRow(`${megabytes} MB incremental, defaults, link ${linkName(link)}`, paired, megabytes, 1.0);
       }
       await tb.rate('alpha', 'off');
     }
@@ -309,6 +324,55 @@ async function main(): Promise<void> {
     }
 
     // 6. Scale: a no-op run with many snapshots per side against one bare listing of both sides; peak RSS.
+    // 7. The codec: the hand-written pipeline with each codec we could choose, against syncoid's own (lzop, an
+    // mbuffer on both ends), on the three links of section 2. The transfer only, each time from the same base.
+    if (wanted(7)) {
+      await tb.zfs('alpha', 'create', '-o', 'compression=off', 'tank/codec');
+      await tb.zfs('alpha', 'snapshot', 'tank/codec@c0');
+      await tb.sh('beta', 'ssh alpha zfs send tank/codec@c0 | zfs recv -u tank/codec-x');
+      let base = 'c0';
+      const ends: Record<string, [string, string]> = {
+        'zstd -1': ['zstd -1 -q -c', 'zstd -d -q -c | mbuffer -q -s 128k -m 256M'],
+        'lz4 -1': ['lz4 -1 -c', 'lz4 -d -c | mbuffer -q -s 128k -m 256M'],
+        none: ['cat', 'mbuffer -q -s 128k -m 256M'],
+      };
+      const syncoidEnds: [string, string] = [
+        'lzop | mbuffer -q -s 128k -m 16M',
+        'mbuffer -q -s 128k -m 16M | lzop -dfc',
+      ];
+      let snapshot = 0;
+      for (const [link, megabytes] of LINKS) {
+        await fill('tank/codec', megabytes, `c${++snapshot}`);
+        await tb.zfs('alpha', 'snapshot', `tank/codec@c${snapshot}`);
+        await tb.rate('alpha', link);
+        const transfer = async ([send, receive]: [string, string]) => {
+          await tb.sh('beta', `zfs rollback -r tank/codec-x@${base}`);
+          const started = performance.now();
+          await tb.sh(
+            'beta',
+            `ssh alpha ${shellJoin([`zfs send -i ${base} tank/codec@c${snapshot} | ${send}`])} | ${receive} | zfs recv -u tank/codec-x`,
+          );
+          return (performance.now() - started) / 1000;
+        };
+        for (const [codec, codecEnds] of Object.entries(ends)) {
+          const paired = await alternate(
+            async () => {},
+            () => transfer(codecEnds),
+            () => transfer(syncoidEnds),
+          );
+          throughputRow(
+            `transfer with ${codec} vs syncoid's lzop and mbuffers, link ${linkName(link)}`,
+            paired,
+            megabytes,
+          );
+        }
+        await tb.sh('beta', `zfs rollback -r tank/codec-x@${base}`);
+        await tb.sh('beta', `ssh alpha zfs send -i ${base} tank/codec@c${snapshot} | zfs recv -u tank/codec-x`);
+        base = `c${snapshot}`;
+      }
+      await tb.rate('alpha', 'off');
+    }
+
     if (wanted(6)) {
       await tb.zfs('alpha', 'create', 'tank/scale');
       await tb.sh('alpha', `for i in $(seq ${snapshotCount}); do zfs snapshot tank/scale@s$i; done`);

@@ -14,7 +14,7 @@ const MINUTE = 60_000;
 /**
  * beta pulls from alpha, and alpha lets beta's key run only zfs_replicate-serve on tank/src: every command of
  * the real CLI goes through the wrapper over real ssh (zfs-fuse: the `zfs get` listings, holds by release,
- * lz4 compression through the pipefail template).
+ * zstd compression through the pipefail template).
  */
 describe("zfs_replicate-serve as the forced command of beta's key on alpha", () => {
   let tb: Testbed;
@@ -73,7 +73,7 @@ describe("zfs_replicate-serve as the forced command of beta's key on alpha", () 
       assertExit(second, 0, 'incremental');
       assert.match(
         second.stderr,
-        /receiving @s3\.\.@s5 from alpha:tank\/src\/data .*\(compression: lz4/,
+        /receiving @s3\.\.@s5 from alpha:tank\/src\/data .*\(compression: zstd/,
         'the compressed send template went through the wrapper',
       );
       await assertSameGuids('tank/src/data', 'tank/dst/data');

@@ -127,6 +127,22 @@ describe('streamStages (the processes of one stream)', () => {
     assert.deepEqual(plan.stages[2]?.command, { argv: ['mbuffer', '-q', '-s', '128k', '-m', '64M'] });
   });
 
+  test('both ends have zstd and lz4: zstd, the codec the benchmark measured faster', () => {
+    const both = features(['lz4', 'zstd', 'mbuffer']);
+    const plan = streamStages(
+      { endpoint: remoteEnd, features: both },
+      { endpoint: localEndpoint, features: both },
+      send,
+      recv,
+      {
+        compress: true,
+        mbufferSize: '64M',
+      },
+    );
+    assert.equal(plan.codec, 'zstd');
+    assert.deepEqual(plan.stages[1]?.command, { argv: ['zstd', '-d', '-q', '-c'] });
+  });
+
   test('no codec shared, -n, or a local source: no compression stage', () => {
     const shared = { endpoint: remoteEnd, features: features(['zstd']) };
     const sink = { endpoint: localEndpoint, features: features(['lz4']) };

@@ -227,15 +227,19 @@ function sendArgumentLists(dataset: string, features: HostFeatures): string[][] 
 }
 
 /** The send stage as the client hands it to ssh: plain argv, or the compressing script. */
-function sendStageCommand(sendArguments: string[], features: HostFeatures, compress: boolean): string {
+function sendStage(
+  sendArguments: string[],
+  features: HostFeatures,
+  compress: boolean,
+): { command: string; codec: string | undefined } {
   const source = new ZfsHost(new RecordingRunner(), remoteEndpoint, features);
   const sink = new ZfsHost(new RecordingRunner(), { ...remoteEndpoint, isRemote: false }, features);
-  const { stages } = streamStages(source, sink, ['zfs', 'send', ...sendArguments], ['zfs', 'recv', 'x'], {
+  const { stages, codec } = streamStages(source, sink, ['zfs', 'send', ...sendArguments], ['zfs', 'recv', 'x'], {
     compress,
     mbufferSize: '64M',
   });
   // What SshEndpoint hands to ssh: shellJoin(argv) for a plain stage, the script for a compressed one.
-  return commandText(stages[0]!);
+  return { command: commandText(stages[0]!), codec };
 }
 
 // ---- tests ----
@@ -305,14 +309,15 @@ for (const shell of SHELLS) {
     });
 
     test('every send stage, plain and compressed with lz4 or zstd, runs zfs send with its words', TIMEOUT, () => {
+      const codecs = new Set<string | undefined>();
       for (const features of [OPENZFS, ZFS_FUSE, { ...OPENZFS, tools: new Set(['zstd']) }]) {
         for (const send of sendArgumentLists('tank/vm/my data', features)) {
           for (const compress of [false, true]) {
-            const command = sendStageCommand(send, features, compress);
+            const { command, codec } = sendStage(send, features, compress);
+            codecs.add(codec);
             const outcome = serve(shell, command, { env: { FAKE_TONAME: 'tank/vm/my data@c' } });
             assertRuns(outcome, ['zfs', 'send', ...send], command);
             const stream = `STREAM(send ${send.join(' ')})`;
-            const codec = compress ? [...features.tools].find((tool) => tool === 'lz4' || tool === 'zstd')! : undefined;
             assert.equal(outcome.stdout, codec ? `${codec}[${stream}]` : stream, command);
             if (codec)
               assert.deepEqual(
@@ -322,6 +327,7 @@ for (const shell of SHELLS) {
           }
         }
       }
+      assert.deepEqual([...codecs].sort(), ['lz4', 'zstd', undefined], 'both codecs and none went through');
     });
 
     test(
