@@ -81,8 +81,8 @@ async function newSnapshotAndVictim(ctx: Omit<FaultContext, 'before'>): Promise<
 }
 
 /** A big new snapshot and a slow link out of the remote: a stream that takes seconds. */
-async function slowStreamAhead(ctx: Omit<FaultContext, 'before'>): Promise<void> {
-  ctx.notes.set('big', await newSnapshot(ctx, STREAM_KB, 'big'));
+async function slowStreamAhead(ctx: Omit<FaultContext, 'before'>, kilobytes = STREAM_KB): Promise<void> {
+  ctx.notes.set('big', await newSnapshot(ctx, kilobytes, 'big'));
   await ctx.tb.rate(ctx.pair.remoteHost, SLOW_RATE);
 }
 
@@ -292,7 +292,9 @@ export const FAULTS: readonly FaultRow[] = [
       name: `${side} zfs-fuse restarted ("reboot") during the stream`,
       soak: 'origin',
       timeoutMs: 120_000,
-      arrange: slowStreamAhead,
+      // The source's send must still be running when its daemon dies: the sending host's pipes, compressor and
+      // TCP buffers hold several MB, so a 6 MB stream can have left zfs send entirely by then (seen with zstd).
+      arrange: (ctx) => slowStreamAhead(ctx, 4 * STREAM_KB),
       acceptable: [1],
       async fault(ctx) {
         const run = ctx.start();
