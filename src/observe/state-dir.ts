@@ -5,7 +5,6 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
-  mkdirSync,
   openSync,
   readFileSync,
   readdirSync,
@@ -16,6 +15,7 @@ import {
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { makeDirectory } from '../lock/directories.js';
 import { RECORD_FILE, type RunRecord, parseRecord, recordFileName } from './record.js';
 
 export const SYSTEM_STATE_DIR = '/var/lib/zfs_replicate';
@@ -71,7 +71,7 @@ export function writeAtomically(path: string, text: string): void {
 }
 
 export function writeRecord(stateDir: string, record: RunRecord): void {
-  mkdirSync(stateDir, { recursive: true, mode: 0o755 });
+  makeDirectory(stateDir);
   writeAtomically(join(stateDir, recordFileName(record.kind, record.localDataset)), `${JSON.stringify(record)}\n`);
 }
 

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from '../../src/cli/args.js';
 import { type CheckSettings, observerCommand, parseObserverArgs } from '../../src/cli/observe-args.js';
 import { runObserver } from '../../src/cli/observe.js';
@@ -50,6 +52,8 @@ const failure = (overrides: Partial<RunReport> = {}) =>
     ...overrides,
   });
 
+const stateDirModule = fileURLToPath(new URL('../../src/observe/state-dir.js', import.meta.url));
+
 describe('run records', () => {
   test('a failed run replaces the last run but keeps the last success, the newest snapshot and the tag', () => {
     const good = nextRecord(undefined, report());
@@ -86,6 +90,30 @@ describe('run records', () => {
         [],
         'no temporary file left behind',
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a state directory that cannot be made (under /proc) is an error, not a hang; missing parents are made', () => {
+    // Node's recursive mkdir loops for ever under /proc, which hung a run given such a --state-dir: in a child
+    // process, so that a hang fails this test instead of the whole tier.
+    const child = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { writeRecord } from ${JSON.stringify(stateDirModule)};
+         try { writeRecord('/proc/zfs_replicate-no-such/state', {}); } catch { process.exit(3); }`,
+      ],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(child.signal, null, 'writeRecord under /proc did not return');
+    assert.equal(child.status, 3, child.stderr);
+    const dir = mkdtempSync(join(tmpdir(), 'zr-records-'));
+    try {
+      writeRecord(join(dir, 'a/b'), nextRecord(undefined, report()));
+      assert.equal(readRecords(join(dir, 'a/b')).length, 1);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
