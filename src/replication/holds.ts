@@ -13,8 +13,9 @@ export interface HoldSide {
 
 /**
  * Puts `tag` on the new base on every side first, and only then takes it off every other snapshot, so that at
- * every instant a common snapshot is held on both sides. Idempotent, so every run also repairs holds that
- * were removed by hand or leaked by a crashed run.
+ * every instant a common snapshot is held on both sides. The sides work at the same time (each has its own zfs,
+ * and the remote one a round trip of its own), but no release starts before every hold is in place. Idempotent,
+ * so every run also repairs holds that were removed by hand or leaked by a crashed run.
  */
 export async function moveHolds(
   tag: string,
@@ -22,19 +23,26 @@ export async function moveHolds(
   expectNew: boolean,
   log: Logger,
 ): Promise<void> {
-  for (const side of sides) {
+  await onEverySide(sides, async (side) => {
     const result = await side.zfs.hold(tag, side.dataset, side.keep.name);
     const where = `${side.zfs.label}:${side.dataset}@${side.keep.name}`;
     if (result === 'added' && !expectNew) log.warn(`repaired: hold "${tag}" was missing on ${where}; added it`);
     else log.debug(`hold "${tag}" on ${where}: ${result}`);
-  }
-  for (const side of sides) {
+  });
+  await onEverySide(sides, async (side) => {
     for (const snapshot of await snapshotsCarrying(tag, side)) {
       const result = await side.zfs.release(tag, side.dataset, snapshot.name);
       if (result === 'released')
         log.info(`released hold "${tag}" on ${side.zfs.label}:${side.dataset}@${snapshot.name}`);
     }
-  }
+  });
+}
+
+/** Fails with the first side's error, but only once every side has ended: nothing runs on behind the failure. */
+async function onEverySide(sides: readonly HoldSide[], work: (side: HoldSide) => Promise<void>): Promise<void> {
+  const ended = await Promise.allSettled(sides.map(work));
+  const failure = ended.find((end): end is PromiseRejectedResult => end.status === 'rejected');
+  if (failure !== undefined) throw failure.reason;
 }
 
 /**

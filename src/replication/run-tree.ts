@@ -37,6 +37,14 @@ export interface TreeOutcome {
   expiredSnapshots: number;
 }
 
+/**
+ * How long members are planned from the tree listing as it was listed. Every member is locked, so only the source
+ * can change meanwhile: its own pruning may destroy snapshots the listing names, which would fail that member's send
+ * or its check of what arrived. A member planned later lists both sides again; a tree of small changes (the usual
+ * cron run) is done long before, and saves two listings per member.
+ */
+export const TREE_LISTING_REUSE_MS = 30_000;
+
 type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: string };
 
 /**
@@ -48,6 +56,7 @@ type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: str
  */
 export async function runTree(settings: TreeSettings, context: TreeContext): Promise<TreeOutcome> {
   const { remote, local } = context;
+  const listedAt = context.now().getTime();
   const remoteTree = await remote.tree(settings.remoteDataset);
   const memberNames = planTree({
     remoteRoot: settings.remoteDataset,
@@ -83,7 +92,7 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
     });
     reportTreeShape(tree.localOnly, settings, context);
     warnUnmatchedExcludes(settings, context, [...remoteTree.keys()]);
-    return await replicateMembers(tree.members, settings, context, { locks, lockFailures, claims });
+    return await replicateMembers(tree.members, settings, context, { locks, lockFailures, claims, listedAt });
   } finally {
     for (const lock of locks.values()) lock?.release();
   }
@@ -93,13 +102,15 @@ interface MemberAccess {
   locks: ReadonlyMap<string, HeldLock | undefined>;
   lockFailures: ReadonlyMap<string, unknown>;
   claims: ReadonlyMap<string, string>;
+  /** When the source's tree was listed (context.now(), in ms): the local one, listed later, is locked. */
+  listedAt: number;
 }
 
 async function replicateMembers(
   members: readonly TreeMember[],
   settings: TreeSettings,
   context: TreeContext,
-  { locks, lockFailures, claims }: MemberAccess,
+  { locks, lockFailures, claims, listedAt }: MemberAccess,
 ): Promise<TreeOutcome> {
   const { remote, log } = context;
   log.debug(`recursive: ${members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
@@ -113,11 +124,6 @@ async function replicateMembers(
     receivedBytes: 0,
     expiredSnapshots: 0,
   };
-  // Members are planned from the tree listing until one receives (or fails): a transfer can take hours, in
-  // which the source's own pruning may destroy snapshots the listing still names. Later members list again.
-  // In parallel too: a member starts when another one ends, so while every ended member was a no-op the
-  // listing is only as old as those no-ops, however long the transfers still under way.
-  let listingFresh = true;
   // New replicas that were not made this run: receiving a child first would create them with `zfs create`,
   // a plain dataset that could never become a replica. `failed` ones make their children failures too;
   // `waiting` ones (no snapshot yet at the source) only hold their children back, with one warning.
@@ -161,7 +167,10 @@ async function replicateMembers(
     await slots.run(async () => {
       if (context.cancelSignal.aborted) return;
       if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
-      const startedAt = context.now().getTime() / 1000;
+      const now = context.now().getTime();
+      const startedAt = now / 1000;
+      // A clock stepped back makes the age negative: that listing is not trusted either.
+      const listingFresh = now >= listedAt && now - listedAt < TREE_LISTING_REUSE_MS;
       try {
         const outcome = await runOnce(
           { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
@@ -172,7 +181,6 @@ async function replicateMembers(
             claims,
           },
         );
-        if (!settings.dryRun && outcome.received) listingFresh = false;
         total.receivedSnapshots += outcome.receivedSnapshots;
         total.receivedBytes += outcome.receivedBytes;
         total.expiredSnapshots += outcome.expiredSnapshots;
@@ -189,8 +197,6 @@ async function replicateMembers(
           return;
         }
         if (quiet) return;
-        // A conflict is found before anything runs; any other failure may come after a long transfer.
-        if (!(error instanceof ConflictError)) listingFresh = false;
         log.error(`${member.localDataset}: ${errorMessage(error)}`);
         if (!member.local.exists) failed.add(member.localDataset);
         problems.push({

@@ -4,7 +4,7 @@ import { ConflictError, FailureError, type ReplicateError, UsageError } from '..
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { judgeClocks } from '../../src/replication/clock.js';
 import { runOnce } from '../../src/replication/run-once.js';
-import { runTree } from '../../src/replication/run-tree.js';
+import { TREE_LISTING_REUSE_MS, runTree } from '../../src/replication/run-tree.js';
 import type { ReplicationContext, ReplicationSettings, RunOutcome } from '../../src/replication/types.js';
 import {
   FUSE_FEATURES,
@@ -409,15 +409,34 @@ describe('runTree', () => {
     ]);
   });
 
-  test('after a member receives, later members are listed again (the source may have pruned meanwhile)', async () => {
+  test('members planned within TREE_LISTING_REUSE_MS of the tree listing use it; later ones list again', async () => {
     const { remote, local, treeContext, treeSettings } = tree();
     await runTree(treeSettings, treeContext);
-    remote.snapshot('tank/src', 'r2', NOW);
+    for (const dataset of ['tank/src', 'tank/src/a', 'tank/src/a/x', 'tank/src/b']) remote.snapshot(dataset, 'r2', NOW);
     remote.listings = 0;
     local.listings = 0;
+    // Quick transfers: every member is planned from the tree listing, then checks its own replica once.
     await runTree(treeSettings, treeContext);
-    // The tree listing, the root's verification, then each of the three later members listed on both sides.
-    assert.deepEqual([remote.listings, local.listings], [1 + 3, 1 + 1 + 3]);
+    assert.deepEqual([remote.listings, local.listings], [1, 1 + 4]);
+
+    // The root's transfer outlasts the reuse window: its three descendants are planned from listings of their own.
+    for (const dataset of ['tank/src', 'tank/src/a', 'tank/src/a/x', 'tank/src/b']) remote.snapshot(dataset, 'r3', NOW);
+    let clock = NOW * 1000;
+    const streams = new FakeStreams(remote, local);
+    const slowRoot = {
+      summary: streams.summary,
+      run: async (...args: Parameters<FakeStreams['run']>) => {
+        if (args[1].at(-1) === 'backup/copy/src') clock += TREE_LISTING_REUSE_MS;
+        return streams.run(...args);
+      },
+    };
+    remote.listings = 0;
+    local.listings = 0;
+    await runTree(treeSettings, { ...treeContext, streams: slowRoot, now: () => new Date(clock) });
+    assert.deepEqual([remote.listings, local.listings], [1 + 3, 1 + 4 + 3]);
+    for (const member of ['backup/copy/src', 'backup/copy/src/a', 'backup/copy/src/a/x', 'backup/copy/src/b']) {
+      assert.deepEqual(tagged(local, member), ['r3'], member);
+    }
   });
 
   test('a member whose new replica failed blocks its children, which are not created by zfs create', async () => {
