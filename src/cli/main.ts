@@ -6,7 +6,7 @@ import { type Endpoint, localEndpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
 import { defaultLockDirectory } from '../lock/directories.js';
-import { type HeldLock, acquireLock } from '../lock/lock.js';
+import { type HeldLock, acquireLock, acquireLocks } from '../lock/lock.js';
 import { type Logger, createLogger, oneLine } from '../log/logger.js';
 import { defaultStateDir } from '../observe/state-dir.js';
 import { summaryLine, totalEntry } from '../observe/summary.js';
@@ -110,11 +110,10 @@ async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecord
     else recorder.replica(settings.localDataset, settings.remoteDataset, startedAt, result);
   };
   let lock: HeldLock;
-  let lockDataset: (dataset: string) => HeldLock;
+  let lockDir: string;
   try {
-    const lockDir = settings.lockDir ?? defaultLockDirectory();
-    lockDataset = (dataset: string) => acquireLock(lockDir, dataset, () => new Date());
-    lock = lockDataset(settings.localDataset);
+    lockDir = settings.lockDir ?? defaultLockDirectory();
+    lock = acquireLock(lockDir, settings.localDataset, () => new Date());
   } catch (error) {
     recordRun({ error });
     if (error instanceof LockedError) return reportLocked(error, settings, log);
@@ -199,22 +198,24 @@ async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecord
     };
     if (settings.recursive) {
       // Each member is locked for its turn too, so a single-dataset job on one of them never races this run.
-      const lockMember = (dataset: string) => {
-        try {
-          return lockDataset(dataset);
-        } catch (error) {
-          if (!(error instanceof LockedError)) throw error;
-          const remoteDataset = counterpart(dataset, settings.localDataset, settings.remoteDataset);
-          recorder.replica(dataset, remoteDataset, Date.now() / 1000, { error });
-          reportLocked(error, settings, log);
-          return undefined;
-        }
+      const lockMembers = (datasets: readonly string[]) => {
+        const attempts = acquireLocks(lockDir, datasets, () => new Date());
+        return new Map(
+          datasets.map((dataset, index) => {
+            const attempt = attempts[index];
+            if (!(attempt instanceof LockedError)) return [dataset, attempt];
+            const remoteDataset = counterpart(dataset, settings.localDataset, settings.remoteDataset);
+            recorder.replica(dataset, remoteDataset, Date.now() / 1000, { error: attempt });
+            reportLocked(attempt, settings, log);
+            return [dataset, undefined];
+          }),
+        );
       };
       const tree = await runTree(
         { ...runSettings, exclude: settings.exclude, jobs: settings.jobs },
         {
           ...context,
-          lockMember,
+          lockMembers,
           memberDone: (member, result, memberStarted) =>
             recorder.replica(member.localDataset, member.remoteDataset, memberStarted, {
               ...result,

@@ -25,6 +25,14 @@ export interface HeldLock {
 /** flock(1) exits with this when the lock is taken (its -E option); chosen to stand apart from its own errors. */
 const BUSY_STATUS = 75;
 
+/** Why a dataset's lock was not taken: another run holds it (LockedError), or it cannot be taken at all. */
+export type LockRefusal = LockedError | FailureError;
+
+/** One flock(1) per descriptor, in one shell: a tree of hundreds of members costs one spawn, not hundreds. */
+const FLOCK_EACH = `for fd do flock --nonblock --conflict-exit-code ${BUSY_STATUS} "$fd"; echo "$?"; done`;
+/** Descriptors handed to one shell: well under any limit on a child's descriptors. */
+const LOCKS_PER_SHELL = 100;
+
 /**
  * One run at a time per local dataset, with a kernel flock(2) lock: the kernel drops it when the process dies
  * in any way (SIGKILL, power loss: the file survives, the lock does not), so no lock is ever stale.
@@ -32,29 +40,65 @@ const BUSY_STATUS = 75;
  * from us; the lock then lives exactly as long as our own descriptor.
  */
 export function acquireLock(directory: string, localDataset: string, now: () => Date): HeldLock {
+  const [attempt] = acquireLocks(directory, [localDataset], now);
+  if (attempt === undefined || attempt instanceof Error) throw attempt;
+  return attempt;
+}
+
+/** acquireLock for many datasets at once: each one's lock, or why it was not taken, in the order given. */
+export function acquireLocks(
+  directory: string,
+  localDatasets: readonly string[],
+  now: () => Date,
+): (HeldLock | LockRefusal)[] {
+  const opened = localDatasets.map((dataset) => openLockFile(directory, dataset));
+  const toLock = opened.filter((file): file is LockFile => !(file instanceof Error));
+  const statuses = new Map<LockFile, number | string>();
+  for (let start = 0; start < toLock.length; start += LOCKS_PER_SHELL) {
+    const chunk = toLock.slice(start, start + LOCKS_PER_SHELL);
+    const result = spawnSync('sh', ['-c', FLOCK_EACH, 'sh', ...chunk.map((_, index) => String(index + 3))], {
+      stdio: ['ignore', 'pipe', 'pipe', ...chunk.map((file) => file.fd)],
+      encoding: 'utf8',
+    });
+    const codes = (result.stdout ?? '').split('\n').filter(Boolean).map(Number);
+    const why = result.error ? result.error.message : (result.stderr || `exit ${result.status}`).trim();
+    chunk.forEach((file, index) => statuses.set(file, codes[index] ?? why));
+  }
+  return opened.map((file) => {
+    if (file instanceof Error) return file;
+    const status = statuses.get(file);
+    if (status === 0) return holdLock(file, now);
+    closeSync(file.fd);
+    if (status === BUSY_STATUS) return lockedError(file.dataset, readHolder(file.path), now());
+    return new FailureError(
+      'ELOCK',
+      `cannot lock ${file.path}: ${typeof status === 'string' ? status : `exit ${status}`}`,
+    );
+  });
+}
+
+interface LockFile {
+  dataset: string;
+  path: string;
+  fd: number;
+}
+
+function openLockFile(directory: string, localDataset: string): LockFile | FailureError {
   const path = join(directory, lockFileName(localDataset));
-  let fd: number;
   try {
     makeDirectory(directory);
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    return { dataset: localDataset, path, fd: openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644) };
   } catch (error) {
     // A read-only file system, a missing permission, a file where the directory should be: the operator's to fix.
-    throw new FailureError(
+    return new FailureError(
       'ELOCK',
       `cannot open the lock file ${path}: ${errorMessage(error)} (choose a writable directory with --lock-dir)`,
       { cause: error },
     );
   }
-  const result = spawnSync('flock', ['--nonblock', '--conflict-exit-code', String(BUSY_STATUS), '3'], {
-    stdio: ['ignore', 'ignore', 'pipe', fd],
-    encoding: 'utf8',
-  });
-  if (result.status !== 0) {
-    closeSync(fd);
-    if (result.status === BUSY_STATUS) throw lockedError(localDataset, readHolder(path), now());
-    const why = result.error ? result.error.message : (result.stderr || `exit ${result.status}`).trim();
-    throw new FailureError('ELOCK', `cannot lock ${path}: ${why}`);
-  }
+}
+
+function holdLock({ path, fd }: LockFile, now: () => Date): HeldLock {
   const holder: LockHolder = { pid: process.pid, since: now().getTime() };
   ftruncateSync(fd, 0);
   writeSync(fd, `${JSON.stringify(holder)}\n`, 0);

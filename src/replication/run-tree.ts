@@ -16,10 +16,10 @@ export interface TreeSettings extends ReplicationSettings {
 
 export interface TreeContext extends ReplicationContext {
   /**
-   * Locks one member's replica; undefined (already reported) when another run holds it. Throws when the lock
-   * cannot be taken at all (the member's failure only).
+   * Locks the members' replicas, all at once: each one's lock; undefined (already reported) when another run
+   * holds it; or the error that kept it from being locked at all (that member's failure only).
    */
-  lockMember: (localDataset: string) => HeldLock | undefined;
+  lockMembers: (localDatasets: readonly string[]) => Map<string, HeldLock | Error | undefined>;
   /** Told each member's end: what its run did, or why it did not run to its end; `startedAt` in Unix seconds. */
   memberDone?: (member: MemberName, result: { outcome: RunOutcome } | { error: unknown }, startedAt: number) => void;
 }
@@ -69,13 +69,10 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
   const locks = new Map<string, HeldLock | undefined>();
   const lockFailures = new Map<string, unknown>();
   try {
-    for (const name of memberNames) {
-      if (name === settings.localDataset) continue;
-      try {
-        locks.set(name, context.lockMember(name));
-      } catch (error) {
-        lockFailures.set(name, error);
-      }
+    const others = memberNames.filter((name) => name !== settings.localDataset);
+    for (const [name, attempt] of context.lockMembers(others)) {
+      if (attempt instanceof Error) lockFailures.set(name, attempt);
+      else locks.set(name, attempt);
     }
     // Listed only now, with every member locked: what we plan from is what we will change.
     const [localTree, claims] = await Promise.all([

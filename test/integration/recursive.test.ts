@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { readRecords } from '../../src/observe/state-dir.js';
+import { TREE_LISTING_REUSE_MS } from '../../src/replication/run-tree.js';
 import { Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, rx, sleep, sshHandshakes } from './helpers.js';
 
@@ -96,12 +97,17 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
 
       await tb.zfs('alpha', 'snapshot', '-r', `${SOURCE}@r2`);
       await tb.writeAndSnapshot('alpha', `${SOURCE}/db`, 'db-only-2');
+      const started = performance.now();
       const run = await pullTree(tree, ['-vv']);
+      const tookMs = performance.now() - started;
       assertExit(run, 0);
       assert.doesNotMatch(run.stderr, /warn|error/i);
       for (const member of [...MEMBERS, '/new']) await assertReplicated(tree, member);
-      // The root received first, so the tree listing is no longer trusted: later members are listed again.
-      assert.match(run.stderr, rx`alpha\$ zfs get -Hp -d 1 .* ${SOURCE}/db\n`);
+      // Members planned within TREE_LISTING_REUSE_MS of the tree listing are planned from it: the source is listed
+      // once for the whole tree (the unit tests cover the members planned later, by a fake clock).
+      if (tookMs < TREE_LISTING_REUSE_MS) {
+        assert.deepEqual(run.stderr.match(/alpha\$ zfs get -Hp .*/g)?.length, 1, run.stderr);
+      }
 
       const noop = await pullTree(tree, ['-vv']);
       assertExit(noop, 0);

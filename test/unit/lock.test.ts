@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FailureError, LockedError } from '../../src/errors/errors.js';
-import { acquireLock, lockFileName } from '../../src/lock/lock.js';
+import { acquireLock, acquireLocks, lockFileName } from '../../src/lock/lock.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'zr-lock-test-'));
 const now = () => new Date();
@@ -72,6 +72,41 @@ test('a lock directory that cannot be used is ELOCK naming --lock-dir, never an 
         return true;
       },
     );
+  }
+});
+
+test('acquireLocks takes many locks in one go: each one its own answer, a held one refused alone', () => {
+  const held = acquireLock(directory, 'tank/many/held', now);
+  const names = Array.from({ length: 150 }, (_, index) => `tank/many/m${index}`);
+  const attempts = acquireLocks(directory, ['tank/many/held', ...names], now);
+  try {
+    assert.equal(attempts.length, 151);
+    assert.ok(attempts[0] instanceof LockedError, String(attempts[0]));
+    for (const [index, attempt] of attempts.slice(1).entries()) {
+      assert.ok(!(attempt instanceof Error), `${names[index]}: ${String(attempt)}`);
+      assert.equal(attempt.path, join(directory, lockFileName(names[index] ?? '')));
+    }
+    // Every one of them is really held: a second attempt on any is refused.
+    const again = acquireLocks(directory, [names[0] ?? '', names[149] ?? ''], now);
+    assert.ok(again.every((attempt) => attempt instanceof LockedError));
+  } finally {
+    held.release();
+    for (const attempt of attempts) if (!(attempt instanceof Error)) attempt.release();
+  }
+  const freed = acquireLocks(directory, ['tank/many/held', names[0] ?? ''], now);
+  assert.ok(freed.every((attempt) => !(attempt instanceof Error)));
+  for (const attempt of freed) if (!(attempt instanceof Error)) attempt.release();
+});
+
+test('acquireLocks: a lock file that cannot be opened fails that dataset only, as ELOCK', () => {
+  mkdirSync(join(directory, lockFileName('tank/a-directory')));
+  const attempts = acquireLocks(directory, ['tank/before', 'tank/a-directory', 'tank/after'], now);
+  const [before, blocked, after] = attempts;
+  assert.ok(blocked instanceof FailureError && blocked.code === 'ELOCK', String(blocked));
+  assert.match(blocked.message, /--lock-dir/);
+  for (const attempt of [before, after]) {
+    assert.ok(attempt !== undefined && !(attempt instanceof Error), String(attempt));
+    attempt.release();
   }
 });
 

@@ -366,8 +366,13 @@ describe('runTree', () => {
     const locked = new Set<string>();
     const treeContext = {
       ...bed.context,
-      lockMember: (dataset: string) =>
-        locked.has(dataset) ? undefined : { path: dataset, fd: -1, release: () => undefined },
+      lockMembers: (datasets: readonly string[]) =>
+        new Map(
+          datasets.map((dataset) => [
+            dataset,
+            locked.has(dataset) ? undefined : { path: dataset, fd: -1, release: () => undefined },
+          ]),
+        ),
     };
     return { ...bed, locked, treeContext, treeSettings: { ...bed.settings, exclude: [], jobs: 4 } };
   }

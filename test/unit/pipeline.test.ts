@@ -1,10 +1,20 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { localEndpoint } from '../../src/exec/endpoint.js';
+import { makeKernelPipes } from '../../src/transport/kernel-pipe.js';
 import { PipelineError, type Stage, runPipeline } from '../../src/transport/pipeline.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zr-pipeline-test-'));
@@ -37,15 +47,31 @@ test('bytes in equal bytes out through three stages joined by kernel pipes', asy
   );
 });
 
-test('the stages are joined by kernel pipes (fifo), not sockets, and the parent keeps no pipe end', async () => {
-  const pipeEnds = () => openFdTargets().filter((target) => target.includes('zfs_replicate-pipe-')).length;
+test('the stages are joined by kernel pipes (fifo), not sockets, and the parent keeps no end of them', async () => {
   const outcomes = await runPipeline([
-    stage('produce', 'sh', '-c', 'exec 3>&1; stat -L -c %F /proc/self/fd/3 >&2'),
+    stage('produce', 'sh', '-c', 'exec 3>&1; stat -L -c %F /proc/self/fd/3 >&2; readlink /proc/self/fd/3 >&2'),
     stage('consume', 'sh', '-c', 'stat -L -c %F /proc/self/fd/0 >&2; cat >/dev/null'),
   ]);
-  assert.equal(outcomes[0]!.stderr.trim(), 'fifo');
+  const [kind, pipe] = outcomes[0]!.stderr.trim().split('\n');
+  assert.equal(kind, 'fifo');
   assert.equal(outcomes[1]!.stderr.trim(), 'fifo');
-  assert.equal(pipeEnds(), 0);
+  assert.match(pipe ?? '', /zfs_replicate-pipe-/);
+  assert.ok(!openFdTargets().includes(pipe ?? ''), `the parent still holds ${pipe}`);
+});
+
+test('pipes made ahead in batches are each handed out once, and each carries only its own bytes', () => {
+  const pipes = Array.from({ length: 40 }, () => makeKernelPipes(3)).flat();
+  const fds = pipes.flatMap((pipe) => [pipe.readFd, pipe.writeFd]);
+  assert.equal(new Set(fds).size, fds.length);
+  const targets = new Set(pipes.map((pipe) => readlinkSync(`/proc/self/fd/${pipe.readFd}`)));
+  assert.equal(targets.size, pipes.length, 'every pipe is a FIFO of its own');
+  pipes.forEach((pipe, index) => writeSync(pipe.writeFd, `pipe ${index}`));
+  pipes.forEach((pipe, index) => {
+    const buffer = Buffer.alloc(64);
+    assert.equal(buffer.toString('utf8', 0, readSync(pipe.readFd, buffer)), `pipe ${index}`);
+    closeSync(pipe.readFd);
+    closeSync(pipe.writeFd);
+  });
 });
 
 test('a producer dying midway fails the pipeline and names that stage, even though the consumer exits 0', async () => {
