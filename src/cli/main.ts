@@ -12,8 +12,7 @@ import { defaultStateDir } from '../observe/state-dir.js';
 import { summaryLine, totalEntry } from '../observe/summary.js';
 import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
-import { runTree } from '../replication/run-tree.js';
-import { counterpart } from '../replication/tree.js';
+import { type MemberName, runTree } from '../replication/run-tree.js';
 import { type ProgressOutput, progressMode } from '../transport/progress.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { PipelineStreamRunner } from '../transport/stream.js';
@@ -200,22 +199,18 @@ async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecord
       // Each member is locked for its turn too, so a single-dataset job on one of them never races this run.
       const lockMembers = (datasets: readonly string[]) => {
         const attempts = acquireLocks(lockDir, datasets, () => new Date());
-        return new Map(
-          datasets.map((dataset, index) => {
-            const attempt = attempts[index];
-            if (!(attempt instanceof LockedError)) return [dataset, attempt];
-            const remoteDataset = counterpart(dataset, settings.localDataset, settings.remoteDataset);
-            recorder.replica(dataset, remoteDataset, Date.now() / 1000, { error: attempt });
-            reportLocked(attempt, settings, log);
-            return [dataset, undefined];
-          }),
-        );
+        return new Map(datasets.map((dataset, index) => [dataset, attempts[index]!]));
+      };
+      const memberLocked = (member: MemberName, error: LockedError) => {
+        recorder.replica(member.localDataset, member.remoteDataset, Date.now() / 1000, { error });
+        reportLocked(error, settings, log);
       };
       const tree = await runTree(
         { ...runSettings, exclude: settings.exclude, jobs: settings.jobs },
         {
           ...context,
           lockMembers,
+          memberLocked,
           memberDone: (member, result, memberStarted) =>
             recorder.replica(member.localDataset, member.remoteDataset, memberStarted, {
               ...result,

@@ -1,11 +1,18 @@
-import { ConflictError, FailureError, ReplicateError, UsageError, errorMessage } from '../errors/errors.js';
+import {
+  ConflictError,
+  FailureError,
+  LockedError,
+  ReplicateError,
+  UsageError,
+  errorMessage,
+} from '../errors/errors.js';
 import type { HeldLock } from '../lock/lock.js';
 import type { Listing } from '../zfs/listing.js';
 import { isUnder } from '../zfs/names.js';
 import { CLAIM_PROPERTY } from './claim.js';
 import { runOnce } from './run-once.js';
 import { Slots } from './slots.js';
-import { type TreeMember, planTree } from './tree.js';
+import { type TreeMember, counterpart, isExcluded, planTree } from './tree.js';
 import type { ReplicationContext, ReplicationSettings, RunOutcome } from './types.js';
 
 export interface TreeSettings extends ReplicationSettings {
@@ -16,10 +23,13 @@ export interface TreeSettings extends ReplicationSettings {
 
 export interface TreeContext extends ReplicationContext {
   /**
-   * Locks the members' replicas, all at once: each one's lock; undefined (already reported) when another run
-   * holds it; or the error that kept it from being locked at all (that member's failure only).
+   * Locks replicas, all in one go: each one's lock, or why not: another run holds it (LockedError), or it
+   * could not be locked at all (that member's failure only). Nothing is reported here: a replica may turn out
+   * not to be a member.
    */
-  lockMembers: (localDatasets: readonly string[]) => Map<string, HeldLock | Error | undefined>;
+  lockMembers: (localDatasets: readonly string[]) => Map<string, HeldLock | Error>;
+  /** Told each member that another run holds: it is skipped (a tree member's own job is under way). */
+  memberLocked?: (member: MemberName, error: LockedError) => void;
   /** Told each member's end: what its run did, or why it did not run to its end; `startedAt` in Unix seconds. */
   memberDone?: (member: MemberName, result: { outcome: RunOutcome } | { error: unknown }, startedAt: number) => void;
 }
@@ -49,65 +59,86 @@ type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: str
 
 /**
  * `--recursive`: replicates every member of the tree on its own (its own base, holds, bookmark and expiry),
- * up to `jobs` at once, each only after its parent. Every member is locked before the replicas are listed,
- * so no member is planned from a listing that another job (a single-dataset cron line on one member) could
- * have made stale: that job's run either finished before our listing or waits for our lock. One member's failure does not stop the
- * others; the run ends with one summary error naming every member that was not replicated.
+ * up to `jobs` at once, each only after its parent. Every replica is locked before it is listed, so no member
+ * is planned from a listing that another job (a single-dataset cron line on one member) could have made stale:
+ * that job's run either finished before our listing or waits for our lock. The replicas that exist are
+ * locked first, while the source's tree is being listed; a member whose replica appears only in the listing is
+ * locked after it, and lists itself again. One member's failure does not stop the others; the run ends with
+ * one summary error naming every member that was not replicated.
  */
 export async function runTree(settings: TreeSettings, context: TreeContext): Promise<TreeOutcome> {
   const { remote, local } = context;
+  const root = settings.localDataset;
   const listedAt = context.now().getTime();
-  const remoteTree = await remote.tree(settings.remoteDataset);
-  const memberNames = planTree({
-    remoteRoot: settings.remoteDataset,
-    localRoot: settings.localDataset,
-    remote: remoteTree,
-    local: new Map(),
-    exclude: settings.exclude,
-  }).members.map((member) => member.localDataset);
-
-  const locks = new Map<string, HeldLock | undefined>();
-  const lockFailures = new Map<string, unknown>();
-  try {
-    const others = memberNames.filter((name) => name !== settings.localDataset);
-    for (const [name, attempt] of context.lockMembers(others)) {
-      if (attempt instanceof Error) lockFailures.set(name, attempt);
+  // The two long listings run at once: the source's tree, and this host's once its replicas are locked.
+  const remoteListing = remote.tree(settings.remoteDataset);
+  remoteListing.catch(() => undefined); // awaited below; it must not count as unhandled meanwhile
+  const locks = new Map<string, HeldLock>();
+  const refusals = new Map<string, Error>();
+  const lock = (names: readonly string[]) => {
+    for (const [name, attempt] of context.lockMembers(names)) {
+      if (attempt instanceof Error) refusals.set(name, attempt);
       else locks.set(name, attempt);
     }
-    // Listed only now, with every member locked: what we plan from is what we will change.
-    const [localTree, claims] = await Promise.all([
-      local.tree(settings.localDataset),
+  };
+  try {
+    const leftOut = (name: string) => isExcluded(counterpart(name, root, settings.remoteDataset), settings.exclude);
+    lock((await local.datasetNames(root)).filter((name) => name !== root && !leftOut(name)));
+    const [remoteTree, localTree, claims] = await Promise.all([
+      remoteListing,
+      local.tree(root),
       local.userProperty(CLAIM_PROPERTY),
     ]);
     refuseOverlap(remoteTree, localTree, settings, remote.label);
     const tree = planTree({
       remoteRoot: settings.remoteDataset,
-      localRoot: settings.localDataset,
+      localRoot: root,
       remote: remoteTree,
       local: localTree,
       exclude: settings.exclude,
     });
+    // A member without a replica a moment ago is locked only now, after the listing: it is listed again.
+    const lockedLate = tree.members
+      .map((member) => member.localDataset)
+      .filter((name) => name !== root && !locks.has(name) && !refusals.has(name));
+    lock(lockedLate);
+    // Replicas that are not members (their source is gone, see reportTreeShape) were locked for nothing.
+    const memberNames = new Set(tree.members.map((member) => member.localDataset));
+    for (const [name, held] of locks) {
+      if (memberNames.has(name)) continue;
+      held.release();
+      locks.delete(name);
+    }
     reportTreeShape(tree.localOnly, settings, context);
     warnUnmatchedExcludes(settings, context, [...remoteTree.keys()]);
-    return await replicateMembers(tree.members, settings, context, { locks, lockFailures, claims, listedAt });
+    return await replicateMembers(tree.members, settings, context, {
+      locks,
+      refusals,
+      claims,
+      listedAt,
+      lockedLate: new Set(lockedLate),
+    });
   } finally {
-    for (const lock of locks.values()) lock?.release();
+    for (const held of locks.values()) held.release();
   }
 }
 
 interface MemberAccess {
-  locks: ReadonlyMap<string, HeldLock | undefined>;
-  lockFailures: ReadonlyMap<string, unknown>;
+  locks: ReadonlyMap<string, HeldLock>;
+  /** Members whose replica could not be locked: another run holds it (LockedError), or the lock failed. */
+  refusals: ReadonlyMap<string, Error>;
   claims: ReadonlyMap<string, string>;
   /** When the source's tree was listed (context.now(), in ms): the local one, listed later, is locked. */
   listedAt: number;
+  /** Members locked after the local listing (they had no replica yet): never planned from it. */
+  lockedLate: ReadonlySet<string>;
 }
 
 async function replicateMembers(
   members: readonly TreeMember[],
   settings: TreeSettings,
   context: TreeContext,
-  { locks, lockFailures, claims, listedAt }: MemberAccess,
+  { locks, refusals, claims, listedAt, lockedLate }: MemberAccess,
 ): Promise<TreeOutcome> {
   const { remote, log } = context;
   log.debug(`recursive: ${members.length} datasets under ${remote.label}:${settings.remoteDataset}`);
@@ -148,19 +179,20 @@ async function replicateMembers(
       waiting.set(member.localDataset, []);
       return;
     }
-    const lockFailure = lockFailures.get(member.localDataset);
-    if (lockFailure !== undefined) {
-      log.error(`${member.localDataset}: ${errorMessage(lockFailure)}`);
-      context.memberDone?.(member, { error: lockFailure }, context.now().getTime() / 1000);
+    const refusal = refusals.get(member.localDataset);
+    if (refusal instanceof LockedError) {
+      context.memberLocked?.(member, refusal);
       if (!member.local.exists) failed.add(member.localDataset);
-      problems.push({ member, problem: 'failed', detail: codeOf(lockFailure) });
+      return;
+    }
+    if (refusal !== undefined) {
+      log.error(`${member.localDataset}: ${errorMessage(refusal)}`);
+      context.memberDone?.(member, { error: refusal }, context.now().getTime() / 1000);
+      if (!member.local.exists) failed.add(member.localDataset);
+      problems.push({ member, problem: 'failed', detail: codeOf(refusal) });
       return;
     }
     const memberLock = locks.get(member.localDataset);
-    if (!isRoot && memberLock === undefined) {
-      if (!member.local.exists) failed.add(member.localDataset);
-      return;
-    }
     await slots.run(async () => {
       if (context.cancelSignal.aborted) return;
       if (settings.dryRun) context.print(`${remote.label}:${member.remoteDataset} -> ${member.localDataset}:`);
@@ -173,7 +205,10 @@ async function replicateMembers(
           { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
           { ...context, lockFd: memberLock?.fd ?? context.lockFd },
           {
-            listed: listingFresh ? { remote: member.remote, local: member.local } : undefined,
+            listed:
+              listingFresh && !lockedLate.has(member.localDataset)
+                ? { remote: member.remote, local: member.local }
+                : undefined,
             parentsArriving,
             claims,
           },

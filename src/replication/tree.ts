@@ -31,6 +31,11 @@ export function counterpart(dataset: string, fromRoot: string, toRoot: string): 
   return toRoot + dataset.slice(fromRoot.length);
 }
 
+/** Whether `--exclude` leaves the remote dataset out: an exclusion covers the dataset and everything under it. */
+export function isExcluded(remoteDataset: string, exclude: readonly string[]): boolean {
+  return exclude.some((exclusion) => remoteDataset === exclusion || isUnder(remoteDataset, exclusion));
+}
+
 /**
  * Maps every filesystem and volume under the remote root to its replica under the local root, the same
  * relative path. Each member is then replicated on its own, from its own base: children need not share
@@ -39,7 +44,7 @@ export function counterpart(dataset: string, fromRoot: string, toRoot: string): 
  */
 export function planTree(input: TreeInput): TreePlan {
   const { remoteRoot, localRoot } = input;
-  const excluded = (name: string) => input.exclude.some((exclusion) => name === exclusion || isUnder(name, exclusion));
+  const excluded = (name: string) => isExcluded(name, input.exclude);
   const toLocal = (remoteDataset: string) => counterpart(remoteDataset, remoteRoot, localRoot);
   const toRemote = (localDataset: string) => counterpart(localDataset, localRoot, remoteRoot);
 

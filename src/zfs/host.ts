@@ -50,6 +50,8 @@ export interface ZfsOperations {
   destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>>;
   /** Every filesystem and volume with its value of the user property `property` (unset ones left out). */
   userProperty(property: string): Promise<Map<string, string>>;
+  /** The filesystems and volumes under `root`, itself included, by name only; empty if root is missing. */
+  datasetNames(root: string): Promise<string[]>;
 }
 
 /** Typed zfs operations on one host, run as commands; picks the best command form the host's features allow. */
@@ -100,6 +102,17 @@ export class ZfsHost implements ZfsOperations {
         throw new FailureError('EPARSE', `${this.label}: ${error.message}`, { cause: error });
       throw error;
     }
+  }
+
+  /** Names only: no snapshot is listed, so this is quick however many there are. */
+  async datasetNames(root: string): Promise<string[]> {
+    const argv = ['zfs', 'list', '-H', '-o', 'name', '-r', '-t', 'filesystem,volume', root];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (!succeeded(result)) {
+      if (MISSING.test(result.stderr)) return [];
+      throw commandError(this.endpoint, argv, result);
+    }
+    return result.stdout.split('\n').filter(Boolean);
   }
 
   async exists(dataset: string): Promise<boolean> {

@@ -115,6 +115,11 @@ export class FakeZfsHost implements ZfsOperations {
     return listing;
   }
 
+  async datasetNames(root: string): Promise<string[]> {
+    this.check('datasetNames');
+    return [...this.datasets.keys()].filter((name) => name === root || name.startsWith(`${root}/`));
+  }
+
   async exists(dataset: string): Promise<boolean> {
     return this.datasets.has(dataset);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConflictError, FailureError, type ReplicateError, UsageError } from '../../src/errors/errors.js';
+import { ConflictError, FailureError, LockedError, type ReplicateError, UsageError } from '../../src/errors/errors.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { judgeClocks } from '../../src/replication/clock.js';
 import { runOnce } from '../../src/replication/run-once.js';
@@ -370,7 +370,9 @@ describe('runTree', () => {
         new Map(
           datasets.map((dataset) => [
             dataset,
-            locked.has(dataset) ? undefined : { path: dataset, fd: -1, release: () => undefined },
+            locked.has(dataset)
+              ? new LockedError(`another run is replicating into ${dataset}`, undefined)
+              : { path: dataset, fd: -1, release: () => undefined },
           ]),
         ),
     };
@@ -465,10 +467,61 @@ describe('runTree', () => {
   test('a member locked by another job is skipped and its new children wait', async () => {
     const { local, locked, treeContext, treeSettings } = tree();
     locked.add('backup/copy/src/a');
-    await assert.rejects(runTree(treeSettings, treeContext), /backup\/copy\/src\/a\/x \(skipped: its parent/);
+    const told: string[] = [];
+    const memberLocked = (member: { localDataset: string }) => told.push(member.localDataset);
+    await assert.rejects(
+      runTree(treeSettings, { ...treeContext, memberLocked }),
+      /backup\/copy\/src\/a\/x \(skipped: its parent/,
+    );
+    assert.deepEqual(told, ['backup/copy/src/a']);
     assert.equal(local.datasets.has('backup/copy/src/a'), false);
     assert.equal(local.datasets.has('backup/copy/src/a/x'), false);
     assert.deepEqual(tagged(local, 'backup/copy/src/b'), ['r1']);
+  });
+
+  test('replicas are locked before this host is listed; a new one after, and it lists itself again', async () => {
+    const { remote, local, locked, treeContext, treeSettings } = tree();
+    await runTree(treeSettings, treeContext);
+    remote.create('tank/src/new');
+    remote.snapshot('tank/src/new', 'r1', NOW);
+    local.create('backup/copy/src/gone');
+    local.snapshot('backup/copy/src/gone', 'g1', NOW - DAY);
+    locked.add('backup/copy/src/gone');
+    const events: string[] = [];
+    const tree_ = local.tree.bind(local);
+    local.tree = async (root: string) => {
+      events.push(`list ${root}`);
+      return tree_(root);
+    };
+    const state = local.state.bind(local);
+    local.state = async (dataset: string) => {
+      events.push(`list ${dataset}`);
+      return state(dataset);
+    };
+    const told: string[] = [];
+    await runTree(
+      { ...treeSettings, jobs: 1 },
+      {
+        ...treeContext,
+        lockMembers: (datasets) => {
+          events.push(`lock ${datasets.join(' ')}`);
+          return treeContext.lockMembers(datasets);
+        },
+        memberLocked: (member) => told.push(member.localDataset),
+      },
+    );
+    assert.deepEqual(events.slice(0, 4), [
+      'lock backup/copy/src/a backup/copy/src/b backup/copy/src/a/x backup/copy/src/gone',
+      'list backup/copy/src',
+      'lock backup/copy/src/new',
+      'list backup/copy/src/new',
+    ]);
+    const listingsOf = (dataset: string) => events.filter((event) => event === `list ${dataset}`).length;
+    // Listed before it is planned, and checked after receiving; the no-op members come from the tree listing.
+    assert.equal(listingsOf('backup/copy/src/new'), 2);
+    assert.equal(listingsOf('backup/copy/src/b'), 0);
+    assert.deepEqual(tagged(local, 'backup/copy/src/new'), ['r1']);
+    assert.deepEqual(told, [], 'a replica that is not a member is not reported, even when another run holds it');
   });
 
   test('a container root without snapshots replicates through its children, quietly', async () => {
