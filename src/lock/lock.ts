@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { constants, closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDistanceStrict } from 'date-fns/formatDistanceStrict';
-import { FailureError, LockedError, errorMessage } from '../errors/errors.js';
+import { FailureError, LockedError, errorMessage, lastLines } from '../errors/errors.js';
 import { makeDirectory } from './directories.js';
 
 export interface LockHolder {
@@ -53,7 +53,7 @@ export function acquireLocks(
 ): (HeldLock | LockRefusal)[] {
   const opened = localDatasets.map((dataset) => openLockFile(directory, dataset));
   const toLock = opened.filter((file): file is LockFile => !(file instanceof Error));
-  const statuses = new Map<LockFile, number | string>();
+  const statuses = new Map<LockFile, { code: number | undefined; why: string }>();
   for (let start = 0; start < toLock.length; start += LOCKS_PER_SHELL) {
     const chunk = toLock.slice(start, start + LOCKS_PER_SHELL);
     const result = spawnSync('sh', ['-c', FLOCK_EACH, 'sh', ...chunk.map((_, index) => String(index + 3))], {
@@ -61,19 +61,24 @@ export function acquireLocks(
       encoding: 'utf8',
     });
     const codes = (result.stdout ?? '').split('\n').filter(Boolean).map(Number);
-    const why = result.error ? result.error.message : (result.stderr || `exit ${result.status}`).trim();
-    chunk.forEach((file, index) => statuses.set(file, codes[index] ?? why));
+    // flock's own words (e.g. "flock: not found", "No locks available" on some NFS) say more than its status.
+    const why = result.error ? result.error.message : lastLines(result.stderr ?? '', 2) || `exit ${result.status}`;
+    chunk.forEach((file, index) => statuses.set(file, { code: codes[index], why }));
   }
   return opened.map((file) => {
     if (file instanceof Error) return file;
     const status = statuses.get(file);
-    if (status === 0) return holdLock(file, now);
+    if (status?.code === 0) {
+      try {
+        return holdLock(file, now);
+      } catch (error) {
+        closeSync(file.fd);
+        return new FailureError('ELOCK', `cannot write the lock file ${file.path}: ${errorMessage(error)}`);
+      }
+    }
     closeSync(file.fd);
-    if (status === BUSY_STATUS) return lockedError(file.dataset, readHolder(file.path), now());
-    return new FailureError(
-      'ELOCK',
-      `cannot lock ${file.path}: ${typeof status === 'string' ? status : `exit ${status}`}`,
-    );
+    if (status?.code === BUSY_STATUS) return lockedError(file.dataset, readHolder(file.path), now());
+    return new FailureError('ELOCK', `cannot lock ${file.path}: ${status?.why ?? 'not attempted'}`);
   });
 }
 

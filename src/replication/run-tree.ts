@@ -75,8 +75,11 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
   remoteListing.catch(() => undefined); // awaited below; it must not count as unhandled meanwhile
   const locks = new Map<string, HeldLock>();
   const refusals = new Map<string, Error>();
+  // Every name ends in `locks` or in `refusals`: a member in neither would run unlocked.
   const lock = (names: readonly string[]) => {
-    for (const [name, attempt] of context.lockMembers(names)) {
+    const attempts = context.lockMembers(names);
+    for (const name of names) {
+      const attempt = attempts.get(name) ?? new FailureError('ELOCK', `${name} was not locked`);
       if (attempt instanceof Error) refusals.set(name, attempt);
       else locks.set(name, attempt);
     }

@@ -108,10 +108,8 @@ export class ZfsHost implements ZfsOperations {
   async datasetNames(root: string): Promise<string[]> {
     const argv = ['zfs', 'list', '-H', '-o', 'name', '-r', '-t', 'filesystem,volume', root];
     const result = await this.runner.attempt(this.endpoint, argv);
-    if (!succeeded(result)) {
-      if (MISSING.test(result.stderr)) return [];
-      throw commandError(this.endpoint, argv, result);
-    }
+    // A root that is missing lists nothing; a child destroyed meanwhile leaves the others listed.
+    if (!succeeded(result) && !MISSING.test(result.stderr)) throw commandError(this.endpoint, argv, result);
     return result.stdout.split('\n').filter(Boolean);
   }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -108,6 +108,22 @@ test('acquireLocks: a lock file that cannot be opened fails that dataset only, a
     assert.ok(attempt !== undefined && !(attempt instanceof Error), String(attempt));
     attempt.release();
   }
+});
+
+test('when flock itself fails, ELOCK carries its own words (here: not installed), for every lock asked', () => {
+  const bin = mkdtempSync(join(tmpdir(), 'zr-lock-bin-'));
+  symlinkSync('/bin/sh', join(bin, 'sh'));
+  const path = process.env.PATH;
+  process.env.PATH = bin;
+  try {
+    for (const attempt of acquireLocks(directory, ['tank/no-flock-1', 'tank/no-flock-2'], now)) {
+      assert.ok(attempt instanceof FailureError && attempt.code === 'ELOCK', String(attempt));
+      assert.match(attempt.message, /flock.*not found/);
+    }
+  } finally {
+    process.env.PATH = path;
+  }
+  acquireLock(directory, 'tank/no-flock-1', now).release();
 });
 
 async function holderProcess(dataset: string): Promise<ReturnType<typeof spawn>> {

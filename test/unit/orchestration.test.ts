@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { ConflictError, FailureError, LockedError, type ReplicateError, UsageError } from '../../src/errors/errors.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { judgeClocks } from '../../src/replication/clock.js';
+import { moveHolds } from '../../src/replication/holds.js';
 import { runOnce } from '../../src/replication/run-once.js';
 import { TREE_LISTING_REUSE_MS, runTree } from '../../src/replication/run-tree.js';
 import type { ReplicationContext, ReplicationSettings, RunOutcome } from '../../src/replication/types.js';
@@ -132,6 +133,57 @@ describe('runOnce', () => {
     assert.equal(streams.sent.length, sent);
     assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
     assert.ok(log.lines.some((line) => /^warn: repaired: hold "offsite" was missing/.test(line)));
+  });
+
+  test('holds move on both sides at once, and no release starts before both holds are in place', async () => {
+    const { remote, local, log } = setup();
+    local.create('backup/copy');
+    const events: string[] = [];
+    const sides = [
+      { zfs: remote, dataset: 'tank/src' },
+      { zfs: local, dataset: 'backup/copy' },
+    ].map(({ zfs, dataset }) => {
+      zfs.snapshot(dataset, 's1', NOW - DAY);
+      zfs.snapshot(dataset, 's2', NOW);
+      const hold = zfs.hold.bind(zfs);
+      const release = zfs.release.bind(zfs);
+      zfs.hold = async (...args) => {
+        events.push(`${zfs.label} hold starts`);
+        // The remote's round trip is the slow one.
+        if (zfs === remote) await new Promise((resolve) => setTimeout(resolve, 30));
+        const result = await hold(...args);
+        events.push(`${zfs.label} hold ends`);
+        return result;
+      };
+      zfs.release = async (...args) => {
+        events.push(`${zfs.label} release`);
+        return release(...args);
+      };
+      return { zfs, dataset };
+    });
+    for (const { zfs, dataset } of sides) await zfs.hold(TAG, dataset, 's1');
+    events.length = 0;
+    const held = await Promise.all(sides.map(async ({ zfs, dataset }) => (await zfs.state(dataset)).snapshots));
+    await moveHolds(
+      TAG,
+      sides.map(({ zfs, dataset }, index) => ({
+        zfs,
+        dataset,
+        keep: held[index]!.at(-1)!,
+        snapshots: held[index]!,
+      })),
+      true,
+      log,
+    );
+    assert.deepEqual(events, [
+      'alpha hold starts',
+      'local hold starts',
+      'local hold ends',
+      'alpha hold ends',
+      'alpha release',
+      'local release',
+    ]);
+    for (const { zfs, dataset } of sides) assert.deepEqual(tagged(zfs, dataset), ['s2']);
   });
 
   test('expiry destroys old snapshots after releasing their remote twins, never the base however old', async () => {
@@ -487,6 +539,8 @@ describe('runTree', () => {
     local.create('backup/copy/src/gone');
     local.snapshot('backup/copy/src/gone', 'g1', NOW - DAY);
     locked.add('backup/copy/src/gone');
+    local.create('backup/copy/src/old');
+    local.snapshot('backup/copy/src/old', 'o1', NOW - DAY);
     const events: string[] = [];
     const tree_ = local.tree.bind(local);
     local.tree = async (root: string) => {
@@ -505,23 +559,45 @@ describe('runTree', () => {
         ...treeContext,
         lockMembers: (datasets) => {
           events.push(`lock ${datasets.join(' ')}`);
-          return treeContext.lockMembers(datasets);
+          const attempts = treeContext.lockMembers(datasets);
+          for (const [name, attempt] of attempts) {
+            if (!(attempt instanceof Error))
+              attempt.release = () => {
+                events.push(`let go ${name}`);
+              };
+          }
+          return attempts;
         },
         memberLocked: (member) => told.push(member.localDataset),
       },
     );
-    assert.deepEqual(events.slice(0, 4), [
-      'lock backup/copy/src/a backup/copy/src/b backup/copy/src/a/x backup/copy/src/gone',
+    assert.deepEqual(events.slice(0, 5), [
+      'lock backup/copy/src/a backup/copy/src/b backup/copy/src/a/x backup/copy/src/gone backup/copy/src/old',
       'list backup/copy/src',
       'lock backup/copy/src/new',
+      // Not a member (its source is gone): let go before any member runs.
+      'let go backup/copy/src/old',
       'list backup/copy/src/new',
     ]);
+    assert.equal(events.filter((event) => event.startsWith('let go')).length, 5, 'every lock let go at the end');
     const listingsOf = (dataset: string) => events.filter((event) => event === `list ${dataset}`).length;
     // Listed before it is planned, and checked after receiving; the no-op members come from the tree listing.
     assert.equal(listingsOf('backup/copy/src/new'), 2);
     assert.equal(listingsOf('backup/copy/src/b'), 0);
     assert.deepEqual(tagged(local, 'backup/copy/src/new'), ['r1']);
     assert.deepEqual(told, [], 'a replica that is not a member is not reported, even when another run holds it');
+  });
+
+  test('a lockMembers that leaves a member out makes that member ELOCK, never a run without its lock', async () => {
+    const { local, treeContext, treeSettings } = tree();
+    const forgetful = (datasets: readonly string[]) => {
+      const attempts = treeContext.lockMembers(datasets);
+      attempts.delete('backup/copy/src/b');
+      return attempts;
+    };
+    await assert.rejects(runTree(treeSettings, { ...treeContext, lockMembers: forgetful }), /src\/b \(ELOCK\)/);
+    assert.equal(local.datasets.has('backup/copy/src/b'), false);
+    assert.deepEqual(tagged(local, 'backup/copy/src/a'), ['r1']);
   });
 
   test('a container root without snapshots replicates through its children, quietly', async () => {
