@@ -51,7 +51,7 @@ export function acquireLocks(
   localDatasets: readonly string[],
   now: () => Date,
 ): (HeldLock | LockRefusal)[] {
-  const opened = localDatasets.map((dataset) => openLockFile(directory, dataset));
+  const opened = openLockFiles(directory, localDatasets);
   const toLock = opened.filter((file): file is LockFile => !(file instanceof Error));
   const statuses = new Map<LockFile, { code: number | undefined; why: string }>();
   for (let start = 0; start < toLock.length; start += LOCKS_PER_SHELL) {
@@ -88,19 +88,29 @@ interface LockFile {
   fd: number;
 }
 
-function openLockFile(directory: string, localDataset: string): LockFile | FailureError {
-  const path = join(directory, lockFileName(localDataset));
-  try {
-    makeDirectory(directory);
-    return { dataset: localDataset, path, fd: openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644) };
-  } catch (error) {
-    // A read-only file system, a missing permission, a file where the directory should be: the operator's to fix.
-    return new FailureError(
+/** The directory is made once for all of them; each file is then opened on its own. */
+function openLockFiles(directory: string, localDatasets: readonly string[]): (LockFile | FailureError)[] {
+  // A read-only file system, a missing permission, a file where the directory should be: the operator's to fix.
+  const unusable = (path: string, error: unknown) =>
+    new FailureError(
       'ELOCK',
       `cannot open the lock file ${path}: ${errorMessage(error)} (choose a writable directory with --lock-dir)`,
       { cause: error },
     );
+  const pathOf = (dataset: string) => join(directory, lockFileName(dataset));
+  try {
+    makeDirectory(directory);
+  } catch (error) {
+    return localDatasets.map((dataset) => unusable(pathOf(dataset), error));
   }
+  return localDatasets.map((dataset) => {
+    const path = pathOf(dataset);
+    try {
+      return { dataset, path, fd: openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644) };
+    } catch (error) {
+      return unusable(path, error);
+    }
+  });
 }
 
 function holdLock({ path, fd }: LockFile, now: () => Date): HeldLock {
