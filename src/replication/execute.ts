@@ -39,16 +39,16 @@ export async function executePlan(
   const remoteSnapshots = pair.remote.snapshots.map((snapshot) =>
     snapshot.guid === heldMeanwhile ? { ...snapshot, userrefs: snapshot.userrefs + 1 } : snapshot,
   );
-  await moveHolds(
-    settings.tag,
-    [
+  await (context.holdMover ?? moveHolds)({
+    tag: settings.tag,
+    sides: [
       { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteSnapshots },
       { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots },
     ],
     // After a resumed receive the new base is new, not a hold that someone removed.
-    plan.kind !== 'up-to-date' || prepared.settled,
+    expectNew: plan.kind !== 'up-to-date' || prepared.settled,
     log,
-  );
+  });
   await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);
   return { localState: received, base: { local: localBase, remote: target }, receivedBytes: bytes };
 }
@@ -124,9 +124,9 @@ export async function holdOnBothSides(
   const localTwin = localState.snapshots.find((candidate) => candidate.guid === snapshot.guid);
   const remoteTwin = prepared.pair.remote.snapshots.find((candidate) => candidate.guid === snapshot.guid);
   if (localTwin === undefined || remoteTwin === undefined) return;
-  await moveHolds(
-    settings.tag,
-    [
+  await moveHolds({
+    tag: settings.tag,
+    sides: [
       {
         zfs: context.remote,
         dataset: settings.remoteDataset,
@@ -135,9 +135,9 @@ export async function holdOnBothSides(
       },
       { zfs: context.local, dataset: settings.localDataset, keep: localTwin, snapshots: localState.snapshots },
     ],
-    true,
-    context.log,
-  );
+    expectNew: true,
+    log: context.log,
+  });
 }
 
 /**

@@ -10,6 +10,8 @@ import type { HeldLock } from '../lock/lock.js';
 import type { Listing } from '../zfs/listing.js';
 import { isUnder } from '../zfs/names.js';
 import { CLAIM_PROPERTY } from './claim.js';
+import { HoldBatch } from './hold-batch.js';
+import type { HoldMove } from './holds.js';
 import { runOnce } from './run-once.js';
 import { Slots } from './slots.js';
 import { type TreeMember, counterpart, isExcluded, planTree } from './tree.js';
@@ -63,8 +65,9 @@ type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: str
  * is planned from a listing that another job (a single-dataset cron line on one member) could have made stale:
  * that job's run either finished before our listing or waits for our lock. The replicas that exist are
  * locked first, while the source's tree is being listed; a member whose replica appears only in the listing is
- * locked after it, and lists itself again. One member's failure does not stop the others; the run ends with
- * one summary error naming every member that was not replicated.
+ * locked after it, and lists itself again. A member that has received waits for its new base's holds out of its
+ * slot, and the members' holds are moved together whenever no member is busy (HoldBatch). One member's failure
+ * does not stop the others; the run ends with one summary error naming every member that was not replicated.
  */
 export async function runTree(settings: TreeSettings, context: TreeContext): Promise<TreeOutcome> {
   const { remote, local } = context;
@@ -162,7 +165,10 @@ async function replicateMembers(
   const waiting = new Map<string, string[]>();
   // Members run in parallel (a dry run's printed plans one after another), each only after its parent has
   // ended: every check of `failed` and `waiting` below then sees all of the member's ancestors decided.
-  const slots = new Slots(settings.dryRun ? 1 : settings.jobs);
+  // Members set their new bases' holds aside from their slots; once no member is busy, all are moved together.
+  const holds = new HoldBatch();
+  const slots = new Slots(settings.dryRun ? 1 : settings.jobs, () => void holds.flush());
+  const holdMover = (move: HoldMove) => slots.aside(() => holds.move(move));
   let interrupted: { error: unknown } | undefined;
   const replicateMember = async (member: TreeMember): Promise<void> => {
     if (context.cancelSignal.aborted) return;
@@ -206,7 +212,7 @@ async function replicateMembers(
       try {
         const outcome = await runOnce(
           { ...settings, remoteDataset: member.remoteDataset, localDataset: member.localDataset },
-          { ...context, lockFd: memberLock?.fd ?? context.lockFd },
+          { ...context, lockFd: memberLock?.fd ?? context.lockFd, holdMover },
           {
             listed:
               listingFresh && !lockedLate.has(member.localDataset)

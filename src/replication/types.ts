@@ -2,6 +2,7 @@ import type { Logger } from '../log/logger.js';
 import type { StreamRunner } from '../transport/stream.js';
 import type { ZfsOperations } from '../zfs/host.js';
 import type { DatasetState } from '../zfs/types.js';
+import type { HoldMover } from './holds.js';
 import type { Plan } from './plan.js';
 
 /** What one dataset's run is asked to do (a tree run passes one of these per member). */
@@ -34,6 +35,8 @@ export interface ReplicationContext {
   sourceClockOffsetSeconds?: number;
   /** Set when the clocks disagree beyond the tolerance: expiry is skipped, for this reason. */
   expiryWithheld?: string | undefined;
+  /** How the run's new base gets its holds; a tree gathers its members' (see HoldBatch), one run moves its own. */
+  holdMover?: HoldMover;
 }
 
 /** What one dataset's run did, for its record, its metrics and its summary line. */

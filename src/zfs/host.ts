@@ -40,6 +40,15 @@ export interface ZfsOperations {
   hold(tag: string, dataset: string, snapshot: string): Promise<HoldResult>;
   release(tag: string, dataset: string, snapshot: string): Promise<ReleaseResult>;
   holds(dataset: string, snapshots: readonly string[]): Promise<Map<string, string[]>>;
+  /** The tags on each of `snapshots` (full names, any datasets), where the host has `zfs holds`. */
+  tagsOn(snapshots: readonly string[]): Promise<Map<string, string[]>>;
+  /**
+   * One `tag` on many snapshots (full names, any datasets), a command per few thousand: zfs tries each one and
+   * fails if any failed, so on failure some may be held and the caller asks snapshot by snapshot.
+   */
+  holdAll(tag: string, snapshots: readonly string[]): Promise<void>;
+  /** The same for releasing. */
+  releaseAll(tag: string, snapshots: readonly string[]): Promise<void>;
   createParents(dataset: string): Promise<void>;
   setProperty(dataset: string, property: string, value: string): Promise<void>;
   rollback(dataset: string, snapshot: string, destroyLater: boolean): Promise<void>;
@@ -137,22 +146,31 @@ export class ZfsHost implements ZfsOperations {
       : 'absent';
   }
 
-  /** Tags held on each snapshot, where the host has `zfs holds`. */
+  /** Tags held on each snapshot of `dataset`, where the host has `zfs holds`. */
   async holds(dataset: string, snapshots: readonly string[]): Promise<Map<string, string[]>> {
+    const tags = await this.tagsOn(snapshots.map((snapshot) => snapshotName(dataset, snapshot)));
+    return new Map(snapshots.map((snapshot) => [snapshot, tags.get(snapshotName(dataset, snapshot)) ?? []]));
+  }
+
+  async tagsOn(snapshots: readonly string[]): Promise<Map<string, string[]>> {
     const tags = new Map<string, string[]>(snapshots.map((snapshot) => [snapshot, []]));
-    const prefix = `${dataset}@`;
     // In batches: sshd, and zfs_replicate-serve's 64 KiB cap, refuse one command naming thousands of snapshots.
-    for (const batch of batches(
-      snapshots.map((snapshot) => snapshotName(dataset, snapshot)),
-      COMMAND_CHARACTERS,
-    )) {
+    for (const batch of batches(snapshots, COMMAND_CHARACTERS)) {
       const { stdout } = await this.run(['zfs', 'holds', '-H', ...batch]);
       for (const line of stdout.split('\n')) {
         const [name, tag] = line.split('\t');
-        if (name?.startsWith(prefix) && tag !== undefined) tags.get(name.slice(prefix.length))?.push(tag);
+        if (name !== undefined && tag !== undefined) tags.get(name)?.push(tag);
       }
     }
     return tags;
+  }
+
+  async holdAll(tag: string, snapshots: readonly string[]): Promise<void> {
+    for (const batch of batches(snapshots, COMMAND_CHARACTERS)) await this.run(['zfs', 'hold', '--', tag, ...batch]);
+  }
+
+  async releaseAll(tag: string, snapshots: readonly string[]): Promise<void> {
+    for (const batch of batches(snapshots, COMMAND_CHARACTERS)) await this.run(['zfs', 'release', '--', tag, ...batch]);
   }
 
   async userProperty(property: string): Promise<Map<string, string>> {

@@ -56,6 +56,8 @@ export class FakeZfsHost implements ZfsOperations {
   readonly events: string[] = [];
   /** How often each dataset or tree was listed. */
   listings = 0;
+  /** The gathered hold and release commands (holdAll, releaseAll), each with its number of snapshots. */
+  readonly gatheredCommands: string[] = [];
   onChange: (() => void) | undefined;
   /** Throws from the named operation (e.g. 'release'), to play an unreachable host or a zfs error. */
   failing: Set<string> = new Set();
@@ -147,6 +149,26 @@ export class FakeZfsHost implements ZfsOperations {
     return new Map(snapshots.map((name) => [name, [...this.tagsOf(dataset, name)]]));
   }
 
+  async tagsOn(snapshots: readonly string[]): Promise<Map<string, string[]>> {
+    if (!this.features.holdsCommand) throw new Error('fake: zfs holds is not available on this host');
+    return new Map(snapshots.map((name) => [name, [...this.tagsOf(...split(name, '@'))]]));
+  }
+
+  /** Like zfs: tries every snapshot, then fails if any failed. */
+  async holdAll(tag: string, snapshots: readonly string[]): Promise<void> {
+    this.gatheredCommands.push(`hold ${snapshots.length}`);
+    await this.eachOf(snapshots, async (dataset, snapshot) => {
+      if ((await this.hold(tag, dataset, snapshot)) === 'present') throw new Error('tag already exists');
+    });
+  }
+
+  async releaseAll(tag: string, snapshots: readonly string[]): Promise<void> {
+    this.gatheredCommands.push(`release ${snapshots.length}`);
+    await this.eachOf(snapshots, async (dataset, snapshot) => {
+      if ((await this.release(tag, dataset, snapshot)) === 'absent') throw new Error('no such tag on this dataset');
+    });
+  }
+
   async createParents(dataset: string): Promise<void> {
     const parts = dataset.split('/');
     for (let depth = 1; depth <= parts.length; depth++) {
@@ -235,6 +257,13 @@ export class FakeZfsHost implements ZfsOperations {
     const found = this.datasets.get(name);
     if (found === undefined) throw new Error(`fake ${this.label}: cannot open '${name}': dataset does not exist`);
     return found;
+  }
+
+  private async eachOf(snapshots: readonly string[], work: (dataset: string, snapshot: string) => Promise<void>) {
+    const failed = (await Promise.allSettled(snapshots.map((name) => work(...split(name, '@'))))).filter(
+      (end) => end.status === 'rejected',
+    );
+    if (failed.length > 0) throw new FailureError('ECOMMAND', `fake ${this.label}: ${failed.length} failed`);
   }
 
   private find(dataset: string, snapshot: string): FakeSnapshot | undefined {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { ConflictError, FailureError, LockedError, type ReplicateError, UsageError } from '../../src/errors/errors.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { judgeClocks } from '../../src/replication/clock.js';
-import { moveHolds } from '../../src/replication/holds.js';
+import { type HoldMove, moveHolds, moveHoldsTogether } from '../../src/replication/holds.js';
 import { runOnce } from '../../src/replication/run-once.js';
 import { TREE_LISTING_REUSE_MS, runTree } from '../../src/replication/run-tree.js';
 import type { ReplicationContext, ReplicationSettings, RunOutcome } from '../../src/replication/types.js';
@@ -82,8 +82,14 @@ function watchCommonHeld(remote: FakeZfsHost, local: FakeZfsHost, remoteDataset:
     const both = [...heldGuids(local, localDataset)].some((guid) => remoteHeld.has(guid));
     if (!both) violations.push(`${[...remote.events, ...local.events].at(-1)}`);
   };
-  remote.onChange = check;
-  local.onChange = check;
+  // Chained, so that several pairs (a tree's members) can be watched at once.
+  for (const host of [remote, local]) {
+    const earlier = host.onChange;
+    host.onChange = () => {
+      earlier?.();
+      check();
+    };
+  }
   return violations;
 }
 
@@ -164,17 +170,17 @@ describe('runOnce', () => {
     for (const { zfs, dataset } of sides) await zfs.hold(TAG, dataset, 's1');
     events.length = 0;
     const held = await Promise.all(sides.map(async ({ zfs, dataset }) => (await zfs.state(dataset)).snapshots));
-    await moveHolds(
-      TAG,
-      sides.map(({ zfs, dataset }, index) => ({
+    await moveHolds({
+      tag: TAG,
+      sides: sides.map(({ zfs, dataset }, index) => ({
         zfs,
         dataset,
         keep: held[index]!.at(-1)!,
         snapshots: held[index]!,
       })),
-      true,
+      expectNew: true,
       log,
-    );
+    });
     assert.deepEqual(events, [
       'alpha hold starts',
       'local hold starts',
@@ -405,6 +411,124 @@ describe('bookmarks (OpenZFS)', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4']);
     assert.deepEqual(streams.sent.at(-2)?.slice(-3), ['-i', `tank/src#${prefix}2`, 'tank/src@s3']);
     assert.equal(remote.dataset('tank/src').bookmarks.length, 1, 'one bookmark per tag');
+  });
+});
+
+describe("holds moved together (a tree gathers its members' moves)", () => {
+  /** Datasets tank/NAME and backup/NAME with s1 (held with TAG on both sides, the old base) and s2 (new). */
+  async function pairs(names: readonly string[], features = FUSE_FEATURES) {
+    const bed = setup(features);
+    const { remote, local } = bed;
+    for (const name of names) {
+      remote.create(`tank/${name}`);
+      remote.snapshot(`tank/${name}`, 's1', NOW - DAY);
+      remote.snapshot(`tank/${name}`, 's2', NOW);
+      local.receive(`backup/${name}`, remote.dataset(`tank/${name}`).snapshots, 'filesystem');
+      await remote.hold(TAG, `tank/${name}`, 's1');
+      await local.hold(TAG, `backup/${name}`, 's1');
+    }
+    const moveOf = async (name: string, keepName = 's2', expectNew = true): Promise<HoldMove> => {
+      const side = async (zfs: FakeZfsHost, dataset: string) => {
+        const { snapshots } = await zfs.state(dataset);
+        return { zfs, dataset, keep: snapshots.find((snapshot) => snapshot.name === keepName)!, snapshots };
+      };
+      return {
+        tag: TAG,
+        sides: [await side(remote, `tank/${name}`), await side(local, `backup/${name}`)],
+        expectNew,
+        log: bed.log,
+      };
+    };
+    // At every change on either host, every pair must have a common snapshot held on both sides.
+    const violations: string[] = [];
+    const check = () => {
+      for (const name of names) {
+        const held = (host: FakeZfsHost, dataset: string) =>
+          host
+            .dataset(dataset)
+            .snapshots.filter((snapshot) => snapshot.holds.includes(TAG))
+            .map((s) => s.guid);
+        const remoteHeld = held(remote, `tank/${name}`);
+        if (!held(local, `backup/${name}`).some((guid) => remoteHeld.includes(guid))) {
+          violations.push(`${name} after ${remote.journal.at(-1)}`);
+        }
+      }
+    };
+    remote.onChange = check;
+    local.onChange = check;
+    return { ...bed, moveOf, violations };
+  }
+
+  const statuses = (outcomes: readonly PromiseSettledResult<void>[]) => outcomes.map((outcome) => outcome.status);
+
+  test('three moves take one hold and one release per host, with a held common snapshot at every instant', async () => {
+    const { remote, local, moveOf, violations } = await pairs(['a', 'b', 'c']);
+    const moves = await Promise.all(['a', 'b', 'c'].map((name) => moveOf(name)));
+    assert.deepEqual(statuses(await moveHoldsTogether(moves)), ['fulfilled', 'fulfilled', 'fulfilled']);
+    assert.deepEqual(violations, []);
+    assert.deepEqual(remote.gatheredCommands, ['hold 3', 'release 3']);
+    assert.deepEqual(local.gatheredCommands, ['hold 3', 'release 3']);
+    for (const name of ['a', 'b', 'c']) {
+      assert.deepEqual(tagged(remote, `tank/${name}`), ['s2']);
+      assert.deepEqual(tagged(local, `backup/${name}`), ['s2']);
+    }
+  });
+
+  test('a move whose new base vanished at the source fails alone and releases nothing; the others move', async () => {
+    const { remote, local, moveOf, violations } = await pairs(['a', 'b', 'c']);
+    const moves = await Promise.all(['a', 'b', 'c'].map((name) => moveOf(name)));
+    await remote.destroySnapshots('tank/b', ['s2']);
+    const outcomes = await moveHoldsTogether(moves);
+    assert.deepEqual(statuses(outcomes), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /tank\/b@s2/);
+    assert.deepEqual(violations, []);
+    assert.deepEqual(remote.gatheredCommands, ['hold 3', 'release 2'], 'the failed gathered hold, then one by one');
+    assert.deepEqual(tagged(remote, 'tank/b'), ['s1']);
+    assert.ok(tagged(local, 'backup/b').includes('s1'), 'the old base keeps its hold on both sides');
+    for (const name of ['a', 'c']) assert.deepEqual(tagged(remote, `tank/${name}`), ['s2']);
+  });
+
+  test("on zfs-fuse a snapshot with another tag's hold is asked alone after the gathered release fails", async () => {
+    const { local, moveOf } = await pairs(['a', 'b']);
+    await local.hold('downstream', 'backup/a', 's1');
+    local.snapshot('backup/b', 'kept-by-c', NOW);
+    await local.hold('downstream', 'backup/b', 'kept-by-c');
+    const outcomes = await moveHoldsTogether(await Promise.all(['a', 'b'].map((name) => moveOf(name))));
+    assert.deepEqual(statuses(outcomes), ['fulfilled', 'fulfilled']);
+    assert.deepEqual(local.gatheredCommands, ['hold 2', 'release 3']);
+    assert.deepEqual(local.tagsOf('backup/a', 's1'), ['downstream']);
+    assert.deepEqual(local.tagsOf('backup/b', 'kept-by-c'), ['downstream']);
+    assert.deepEqual(tagged(local, 'backup/b'), ['s2']);
+  });
+
+  test('where zfs holds exists, one call per host tells which snapshots carry the tag', async () => {
+    const { remote, local, moveOf } = await pairs(['a', 'b', 'c'], OPENZFS_FEATURES);
+    await remote.hold('downstream', 'tank/c', 's1');
+    const asked: string[] = [];
+    for (const host of [remote, local]) {
+      const tagsOn = host.tagsOn.bind(host);
+      host.tagsOn = (names) => {
+        asked.push(`${host.label} ${names.length}`);
+        return tagsOn(names);
+      };
+    }
+    const moves = await Promise.all(['a', 'b', 'c'].map((name) => moveOf(name)));
+    assert.deepEqual(statuses(await moveHoldsTogether(moves)), ['fulfilled', 'fulfilled', 'fulfilled']);
+    assert.deepEqual(asked.sort(), ['alpha 3', 'local 3']);
+    assert.deepEqual(remote.gatheredCommands, ['hold 3', 'release 3']);
+    assert.deepEqual(remote.tagsOf('tank/c', 's1'), ['downstream']);
+  });
+
+  test('a base that already has holds is asked alone; a missing hold on an old base is a repair', async () => {
+    const { remote, local, log, moveOf } = await pairs(['a', 'b']);
+    await local.release(TAG, 'backup/b', 's1');
+    const moves = await Promise.all(['a', 'b'].map((name) => moveOf(name, 's1', false)));
+    assert.deepEqual(statuses(await moveHoldsTogether(moves)), ['fulfilled', 'fulfilled']);
+    assert.deepEqual([...remote.gatheredCommands, ...local.gatheredCommands], []);
+    assert.deepEqual(
+      log.lines.filter((line) => line.startsWith('warn')),
+      ['warn: repaired: hold "offsite" was missing on local:backup/b@s1; added it'],
+    );
   });
 });
 
@@ -693,6 +817,28 @@ describe('runTree', () => {
     for (const member of ['a', 'a/x', 'b', 'c', 'd', 'e']) {
       assert.deepEqual(tagged(local, `backup/copy/src/${member}`), ['r1'], member);
     }
+  });
+
+  test("members' holds are moved together once no member is busy; waiting for them frees the slot", async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    await runTree(treeSettings, treeContext);
+    const members = ['src', 'src/a', 'src/a/x', 'src/b'];
+    for (const member of members) remote.snapshot(`tank/${member}`, 'r2', NOW);
+    remote.gatheredCommands.length = 0;
+    local.gatheredCommands.length = 0;
+    const violations = members.map((member) =>
+      watchCommonHeld(remote, local, `tank/${member}`, `backup/copy/${member}`),
+    );
+    // With one slot: the root alone (its children wait for its end), then a and b gathered, as a's hold waits
+    // while b transfers in the slot a set aside; a/x after a.
+    await runTree({ ...treeSettings, jobs: 1 }, treeContext);
+    assert.deepEqual(remote.gatheredCommands, ['hold 2', 'release 2']);
+    assert.deepEqual(local.gatheredCommands, ['hold 2', 'release 2']);
+    for (const member of members) {
+      assert.deepEqual(tagged(remote, `tank/${member}`), ['r2'], member);
+      assert.deepEqual(tagged(local, `backup/copy/${member}`), ['r2'], member);
+    }
+    assert.deepEqual(violations.flat(), []);
   });
 
   test('with -j 1 the members run one after another', async () => {

@@ -183,6 +183,9 @@ async function hostCommands(dataset: string, tag: string, features: HostFeatures
   await host.hold(tag, dataset, 'snap 1');
   await host.release(tag, dataset, 'snap 1');
   await host.holds(dataset, ['a', 'snap 1', 'zfs-auto-snap_hourly-2024-01-01-0000']);
+  // A tree's members' bases, gathered (hold-batch.ts).
+  await host.holdAll(tag, [`${dataset}@a`, `${dataset}/child one@b`, `${dataset}@snap 1`]);
+  await host.releaseAll(tag, [`${dataset}@a`, `${dataset}/child one@b`]);
   // A new bookmark of the base, and the destroy of the older one with this tag's prefix.
   await keepBookmark(host, dataset, tag, snap('b', 20), [snap(`${bookmarkPrefix(tag)}3`, 3)], quietLog);
   for (const send of sendArgumentLists(dataset, features)) await host.estimateSendBytes(send);
@@ -496,6 +499,13 @@ for (const shell of SHELLS) {
         ['send -- ', shellJoin(['zfs', 'send', '--', 'tank/vm@a'])],
         ['a token that is not hex', shellJoin(['zfs', 'send', '-t', '1-xyz-1-2'])],
         ['holds with an option at the end', shellJoin(['zfs', 'holds', '-H', 'tank/vm@a', '-r'])],
+        ['a gathered hold with an option at the end', shellJoin(['zfs', 'hold', '--', 'beta', 'tank/vm@a', '-r'])],
+        ['a gathered release with a dataset', shellJoin(['zfs', 'release', '--', 'beta', 'tank/vm@a', 'tank/vm'])],
+        [
+          'a gathered hold with one snapshot outside',
+          shellJoin(['zfs', 'hold', '--', 'beta', 'tank/vm@a', 'tank/db@a']),
+          /tank\/db is outside/,
+        ],
         ['a probe differing by one character', shellJoin(['sh', '-c', PROBE_SCRIPT.replace('head -n 1', 'head -n 2')])],
         ['a probe with one more command', shellJoin(['sh', '-c', `${PROBE_SCRIPT}; id`])],
         ['sh -c of anything else', shellJoin(['sh', '-c', 'id'])],

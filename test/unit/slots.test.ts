@@ -28,3 +28,24 @@ test('slots run at most their count at once, the waiting ones in the order they 
 test('a count that is not a positive integer is refused', () => {
   for (const count of [0, -1, 1.5, Number.NaN]) assert.throws(() => new Slots(count), RangeError);
 });
+
+test('a task set aside frees its slot for the next, is told when all are idle, then waits its turn again', async () => {
+  const events: string[] = [];
+  let idle: () => void = () => undefined;
+  const slots = new Slots(1, () => {
+    events.push('idle');
+    idle();
+  });
+  const allAside = new Promise<void>((resolve) => {
+    idle = resolve;
+  });
+  const task = (name: string) =>
+    slots.run(async () => {
+      events.push(`${name} starts`);
+      await slots.aside(() => allAside);
+      events.push(`${name} resumes`);
+    });
+  await Promise.all([task('a'), task('b')]);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(events, ['a starts', 'b starts', 'idle', 'a resumes', 'b resumes', 'idle']);
+});
