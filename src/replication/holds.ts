@@ -2,6 +2,7 @@ import type { Logger } from '../log/logger.js';
 import type { ZfsOperations } from '../zfs/host.js';
 import { snapshotName } from '../zfs/names.js';
 import type { Snapshot } from '../zfs/types.js';
+import { Slots } from './slots.js';
 
 export interface HoldSide {
   zfs: ZfsOperations;
@@ -59,7 +60,7 @@ export async function moveHoldsTogether(moves: readonly HoldMove[]): Promise<Pro
     const unheld = new Set(onHost.filter(({ side }) => side.keep.userrefs === 0));
     const names = [...unheld].map(({ side }) => snapshotName(side.dataset, side.keep.name));
     const gathered = names.length > 1 && (await succeeds(zfs.holdAll(tag, names)));
-    await inTurn(onHost, async (entry) => {
+    await fewAtOnce(onHost, async (entry) => {
       const { move, side } = entry;
       const where = `${zfs.label}:${side.dataset}@${side.keep.name}`;
       try {
@@ -88,7 +89,7 @@ export async function moveHoldsTogether(moves: readonly HoldMove[]): Promise<Pro
     }
     const names = releases.map(({ entry, snapshot }) => snapshotName(entry.side.dataset, snapshot.name));
     const gathered = releases.length > 1 && (await succeeds(zfs.releaseAll(tag, names)));
-    await inTurn(releases, async ({ entry, snapshot }) => {
+    await fewAtOnce(releases, async ({ entry, snapshot }) => {
       const { move, side } = entry;
       try {
         const result = gathered ? 'released' : await zfs.release(tag, side.dataset, snapshot.name);
@@ -151,8 +152,15 @@ async function onEveryHost(
   await Promise.all([...groups].flatMap(([zfs, byTag]) => [...byTag].map(([tag, onHost]) => work(zfs, tag, onHost))));
 }
 
-async function inTurn<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
-  for (const item of items) await work(item);
+/**
+ * Snapshots asked one by one (an up-to-date tree's bases, or after a gathered command failed) go a few at a time,
+ * as a tree's members would: the remote ones share the run's one ssh connection, which serves 10 sessions.
+ */
+const ASKED_AT_ONCE = 4;
+
+async function fewAtOnce<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
+  const slots = new Slots(ASKED_AT_ONCE);
+  await Promise.all(items.map((item) => slots.run(() => work(item))));
 }
 
 /** A gathered command's failure is not reported: its snapshots are then tried one by one, which tells which. */
