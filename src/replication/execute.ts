@@ -49,6 +49,8 @@ export async function executePlan(
     expectNew: plan.kind !== 'up-to-date' || prepared.settled,
     log,
   });
+  // A tree's member may have waited for its holds past an interruption: no bookmark, no expiry after one.
+  context.cancelSignal.throwIfAborted();
   await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);
   return { localState: received, base: { local: localBase, remote: target }, receivedBytes: bytes };
 }

@@ -76,17 +76,24 @@ export async function moveHoldsTogether(moves: readonly HoldMove[]): Promise<Pro
 
   const holding = entries.filter(({ move }) => !failures.has(move));
   await onEveryHost(holding, async (zfs, tag, onHost) => {
-    let releases: { entry: Entry; snapshot: Snapshot }[];
-    try {
-      const carrying = await snapshotsCarryingTogether(
-        tag,
-        onHost.map(({ side }) => side),
-      );
-      releases = onHost.flatMap((entry, index) => carrying[index]!.map((snapshot) => ({ entry, snapshot })));
-    } catch (error) {
-      for (const entry of onHost) fail(entry, error);
-      return;
-    }
+    // Asked together, then (when that fails: one side's snapshot may be gone) side by side, so that one side's
+    // failure is its move's alone.
+    const carrying = await snapshotsCarryingTogether(
+      tag,
+      onHost.map(({ side }) => side),
+    ).catch(async () => {
+      const each: Snapshot[][] = onHost.map(() => []);
+      await fewAtOnce(onHost.entries(), async ([index, entry]) => {
+        each[index] = await snapshotsCarrying(tag, entry.side).catch((error: unknown) => {
+          fail(entry, error);
+          return [];
+        });
+      });
+      return each;
+    });
+    const releases = onHost.flatMap((entry, index) =>
+      failures.has(entry.move) ? [] : carrying[index]!.map((snapshot) => ({ entry, snapshot })),
+    );
     const names = releases.map(({ entry, snapshot }) => snapshotName(entry.side.dataset, snapshot.name));
     const gathered = releases.length > 1 && (await succeeds(zfs.releaseAll(tag, names)));
     await fewAtOnce(releases, async ({ entry, snapshot }) => {
@@ -158,9 +165,9 @@ async function onEveryHost(
  */
 const ASKED_AT_ONCE = 4;
 
-async function fewAtOnce<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
+async function fewAtOnce<T>(items: Iterable<T>, work: (item: T) => Promise<void>): Promise<void> {
   const slots = new Slots(ASKED_AT_ONCE);
-  await Promise.all(items.map((item) => slots.run(() => work(item))));
+  await Promise.all(Array.from(items, (item) => slots.run(() => work(item))));
 }
 
 /** A gathered command's failure is not reported: its snapshots are then tried one by one, which tells which. */

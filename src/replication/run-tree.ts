@@ -57,6 +57,12 @@ export interface TreeOutcome {
  */
 export const TREE_LISTING_REUSE_MS = 30_000;
 
+/**
+ * The longest a member's new base waits for its holds while other members transfer: short next to any pruning
+ * schedule, long enough to gather the moves of the members that finish meanwhile.
+ */
+export const HOLD_GATHERING_MS = 1000;
+
 type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: string };
 
 /**
@@ -66,7 +72,7 @@ type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: str
  * that job's run either finished before our listing or waits for our lock. The replicas that exist are
  * locked first, while the source's tree is being listed; a member whose replica appears only in the listing is
  * locked after it, and lists itself again. A member that has received waits for its new base's holds out of its
- * slot, and the members' holds are moved together whenever no member is busy (HoldBatch). One member's failure
+ * slot, and the members' holds are moved together whenever no member is busy, within a second (HoldBatch). One member's failure
  * does not stop the others; the run ends with one summary error naming every member that was not replicated.
  */
 export async function runTree(settings: TreeSettings, context: TreeContext): Promise<TreeOutcome> {
@@ -165,8 +171,9 @@ async function replicateMembers(
   const waiting = new Map<string, string[]>();
   // Members run in parallel (a dry run's printed plans one after another), each only after its parent has
   // ended: every check of `failed` and `waiting` below then sees all of the member's ancestors decided.
-  // Members set their new bases' holds aside from their slots; once no member is busy, all are moved together.
-  const holds = new HoldBatch();
+  // Members wait for their new bases' holds out of their slots; once no member is busy, or a move has waited
+  // HOLD_GATHERING_MS, all waiting moves are done together.
+  const holds = new HoldBatch(HOLD_GATHERING_MS);
   const slots = new Slots(settings.dryRun ? 1 : settings.jobs, () => void holds.flush());
   const holdMover = (move: HoldMove) => slots.aside(() => holds.move(move));
   let interrupted: { error: unknown } | undefined;

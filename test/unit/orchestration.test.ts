@@ -5,7 +5,7 @@ import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { judgeClocks } from '../../src/replication/clock.js';
 import { type HoldMove, moveHolds, moveHoldsTogether } from '../../src/replication/holds.js';
 import { runOnce } from '../../src/replication/run-once.js';
-import { TREE_LISTING_REUSE_MS, runTree } from '../../src/replication/run-tree.js';
+import { HOLD_GATHERING_MS, TREE_LISTING_REUSE_MS, runTree } from '../../src/replication/run-tree.js';
 import type { ReplicationContext, ReplicationSettings, RunOutcome } from '../../src/replication/types.js';
 import {
   FUSE_FEATURES,
@@ -208,6 +208,28 @@ describe('runOnce', () => {
     assert.deepEqual(remote.snapshotNames('tank/src'), ['s1', 's2', 's3', 's4', 's5'], 'the source is never pruned');
     assert.deepEqual(remote.tagsOf('tank/src', 's2'), ['downstream'], "another tag's hold stays");
     assert.deepEqual(tagged(remote, 'tank/src'), ['s5']);
+  });
+
+  test('a run interrupted while its holds moved neither bookmarks nor expires', async () => {
+    const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
+    series(remote, 3);
+    await runOnce(settings, context);
+    remote.snapshot('tank/src', 's4', NOW);
+    const controller = new AbortController();
+    const interrupted = {
+      ...context,
+      cancelSignal: controller.signal,
+      holdMover: async (move: HoldMove) => {
+        await moveHolds(move);
+        controller.abort();
+      },
+    };
+    const shortKeep = { ...settings, keepSeconds: DAY / 2 };
+    await assert.rejects(runOnce(shortKeep, interrupted), /abort/i);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4']);
+    assert.ok(!remote.events.some((event) => event.includes('bookmark tank/src@s4')), remote.events.join('\n'));
+    await runOnce(shortKeep, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s3', 's4'], 'the same run, uninterrupted, expires');
   });
 
   test('expiry keeps a local snapshot held by another tag and says so', async () => {
@@ -517,6 +539,19 @@ describe("holds moved together (a tree gathers its members' moves)", () => {
     assert.deepEqual(asked.sort(), ['alpha 3', 'local 3']);
     assert.deepEqual(remote.gatheredCommands, ['hold 3', 'release 3']);
     assert.deepEqual(remote.tagsOf('tank/c', 's1'), ['downstream']);
+  });
+
+  test('a gathered zfs holds that fails is asked side by side: only the move whose query fails fails', async () => {
+    const { remote, moveOf } = await pairs(['a', 'b', 'c'], OPENZFS_FEATURES);
+    const tagsOn = remote.tagsOn.bind(remote);
+    remote.tagsOn = async (names) => {
+      if (names.includes('tank/b@s1')) throw new FailureError('ECOMMAND', "cannot open 'tank/b@s1'");
+      return tagsOn(names);
+    };
+    const moves = await Promise.all(['a', 'b', 'c'].map((name) => moveOf(name)));
+    assert.deepEqual(statuses(await moveHoldsTogether(moves)), ['fulfilled', 'rejected', 'fulfilled']);
+    for (const name of ['a', 'c']) assert.deepEqual(tagged(remote, `tank/${name}`), ['s2']);
+    assert.deepEqual(tagged(remote, 'tank/b'), ['s1', 's2'], 'held anew, the old one kept');
   });
 
   test('a base that already has holds is asked alone; a missing hold on an old base is a repair', async () => {
@@ -839,6 +874,23 @@ describe('runTree', () => {
       assert.deepEqual(tagged(local, `backup/copy/${member}`), ['r2'], member);
     }
     assert.deepEqual(violations.flat(), []);
+  });
+
+  test("a member's new base is held within HOLD_GATHERING_MS even while another member transfers for longer", async () => {
+    const { remote, local, streams, treeContext, treeSettings } = tree();
+    await runTree(treeSettings, treeContext);
+    for (const member of ['src', 'src/a', 'src/a/x', 'src/b']) remote.snapshot(`tank/${member}`, 'r2', NOW);
+    const run = streams.run.bind(streams);
+    streams.run = async (send, recv, options) => {
+      if (recv.at(-1) === 'backup/copy/src/b')
+        await new Promise((resolve) => setTimeout(resolve, HOLD_GATHERING_MS * 2));
+      return run(send, recv, options);
+    };
+    await runTree(treeSettings, treeContext);
+    const journal = local.journal;
+    const heldA = journal.indexOf('alpha: hold offsite tank/src/a@r2');
+    assert.ok(heldA >= 0 && heldA < journal.indexOf('local: receive backup/copy/src/b@r2'), journal.join('\n'));
+    assert.deepEqual(tagged(remote, 'tank/src/b'), ['r2']);
   });
 
   test('with -j 1 the members run one after another', async () => {
