@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { LockedError, ReplicateError, errorMessage } from '../errors/errors.js';
 import { ExitCode } from '../errors/exit-codes.js';
@@ -14,13 +13,14 @@ import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
 import { type MemberName, runTree } from '../replication/run-tree.js';
 import { type ProgressOutput, progressMode } from '../transport/progress.js';
+import type { SshMaster } from '../transport/ssh-master.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
 import { LOCAL_PROBE_SCRIPT, probeHost } from '../zfs/probe.js';
-import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
-import { observerCommand, runObserver } from './observe.js';
-import { withSbinPath } from './path.js';
+import type { CliSettings } from './args.js';
+import type { CommandLine } from './command-line.js';
+import { runObserver } from './observe.js';
 import { RunRecorder } from './recorder.js';
 
 /**
@@ -38,30 +38,30 @@ function print(line: string): void {
   if (!outputGone) process.stdout.write(`${line}\n`);
 }
 
-/** Runs one invocation and returns its exit code; never throws. */
-export async function main(argv: readonly string[]): Promise<number> {
-  const observer = observerCommand(argv);
-  if (observer !== undefined) return runObserver(observer, argv.slice(1), print);
-  let settings: CliSettings;
-  try {
-    const parsed = parseArgs(argv);
-    if ('help' in parsed) {
-      process.stdout.write(`${parsed.help}\n`);
+/**
+ * Runs one invocation and returns its exit code; never throws. `master` is the ssh connection the bin started
+ * for a run with a remote host: this ends it.
+ */
+export async function main(
+  argv: readonly string[],
+  commandLine: CommandLine,
+  master: SshMaster | undefined,
+): Promise<number> {
+  switch (commandLine.kind) {
+    case 'observer':
+      return runObserver(commandLine.command, argv.slice(1), print);
+    case 'help':
+      process.stdout.write(`${commandLine.text}\n`);
       return ExitCode.Ok;
-    }
-    if ('version' in parsed) {
+    case 'version':
       process.stdout.write(`${packageVersion()}\n`);
       return ExitCode.Ok;
-    }
-    settings = parsed;
-  } catch (error) {
-    const message = errorMessage(error);
-    process.stderr.write(`zfs_replicate: error: ${message} (see --help)\n`);
-    return ExitCode.Usage;
+    case 'usage-error':
+      process.stderr.write(`zfs_replicate: error: ${commandLine.message} (see --help)\n`);
+      return ExitCode.Usage;
   }
-
-  // cron's PATH is /usr/bin:/bin, while zfs lives in /sbin or /usr/sbin.
-  process.env.PATH = withSbinPath(process.env.PATH);
+  const settings = commandLine.settings;
+  const ssh = master && new SshEndpoint(master);
   const log = createLogger({
     verbosity: settings.verbosity,
     format: settings.logFormat,
@@ -75,12 +75,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   });
   try {
     const startedAt = Date.now() / 1000;
-    const code = await runLocked(settings, log, recorder);
+    const code = await runLocked(settings, ssh, log, recorder);
     const problem = recorder.write();
     if (problem !== undefined) log.warn(problem);
     if (!settings.dryRun) logSummary(recorder, settings, log, Date.now() / 1000 - startedAt);
     return code;
   } finally {
+    await ssh?.close();
     await log.close();
   }
 }
@@ -101,7 +102,12 @@ function logSummary(recorder: RunRecorder, settings: CliSettings, log: Logger, s
   }
 }
 
-async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecorder): Promise<ExitCode> {
+async function runLocked(
+  settings: CliSettings,
+  ssh: SshEndpoint | undefined,
+  log: Logger,
+  recorder: RunRecorder,
+): Promise<ExitCode> {
   const startedAt = Date.now() / 1000;
   /** The run's own end: the replica's record, or with -R the tree's (its members report as they end). */
   const recordRun = (result: Parameters<RunRecorder['replica']>[3], members?: string[]) => {
@@ -128,17 +134,6 @@ async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecord
   process.on('SIGINT', onSignal);
   const runner = new CommandRunner();
   runner.observe((endpoint, argv) => log.debug(`${endpoint.label}$ ${shellJoin(argv)}`));
-  const ssh = LOCAL_HOSTS.has(settings.host)
-    ? undefined
-    : new SshEndpoint({
-        host: settings.host,
-        user: settings.user,
-        port: settings.port,
-        identity: settings.identity,
-        cipher: settings.cipher,
-        options: settings.sshOptions,
-        acceptNewHostKey: settings.acceptNewHostKey,
-      });
   const remoteEndpoint: Endpoint = ssh ?? { ...localEndpoint, label: settings.host };
   try {
     // The local probe needs no ssh: it runs while the connection is set up.
@@ -236,7 +231,6 @@ async function runLocked(settings: CliSettings, log: Logger, recorder: RunRecord
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    await ssh?.close();
     // Written while the lock is held: a later run's record can never be overwritten by this older one.
     recorder.write();
     lock.release();
@@ -285,7 +279,3 @@ function packageVersion(): string {
     }
   }
 }
-
-main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});

@@ -7,8 +7,6 @@ import { defaultStateDir, readRecords } from '../observe/state-dir.js';
 import { renderTable, selectDatasets, statusRow } from '../observe/status.js';
 import { type CheckSettings, type ObserverCommand, type StatusSettings, parseObserverArgs } from './observe-args.js';
 
-export { observerCommand } from './observe-args.js';
-
 /**
  * `status` and `check`: read this host's records, nothing else (no ssh, no zfs command), and answer. Usage
  * errors of `check` are UNKNOWN (exit 3), as a monitor expects of a plugin; of `status`, exit 2 as for a pull.

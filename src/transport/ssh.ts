@@ -1,65 +1,8 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
 import { FailureError, lastLines } from '../errors/errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
-
-export interface SshSettings {
-  host: string;
-  user?: string | undefined;
-  port?: number | undefined;
-  identity?: string | undefined;
-  cipher?: string | undefined;
-  /** Raw `-o` options from the user; they come first so they override our defaults (ssh keeps the first value). */
-  options: readonly string[];
-  /** Trust an unknown host's key on first contact (StrictHostKeyChecking=accept-new); a changed key still fails. */
-  acceptNewHostKey?: boolean | undefined;
-}
-
-/**
- * Defaults that make a dead link fail within seconds instead of hanging cron forever (the ancestor had none),
- * and never prompt (cron has no TTY).
- */
-const DEFAULT_OPTIONS = [
-  'BatchMode=yes',
-  'ConnectTimeout=10',
-  'ServerAliveInterval=5',
-  'ServerAliveCountMax=3',
-  'Compression=no',
-];
-
-const CONTROL_DIR_PREFIX = 'zfs_replicate-ssh-';
-/**
- * How long the master outlives its last command. Short: a run keeps it busy from start to end, and the master
- * of a run that was SIGKILLed should not linger.
- */
-const CONTROL_PERSIST_S = 10;
-
-/** The control directories of runs that died without cleaning up (SIGKILL): their pid is gone. */
-export function removeStaleControlDirectories(parent: string): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(parent);
-  } catch {
-    return;
-  }
-  for (const entry of entries) {
-    const pid = new RegExp(`^${CONTROL_DIR_PREFIX}(\\d+)-`).exec(entry)?.[1];
-    if (pid === undefined || processAlive(Number(pid))) continue;
-    rmSync(join(parent, entry), { recursive: true, force: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
+import { type SshMaster, type SshSettings, sshArguments, sshDestination } from './ssh-master.js';
 
 function readTail(path: string): string {
   try {
@@ -80,46 +23,22 @@ function hostKeyAdvice(said: string, host: string): string {
   return '';
 }
 
-/** ssh arguments shared by the master and every multiplexed command: the user's -o options first, so they win. */
-export function sshArguments(settings: SshSettings, controlPath: string): string[] {
-  const args: string[] = [];
-  for (const option of settings.options) args.push('-o', option);
-  if (settings.acceptNewHostKey) args.push('-o', 'StrictHostKeyChecking=accept-new');
-  for (const option of DEFAULT_OPTIONS) args.push('-o', option);
-  if (settings.port !== undefined) args.push('-p', String(settings.port));
-  if (settings.identity !== undefined) args.push('-i', settings.identity);
-  if (settings.cipher !== undefined) args.push('-c', settings.cipher);
-  args.push('-S', controlPath);
-  return args;
-}
-
 /**
- * An ssh endpoint that multiplexes every command of a run over one connection (one handshake per run).
- * `open()` starts the master, `close()` ends it; a master orphaned by a crash exits by itself after
- * ControlPersist seconds of idleness.
+ * An ssh endpoint that multiplexes every command of a run over one connection (one handshake per run): the
+ * master, started by the bin; `open()` waits for it, `close()` ends it.
  */
 export class SshEndpoint implements Endpoint {
   readonly label: string;
   readonly isRemote = true;
-  private readonly controlDir: string;
-  private readonly controlPath: string;
-  /** The master runs detached (-f): its diagnostics ("Timeout, server not responding") go here, not to /dev/null. */
-  private readonly masterLog: string;
+  private readonly settings: SshSettings;
 
-  constructor(private readonly settings: SshSettings) {
-    this.label = settings.host;
-    removeStaleControlDirectories(tmpdir());
-    this.controlDir = mkdtempSync(join(tmpdir(), `${CONTROL_DIR_PREFIX}${process.pid}-`));
-    this.controlPath = join(this.controlDir, 'master');
-    this.masterLog = join(this.controlDir, 'master.log');
+  constructor(private readonly master: SshMaster) {
+    this.settings = master.settings;
+    this.label = master.settings.host;
   }
 
   private destination(): string {
-    return this.settings.user ? `${this.settings.user}@${this.settings.host}` : this.settings.host;
-  }
-
-  private baseArgs(): string[] {
-    return sshArguments(this.settings, this.controlPath);
+    return sshDestination(this.settings);
   }
 
   wrap(argv: readonly string[]): { file: string; args: string[] } {
@@ -128,30 +47,27 @@ export class SshEndpoint implements Endpoint {
 
   /** ssh hands its command string to the remote user's shell, which is what runs the script. */
   wrapScript(script: string): { file: string; args: string[] } {
-    return { file: 'ssh', args: [...this.baseArgs(), '-o', 'ControlMaster=no', '--', this.destination(), script] };
+    return {
+      file: 'ssh',
+      args: [
+        ...sshArguments(this.settings, this.master.controlPath),
+        '-o',
+        'ControlMaster=no',
+        '--',
+        this.destination(),
+        script,
+      ],
+    };
   }
 
   async open(): Promise<void> {
-    const result = await execa(
-      'ssh',
-      [
-        ...this.baseArgs(),
-        '-o',
-        'ControlMaster=yes',
-        '-o',
-        `ControlPersist=${CONTROL_PERSIST_S}`,
-        '-E',
-        this.masterLog,
-        '-f',
-        '-N',
-        '--',
-        this.destination(),
-      ],
-      { reject: false, stdin: 'ignore', timeout: 60_000 },
-    );
-    if (result.exitCode !== 0) {
-      const said = `${String(result.stderr ?? '')}\n${readTail(this.masterLog)}`;
-      const why = lastLines(said, 2) || (result.failed ? result.shortMessage : 'unknown error');
+    const outcome = await this.master.outcome;
+    if (outcome.exitCode !== 0) {
+      const said = `${outcome.stderr}\n${readTail(this.master.masterLog)}`;
+      const how =
+        outcome.spawnError?.message ??
+        (outcome.timedOut ? 'no answer within 60 s' : `ssh exited with status ${outcome.exitCode}`);
+      const why = lastLines(said, 2) || how;
       throw new FailureError(
         'ESSH',
         `cannot connect to ${this.destination()} over ssh: ${why}${hostKeyAdvice(said, this.settings.host)}`,
@@ -164,7 +80,7 @@ export class SshEndpoint implements Endpoint {
    * master that exits 255 in silence had its remote command killed by a signal instead (e.g. SIGPIPE).
    */
   connectionLost(commandStderr: string): string | undefined {
-    const master = lastLines(readTail(this.masterLog), 2);
+    const master = lastLines(readTail(this.master.masterLog), 2);
     const client = lastLines(commandStderr, 2);
     if (master === '' && !/Timeout|Connection (closed|reset|refused|timed out)|Broken pipe|disconnect/i.test(client)) {
       return undefined;
@@ -172,12 +88,7 @@ export class SshEndpoint implements Endpoint {
     return `ssh connection to ${this.destination()} lost: ${[master, client].filter(Boolean).join(' | ')}`;
   }
 
-  async close(): Promise<void> {
-    await execa('ssh', [...this.baseArgs(), '-O', 'exit', '--', this.destination()], {
-      reject: false,
-      stdin: 'ignore',
-      timeout: 10_000,
-    });
-    rmSync(this.controlDir, { recursive: true, force: true });
+  close(): Promise<void> {
+    return this.master.close();
   }
 }

@@ -8,7 +8,7 @@ import { describePlan } from '../../src/replication/describe.js';
 import type { CommonSnapshot, Plan } from '../../src/replication/plan.js';
 import { receivedBytes } from '../../src/replication/transfer.js';
 import { describeExpiry } from '../../src/retention/describe.js';
-import { sshArguments } from '../../src/transport/ssh.js';
+import { sshArguments } from '../../src/transport/ssh-master.js';
 import { pipefailScript, streamStages } from '../../src/transport/stream.js';
 import type { HostFeatures, Snapshot } from '../../src/zfs/types.js';
 import { FUSE_FEATURES } from '../fakes/fake-zfs.js';

@@ -1,0 +1,39 @@
+import { errorMessage } from '../errors/errors.js';
+import type { SshSettings } from '../transport/ssh-master.js';
+import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
+import { type ObserverCommand, observerCommand } from './observe-args.js';
+
+/** What an invocation asks for, read before the bulk of the program loads (see entry.ts). */
+export type CommandLine =
+  | { kind: 'observer'; command: ObserverCommand }
+  | { kind: 'help'; text: string }
+  | { kind: 'version' }
+  | { kind: 'usage-error'; message: string }
+  | { kind: 'run'; settings: CliSettings };
+
+export function readCommandLine(argv: readonly string[], environment: NodeJS.ProcessEnv): CommandLine {
+  const command = observerCommand(argv);
+  if (command !== undefined) return { kind: 'observer', command };
+  try {
+    const parsed = parseArgs(argv, environment);
+    if ('help' in parsed) return { kind: 'help', text: parsed.help };
+    if ('version' in parsed) return { kind: 'version' };
+    return { kind: 'run', settings: parsed };
+  } catch (error) {
+    return { kind: 'usage-error', message: errorMessage(error) };
+  }
+}
+
+/** How to reach the remote host, or undefined when it is this one (no ssh). */
+export function sshSettings(settings: CliSettings): SshSettings | undefined {
+  if (LOCAL_HOSTS.has(settings.host)) return undefined;
+  return {
+    host: settings.host,
+    user: settings.user,
+    port: settings.port,
+    identity: settings.identity,
+    cipher: settings.cipher,
+    options: settings.sshOptions,
+    acceptNewHostKey: settings.acceptNewHostKey,
+  };
+}

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { readCommandLine, sshSettings } from '../../src/cli/command-line.js';
+import { SshEndpoint } from '../../src/transport/ssh.js';
+import { SshMaster } from '../../src/transport/ssh-master.js';
+
+// A stand-in `ssh` first on PATH: it logs each call's arguments, then does what FAKE_SSH says.
+let bin: string;
+let calls: string;
+const savedPath = process.env.PATH;
+
+function fakeSsh(behaviour: string): void {
+  writeFileSync(join(bin, 'ssh'), `#!/bin/sh\necho "$*" >> ${calls}\n${behaviour}\n`);
+  chmodSync(join(bin, 'ssh'), 0o755);
+  writeFileSync(calls, '');
+}
+
+function loggedCalls(): string[] {
+  return readFileSync(calls, 'utf8').split('\n').filter(Boolean);
+}
+
+describe('SshMaster', () => {
+  before(() => {
+    bin = mkdtempSync(join(tmpdir(), 'zr-fake-ssh-'));
+    calls = join(bin, 'calls');
+    process.env.PATH = `${bin}:${savedPath}`;
+  });
+  after(() => {
+    process.env.PATH = savedPath;
+    rmSync(bin, { recursive: true, force: true });
+  });
+
+  test('a refused connection fails open() with what ssh said, and close() still cleans up', async () => {
+    fakeSsh('case "$*" in *"-O exit"*) exit 255;; esac; echo "root@alpha: Permission denied (publickey)." >&2; exit 255');
+    const master = new SshMaster({ host: 'alpha', options: [] });
+    const endpoint = new SshEndpoint(master);
+    await assert.rejects(endpoint.open(), /cannot connect to alpha over ssh: root@alpha: Permission denied/);
+    await endpoint.close();
+    assert.equal(existsSync(dirname(master.controlPath)), false, 'the control directory is removed');
+    assert.match(loggedCalls()[0] ?? '', /ControlMaster=yes .*-f -N -- alpha$/);
+  });
+
+  test('closing while the handshake is still under way stops it at once', async () => {
+    fakeSsh('case "$*" in *"-O exit"*) exit 0;; esac; exec sleep 30');
+    const master = new SshMaster({ host: 'alpha', user: 'backup', options: [] });
+    const started = Date.now();
+    await master.close();
+    assert.ok(Date.now() - started < 10_000, 'not the 30 s of the stalled connection');
+    assert.equal((await master.outcome).exitCode, null, 'killed by a signal');
+    assert.match(loggedCalls().at(-1) ?? '', /-O exit -- backup@alpha$/, 'and a master that got up meanwhile is ended');
+    assert.equal(existsSync(dirname(master.controlPath)), false);
+  });
+
+  test('a connected master is ended with -O exit on its own control socket', async () => {
+    fakeSsh('exit 0');
+    const master = new SshMaster({ host: 'alpha', port: 2222, options: ['Ciphers=aes128-gcm@openssh.com'] });
+    const endpoint = new SshEndpoint(master);
+    await endpoint.open();
+    assert.deepEqual(endpoint.wrap(['zfs', 'list']).args.slice(-3), ['--', 'alpha', 'zfs list']);
+    await endpoint.close();
+    const [start, exit] = loggedCalls();
+    assert.match(start ?? '', new RegExp(`-p 2222 -S ${master.controlPath} `));
+    assert.match(exit ?? '', new RegExp(`-S ${master.controlPath} -O exit -- alpha$`));
+  });
+
+  test('without ssh installed, open() says so', async () => {
+    process.env.PATH = bin;
+    rmSync(join(bin, 'ssh'), { force: true });
+    try {
+      const master = new SshMaster({ host: 'alpha', options: [] });
+      await assert.rejects(new SshEndpoint(master).open(), /cannot connect to alpha over ssh: .*ENOENT/);
+      await master.close();
+    } finally {
+      process.env.PATH = `${bin}:${savedPath}`;
+    }
+  });
+});
+
+describe('readCommandLine', () => {
+  const run = ['-h', 'alpha', '-r', 'tank/src', '-l', 'tank/dst', '-t', 'bk', '-k', '30'];
+
+  test('a run with a remote host is what gets an early ssh connection; anything else gets none', () => {
+    const remote = readCommandLine(run, {});
+    assert.equal(remote.kind, 'run');
+    if (remote.kind === 'run') {
+      assert.deepEqual(sshSettings(remote.settings), {
+        host: 'alpha',
+        user: undefined,
+        port: undefined,
+        identity: undefined,
+        cipher: undefined,
+        options: [],
+        acceptNewHostKey: false,
+      });
+    }
+    const local = readCommandLine(['-h', 'localhost', ...run.slice(2)], {});
+    assert.ok(local.kind === 'run' && sshSettings(local.settings) === undefined);
+    assert.equal(readCommandLine(['--help'], {}).kind, 'help');
+    assert.equal(readCommandLine(['--version'], {}).kind, 'version');
+    assert.equal(readCommandLine(['status'], {}).kind, 'observer');
+    const bad = readCommandLine([...run, '--no-such-option'], {});
+    assert.equal(bad.kind, 'usage-error', 'bad input connects nowhere');
+  });
+});
