@@ -12,5 +12,12 @@ process.env.PATH = withSbinPath(process.env.PATH);
 const commandLine = readCommandLine(argv, process.env);
 const ssh = commandLine.kind === 'run' ? sshSettings(commandLine.settings) : undefined;
 const master = ssh && new SshMaster(ssh);
-const { main } = await import('./main.js');
-process.exitCode = await main(argv, commandLine, master);
+try {
+  const { main } = await import('./main.js');
+  process.exitCode = await main(argv, commandLine, master);
+} catch (error) {
+  // main() never throws: only a broken install gets here (dist/chunks/main-*.mjs missing or unreadable).
+  process.stderr.write(`zfs_replicate: error: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+  await master?.close();
+}

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readCommandLine, sshSettings } from '../../src/cli/command-line.js';
-import { SshEndpoint } from '../../src/transport/ssh.js';
 import { SshMaster } from '../../src/transport/ssh-master.js';
+import { SshEndpoint } from '../../src/transport/ssh.js';
 
 // A stand-in `ssh` first on PATH: it logs each call's arguments, then does what FAKE_SSH says.
 let bin: string;
@@ -34,7 +34,9 @@ describe('SshMaster', () => {
   });
 
   test('a refused connection fails open() with what ssh said, and close() still cleans up', async () => {
-    fakeSsh('case "$*" in *"-O exit"*) exit 255;; esac; echo "root@alpha: Permission denied (publickey)." >&2; exit 255');
+    fakeSsh(
+      'case "$*" in *"-O exit"*) exit 255;; esac; echo "root@alpha: Permission denied (publickey)." >&2; exit 255',
+    );
     const master = new SshMaster({ host: 'alpha', options: [] });
     const endpoint = new SshEndpoint(master);
     await assert.rejects(endpoint.open(), /cannot connect to alpha over ssh: root@alpha: Permission denied/);
