@@ -1,6 +1,5 @@
 import { errorMessage } from '../errors/errors.js';
-import type { SshSettings } from '../transport/ssh-master.js';
-import { type CliSettings, LOCAL_HOSTS, parseArgs } from './args.js';
+import { type CliSettings, parseArgs } from './args.js';
 import { type ObserverCommand, observerCommand } from './observe-args.js';
 
 /** What an invocation asks for, read before the bulk of the program loads (see entry.ts). */
@@ -22,18 +21,4 @@ export function readCommandLine(argv: readonly string[], environment: NodeJS.Pro
   } catch (error) {
     return { kind: 'usage-error', message: errorMessage(error) };
   }
-}
-
-/** How to reach the remote host, or undefined when it is this one (no ssh). */
-export function sshSettings(settings: CliSettings): SshSettings | undefined {
-  if (LOCAL_HOSTS.has(settings.host)) return undefined;
-  return {
-    host: settings.host,
-    user: settings.user,
-    port: settings.port,
-    identity: settings.identity,
-    cipher: settings.cipher,
-    options: settings.sshOptions,
-    acceptNewHostKey: settings.acceptNewHostKey,
-  };
 }

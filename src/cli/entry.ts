@@ -1,23 +1,46 @@
 #!/usr/bin/env node
-import { SshMaster } from '../transport/ssh-master.js';
-import { readCommandLine, sshSettings } from './command-line.js';
+import { ExitCode } from '../errors/exit-codes.js';
+import type { SshMaster } from '../transport/ssh-master.js';
+import { readCommandLine } from './command-line.js';
 import { withSbinPath } from './path.js';
+import { startInvocation, startedMaster } from './run-start.js';
 
 // A cold run spends about 0.2 s on the ssh handshake and 0.05 s loading the program's bulk (winston, execa,
-// the replication code). Only the command line is read first, so the two overlap: the connection starts here,
-// and main() picks it up (and ends it, whatever happens).
+// the replication code). Only the command line is read first and the lock taken, so the two overlap: the
+// connection starts here, and main() picks it up (and ends it).
 const argv = process.argv.slice(2);
 // cron's PATH is /usr/bin:/bin, while zfs lives in /sbin or /usr/sbin.
 process.env.PATH = withSbinPath(process.env.PATH);
-const commandLine = readCommandLine(argv, process.env);
-const ssh = commandLine.kind === 'run' ? sshSettings(commandLine.settings) : undefined;
-const master = ssh && new SshMaster(ssh);
+
+// Until main() takes over signals, one stops the run here: the connection is ended, nothing else was begun.
+// In place before the connection starts: a signal with no listener would kill this process and leave it.
+let master: SshMaster | undefined;
+let stopped: Promise<void> | undefined;
+const stopBeforeMain = (signal: NodeJS.Signals) => {
+  stopped ??= (async () => {
+    process.stderr.write(`zfs_replicate: received ${signal} before the run began; nothing was changed\n`);
+    await master?.close();
+    process.exitCode = ExitCode.Interrupted;
+  })();
+};
+process.on('SIGTERM', stopBeforeMain);
+process.on('SIGINT', stopBeforeMain);
+const invocation = startInvocation(readCommandLine(argv, process.env));
+master = startedMaster(invocation);
 try {
   const { main } = await import('./main.js');
-  process.exitCode = await main(argv, commandLine, master);
+  if (stopped) await stopped;
+  else {
+    const running = main(argv, invocation);
+    // main() puts its own handlers in place before its first await; only then do these go, so a signal that
+    // came meanwhile still finds a listener (with none, Node drops a signal it has already caught).
+    process.off('SIGTERM', stopBeforeMain);
+    process.off('SIGINT', stopBeforeMain);
+    process.exitCode = await running;
+  }
 } catch (error) {
   // main() never throws: only a broken install gets here (dist/chunks/main-*.mjs missing or unreadable).
   process.stderr.write(`zfs_replicate: error: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exitCode = 1;
+  process.exitCode = ExitCode.Failure;
   await master?.close();
 }

@@ -4,8 +4,7 @@ import { ExitCode } from '../errors/exit-codes.js';
 import { type Endpoint, localEndpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
 import { CommandRunner } from '../exec/runner.js';
-import { defaultLockDirectory } from '../lock/directories.js';
-import { type HeldLock, acquireLock, acquireLocks } from '../lock/lock.js';
+import { acquireLocks } from '../lock/lock.js';
 import { type Logger, createLogger, oneLine } from '../log/logger.js';
 import { defaultStateDir } from '../observe/state-dir.js';
 import { summaryLine, totalEntry } from '../observe/summary.js';
@@ -13,15 +12,14 @@ import { judgeClocks } from '../replication/clock.js';
 import { runOnce } from '../replication/run-once.js';
 import { type MemberName, runTree } from '../replication/run-tree.js';
 import { type ProgressOutput, progressMode } from '../transport/progress.js';
-import type { SshMaster } from '../transport/ssh-master.js';
 import { SshEndpoint } from '../transport/ssh.js';
 import { PipelineStreamRunner } from '../transport/stream.js';
 import { ZfsHost } from '../zfs/host.js';
 import { LOCAL_PROBE_SCRIPT, probeHost } from '../zfs/probe.js';
 import type { CliSettings } from './args.js';
-import type { CommandLine } from './command-line.js';
 import { runObserver } from './observe.js';
 import { RunRecorder } from './recorder.js';
+import { type Invocation, type RunStart, startedMaster } from './run-start.js';
 
 /**
  * A reader that went away (`zfs_replicate --dry-run | head -1`) is no failure of the run: what it would have
@@ -39,14 +37,10 @@ function print(line: string): void {
 }
 
 /**
- * Runs one invocation and returns its exit code; never throws. `master` is the ssh connection the bin started
- * for a run with a remote host: this ends it.
+ * Runs one invocation and returns its exit code; never throws. A run comes with its lock taken (or refused) and
+ * its ssh connection under way (see entry.ts): this releases and ends them.
  */
-export async function main(
-  argv: readonly string[],
-  commandLine: CommandLine,
-  master: SshMaster | undefined,
-): Promise<number> {
+export async function main(argv: readonly string[], commandLine: Invocation): Promise<number> {
   switch (commandLine.kind) {
     case 'observer':
       return runObserver(commandLine.command, argv.slice(1), print);
@@ -60,7 +54,8 @@ export async function main(
       process.stderr.write(`zfs_replicate: error: ${commandLine.message} (see --help)\n`);
       return ExitCode.Usage;
   }
-  const settings = commandLine.settings;
+  const { settings, start } = commandLine;
+  const master = startedMaster(commandLine);
   const ssh = master && new SshEndpoint(master);
   const log = createLogger({
     verbosity: settings.verbosity,
@@ -75,7 +70,7 @@ export async function main(
   });
   try {
     const startedAt = Date.now() / 1000;
-    const code = await runLocked(settings, ssh, log, recorder);
+    const code = await runLocked(settings, start, ssh, log, recorder);
     const problem = recorder.write();
     if (problem !== undefined) log.warn(problem);
     if (!settings.dryRun) logSummary(recorder, settings, log, Date.now() / 1000 - startedAt);
@@ -104,6 +99,7 @@ function logSummary(recorder: RunRecorder, settings: CliSettings, log: Logger, s
 
 async function runLocked(
   settings: CliSettings,
+  start: RunStart,
   ssh: SshEndpoint | undefined,
   log: Logger,
   recorder: RunRecorder,
@@ -114,16 +110,13 @@ async function runLocked(
     if (settings.recursive) recorder.tree(startedAt, result, members);
     else recorder.replica(settings.localDataset, settings.remoteDataset, startedAt, result);
   };
-  let lock: HeldLock;
-  let lockDir: string;
-  try {
-    lockDir = settings.lockDir ?? defaultLockDirectory();
-    lock = acquireLock(lockDir, settings.localDataset, () => new Date());
-  } catch (error) {
+  if ('refusal' in start) {
+    const error = start.refusal;
     recordRun({ error });
     if (error instanceof LockedError) return reportLocked(error, settings, log);
     return reportFailure(error, log);
   }
+  const { lock, lockDir } = start;
 
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -269,7 +262,7 @@ function reportFailure(error: unknown, log: Logger): ExitCode {
   return ExitCode.Failure;
 }
 
-/** The bundle (dist/zfs_replicate.mjs) and the compiled tree (dist/src/cli/main.js) sit at different depths. */
+/** The bundle's chunk (dist/chunks/main-*.mjs) and the compiled tree (dist/src/cli/main.js) sit at different depths. */
 function packageVersion(): string {
   for (let directory = new URL('.', import.meta.url); ; directory = new URL('..', directory)) {
     try {

@@ -34,8 +34,13 @@ const CONTROL_DIR_PREFIX = 'zfs_replicate-ssh-';
  */
 const CONTROL_PERSIST_S = 10;
 /** ConnectTimeout bounds only the TCP connect; a server that accepts and then stalls is given up on here. */
-const MASTER_TIMEOUT_MS = 60_000;
-const EXIT_TIMEOUT_MS = 10_000;
+const MASTER_TIMEOUT_S = 60;
+const EXIT_TIMEOUT_S = 10;
+/**
+ * After ssh exits, how long to wait for the rest of its stderr. A ProxyCommand it started can hold the pipe open
+ * for as long as that command lives, so the pipe's end is not waited for.
+ */
+const STDERR_GRACE_MS = 250;
 
 /** ssh arguments shared by the master and every multiplexed command: the user's -o options first, so they win. */
 export function sshArguments(settings: SshSettings, controlPath: string): string[] {
@@ -78,12 +83,21 @@ function processAlive(pid: number): boolean {
   }
 }
 
-export interface MasterOutcome {
+export interface SshOutcome {
   exitCode: number | null;
+  signal: NodeJS.Signals | null;
   stderr: string;
   timedOut: boolean;
   /** ssh could not be started at all (not installed). */
   spawnError?: Error | undefined;
+}
+
+/** Why an ssh that did not exit 0 failed, when its own words (stderr, log) say nothing. */
+export function sshProblem(outcome: SshOutcome): string {
+  if (outcome.spawnError !== undefined) return outcome.spawnError.message;
+  if (outcome.timedOut) return `no answer within ${MASTER_TIMEOUT_S} s`;
+  if (outcome.signal !== null) return `ssh was stopped by ${outcome.signal}`;
+  return `ssh exited with status ${outcome.exitCode}`;
 }
 
 /**
@@ -97,7 +111,7 @@ export class SshMaster {
   readonly controlPath: string;
   /** The master runs detached (-f): its diagnostics ("Timeout, server not responding") go here, not to /dev/null. */
   readonly masterLog: string;
-  readonly outcome: Promise<MasterOutcome>;
+  readonly outcome: Promise<SshOutcome>;
   private readonly controlDir: string;
   private readonly child: ChildProcess;
 
@@ -119,7 +133,7 @@ export class SshMaster {
       '--',
       sshDestination(settings),
     ];
-    const { child, outcome } = spawnQuietly(args, MASTER_TIMEOUT_MS);
+    const { child, outcome } = runSsh(args, MASTER_TIMEOUT_S);
     this.child = child;
     this.outcome = outcome;
   }
@@ -129,34 +143,44 @@ export class SshMaster {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
     const outcome = await this.outcome;
     if (outcome.spawnError === undefined) {
-      await spawnQuietly(
-        [...sshArguments(this.settings, this.controlPath), '-O', 'exit', '--', sshDestination(this.settings)],
-        EXIT_TIMEOUT_MS,
-      ).outcome;
+      const exit = [
+        ...sshArguments(this.settings, this.controlPath),
+        '-O',
+        'exit',
+        '--',
+        sshDestination(this.settings),
+      ];
+      await runSsh(exit, EXIT_TIMEOUT_S).outcome;
     }
     rmSync(this.controlDir, { recursive: true, force: true });
   }
 }
 
-function spawnQuietly(args: string[], timeoutMs: number): { child: ChildProcess; outcome: Promise<MasterOutcome> } {
+/**
+ * Both of this class's ssh commands run through here, not through the command runner: this module is loaded
+ * before the runner and execa are (see SshMaster).
+ */
+function runSsh(args: string[], timeoutSeconds: number): { child: ChildProcess; outcome: Promise<SshOutcome> } {
   const child = spawn('ssh', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const outcome = new Promise<MasterOutcome>((resolve) => {
+  const outcome = new Promise<SshOutcome>((resolve) => {
     let stderr = '';
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill();
-    }, timeoutMs);
+    }, timeoutSeconds * 1000);
     child.stderr?.setEncoding('utf8').on('data', (text: string) => {
       stderr += text;
     });
     child.on('error', (spawnError) => {
       clearTimeout(timer);
-      resolve({ exitCode: null, stderr, timedOut, spawnError });
+      resolve({ exitCode: null, signal: null, stderr, timedOut, spawnError });
     });
-    child.on('close', (exitCode) => {
+    child.on('exit', (exitCode, signal) => {
       clearTimeout(timer);
-      resolve({ exitCode, stderr, timedOut });
+      const settle = () => resolve({ exitCode, signal, stderr, timedOut });
+      child.on('close', settle);
+      setTimeout(settle, STDERR_GRACE_MS).unref();
     });
   });
   return { child, outcome };

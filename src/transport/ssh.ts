@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { FailureError, lastLines } from '../errors/errors.js';
 import type { Endpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
-import { type SshMaster, type SshSettings, sshArguments, sshDestination } from './ssh-master.js';
+import { type SshMaster, type SshSettings, sshArguments, sshDestination, sshProblem } from './ssh-master.js';
 
 function readTail(path: string): string {
   try {
@@ -30,11 +30,13 @@ function hostKeyAdvice(said: string, host: string): string {
 export class SshEndpoint implements Endpoint {
   readonly label: string;
   readonly isRemote = true;
-  private readonly settings: SshSettings;
 
   constructor(private readonly master: SshMaster) {
-    this.settings = master.settings;
     this.label = master.settings.host;
+  }
+
+  private get settings(): SshSettings {
+    return this.master.settings;
   }
 
   private destination(): string {
@@ -64,10 +66,7 @@ export class SshEndpoint implements Endpoint {
     const outcome = await this.master.outcome;
     if (outcome.exitCode !== 0) {
       const said = `${outcome.stderr}\n${readTail(this.master.masterLog)}`;
-      const how =
-        outcome.spawnError?.message ??
-        (outcome.timedOut ? 'no answer within 60 s' : `ssh exited with status ${outcome.exitCode}`);
-      const why = lastLines(said, 2) || how;
+      const why = lastLines(said, 2) || sshProblem(outcome);
       throw new FailureError(
         'ESSH',
         `cannot connect to ${this.destination()} over ssh: ${why}${hostKeyAdvice(said, this.settings.host)}`,

@@ -3,7 +3,10 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readCommandLine, sshSettings } from '../../src/cli/command-line.js';
+import { readCommandLine } from '../../src/cli/command-line.js';
+import { sshSettings, startInvocation, startedMaster } from '../../src/cli/run-start.js';
+import { LockedError } from '../../src/errors/errors.js';
+import { acquireLock } from '../../src/lock/lock.js';
 import { SshMaster } from '../../src/transport/ssh-master.js';
 import { SshEndpoint } from '../../src/transport/ssh.js';
 
@@ -52,7 +55,7 @@ describe('SshMaster', () => {
     await master.close();
     assert.ok(Date.now() - started < 10_000, 'not the 30 s of the stalled connection');
     assert.equal((await master.outcome).exitCode, null, 'killed by a signal');
-    assert.match(loggedCalls().at(-1) ?? '', /-O exit -- backup@alpha$/, 'and a master that got up meanwhile is ended');
+    assert.match(loggedCalls().at(-1) ?? '', /-O exit -- backup@alpha$/, 'in case a master got up meanwhile');
     assert.equal(existsSync(dirname(master.controlPath)), false);
   });
 
@@ -66,6 +69,51 @@ describe('SshMaster', () => {
     const [start, exit] = loggedCalls();
     assert.match(start ?? '', new RegExp(`-p 2222 -S ${master.controlPath} `));
     assert.match(exit ?? '', new RegExp(`-S ${master.controlPath} -O exit -- alpha$`));
+  });
+
+  test('an ssh stopped by a signal says which', async () => {
+    fakeSsh('case "$*" in *"-O exit"*) exit 255;; esac; kill -TERM $$');
+    const master = new SshMaster({ host: 'alpha', options: [] });
+    await assert.rejects(
+      new SshEndpoint(master).open(),
+      /cannot connect to alpha over ssh: ssh was stopped by SIGTERM$/,
+    );
+    await master.close();
+  });
+
+  test('a ProxyCommand that keeps the stderr of ssh open does not hold up the run', async () => {
+    fakeSsh('sleep 3 2>&2 & exit 0');
+    const master = new SshMaster({ host: 'alpha', options: [] });
+    const started = Date.now();
+    await new SshEndpoint(master).open();
+    assert.ok(Date.now() - started < 2000, `open() took ${Date.now() - started} ms`);
+    await master.close();
+  });
+
+  test('a run whose replica is locked by another run never connects', async () => {
+    fakeSsh('exit 0');
+    const lockDir = mkdtempSync(join(tmpdir(), 'zr-locks-'));
+    const holder = acquireLock(lockDir, 'tank/dst', () => new Date());
+    try {
+      const commandLine = readCommandLine(
+        ['-h', 'alpha', '-r', 'tank/src', '-l', 'tank/dst', '-t', 'bk', '-k', '30', '--lock-dir', lockDir],
+        {},
+      );
+      const invocation = startInvocation(commandLine);
+      assert.ok(invocation.kind === 'run' && 'refusal' in invocation.start);
+      assert.ok(invocation.start.refusal instanceof LockedError);
+      assert.equal(startedMaster(invocation), undefined);
+      assert.deepEqual(loggedCalls(), [], 'no ssh was started');
+      holder.release();
+      const unlocked = startInvocation(commandLine);
+      const master = startedMaster(unlocked);
+      assert.ok(master !== undefined, 'with the lock free, the connection starts at once');
+      await master.close();
+      if (unlocked.kind === 'run' && 'lock' in unlocked.start) unlocked.start.lock.release();
+    } finally {
+      holder.release();
+      rmSync(lockDir, { recursive: true, force: true });
+    }
   });
 
   test('without ssh installed, open() says so', async () => {
