@@ -40,22 +40,22 @@ function print(line: string): void {
  * Runs one invocation and returns its exit code; never throws. A run comes with its lock taken (or refused) and
  * its ssh connection under way (see entry.ts): this releases and ends them.
  */
-export async function main(argv: readonly string[], commandLine: Invocation): Promise<number> {
-  switch (commandLine.kind) {
+export async function main(argv: readonly string[], invocation: Invocation): Promise<number> {
+  switch (invocation.kind) {
     case 'observer':
-      return runObserver(commandLine.command, argv.slice(1), print);
+      return runObserver(invocation.command, argv.slice(1), print);
     case 'help':
-      process.stdout.write(`${commandLine.text}\n`);
+      process.stdout.write(`${invocation.text}\n`);
       return ExitCode.Ok;
     case 'version':
       process.stdout.write(`${packageVersion()}\n`);
       return ExitCode.Ok;
     case 'usage-error':
-      process.stderr.write(`zfs_replicate: error: ${commandLine.message} (see --help)\n`);
+      process.stderr.write(`zfs_replicate: error: ${invocation.message} (see --help)\n`);
       return ExitCode.Usage;
   }
-  const { settings, start } = commandLine;
-  const master = startedMaster(commandLine);
+  const { settings, start } = invocation;
+  const master = startedMaster(invocation);
   const ssh = master && new SshEndpoint(master);
   const log = createLogger({
     verbosity: settings.verbosity,
