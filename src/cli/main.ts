@@ -133,8 +133,10 @@ async function runLocked(
     const [remoteProbe, localProbe] = await Promise.all([
       (async () => {
         await ssh?.open();
+        const askedAt = Date.now();
         const probe = await probeHost(runner, remoteEndpoint);
-        return { ...probe, answeredAt: Date.now() / 1000 };
+        // The source read its clock somewhere in the round trip: the midpoint is the best guess of when.
+        return { ...probe, readAt: (askedAt + Date.now()) / 2000 };
       })(),
       probeHost(runner, localEndpoint, LOCAL_PROBE_SCRIPT),
     ]);
@@ -142,7 +144,7 @@ async function runLocked(
     const localFeatures = localProbe.features;
     const clocks = judgeClocks(
       remoteProbe.clockSeconds,
-      remoteProbe.answeredAt,
+      remoteProbe.readAt,
       settings.maxClockSkewSeconds,
       settings.host,
     );

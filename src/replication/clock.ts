@@ -20,7 +20,9 @@ export function judgeClocks(
   sourceHost: string,
 ): ClockJudgement {
   if (sourceClock === undefined) return { sourceClockOffsetSeconds: 0 };
-  const offset = Math.round(sourceClock - localClock);
+  // `date +%s` drops the fraction, so the source's clock was half a second past it on average; rounding the
+  // offset to whole seconds as well made snapshots up to two seconds younger than they are.
+  const offset = sourceClock + 0.5 - localClock;
   if (Math.abs(offset) <= toleranceSeconds) return { sourceClockOffsetSeconds: offset };
   const by = formatDistanceStrict(0, Math.abs(offset) * 1000);
   return {
@@ -31,5 +33,5 @@ export function judgeClocks(
 
 /** Now, by the source's clock: the clock its snapshots' creation times come from. */
 export function sourceNowSeconds(context: Pick<ReplicationContext, 'now' | 'sourceClockOffsetSeconds'>): number {
-  return Math.floor(context.now().getTime() / 1000) + (context.sourceClockOffsetSeconds ?? 0);
+  return Math.floor(context.now().getTime() / 1000 + (context.sourceClockOffsetSeconds ?? 0));
 }

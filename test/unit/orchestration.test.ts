@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConflictError, FailureError, LockedError, type ReplicateError, UsageError } from '../../src/errors/errors.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
-import { judgeClocks } from '../../src/replication/clock.js';
+import { judgeClocks, sourceNowSeconds } from '../../src/replication/clock.js';
 import { type HoldMove, moveHolds, moveHoldsTogether } from '../../src/replication/holds.js';
 import { runOnce } from '../../src/replication/run-once.js';
 import { HOLD_GATHERING_MS, TREE_LISTING_REUSE_MS, runTree } from '../../src/replication/run-tree.js';
@@ -410,7 +410,18 @@ describe('never harm the source or another replica', () => {
     await runOnce({ ...settings, keepSeconds: 1 }, { ...ahead, ...judged });
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4'], 'nothing expired');
     assert.ok(!log.lines.some((line) => /expired/.test(line)));
-    assert.deepEqual(judgeClocks(NOW + 100, NOW, 300, 'alpha'), { sourceClockOffsetSeconds: 100 });
+    assert.deepEqual(judgeClocks(NOW + 100, NOW, 300, 'alpha'), { sourceClockOffsetSeconds: 100.5 });
+  });
+
+  test('a source clock that agrees with ours shifts ages by at most half a second, whatever its fraction', () => {
+    for (const fraction of [0, 0.25, 0.5, 0.75, 0.999]) {
+      // `date +%s` printed NOW while the source's clock, like ours, read NOW + fraction.
+      const { sourceClockOffsetSeconds } = judgeClocks(NOW, NOW + fraction, 300, 'alpha');
+      assert.ok(Math.abs(sourceClockOffsetSeconds) <= 0.5, `fraction ${fraction}: offset ${sourceClockOffsetSeconds}`);
+      const later = NOW + 10 + fraction;
+      const now = sourceNowSeconds({ now: () => new Date(later * 1000), sourceClockOffsetSeconds });
+      assert.ok(now >= Math.floor(later - 0.5) && now <= Math.floor(later + 0.5), `fraction ${fraction}: now ${now}`);
+    }
   });
 });
 
