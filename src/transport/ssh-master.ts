@@ -70,7 +70,11 @@ export function removeStaleControlDirectories(parent: string): void {
   for (const entry of entries) {
     const pid = new RegExp(`^${CONTROL_DIR_PREFIX}(\\d+)-`).exec(entry)?.[1];
     if (pid === undefined || processAlive(Number(pid))) continue;
-    rmSync(join(parent, entry), { recursive: true, force: true });
+    try {
+      rmSync(join(parent, entry), { recursive: true, force: true });
+    } catch {
+      // Not ours to remove, or a read-only $TMPDIR: the run goes on, and says so if it needs the directory.
+    }
   }
 }
 
@@ -112,12 +116,27 @@ export class SshMaster {
   /** The master runs detached (-f): its diagnostics ("Timeout, server not responding") go here, not to /dev/null. */
   readonly masterLog: string;
   readonly outcome: Promise<SshOutcome>;
-  private readonly controlDir: string;
-  private readonly child: ChildProcess;
+  /** Undefined when no control directory could be made: then no ssh was started either. */
+  private readonly controlDir: string | undefined;
+  private readonly child: ChildProcess | undefined;
 
   constructor(readonly settings: SshSettings) {
     removeStaleControlDirectories(tmpdir());
-    this.controlDir = mkdtempSync(join(tmpdir(), `${CONTROL_DIR_PREFIX}${process.pid}-`));
+    try {
+      this.controlDir = mkdtempSync(join(tmpdir(), `${CONTROL_DIR_PREFIX}${process.pid}-`));
+    } catch (error) {
+      // A missing, read-only or full $TMPDIR fails the run the way a refused connection does: one line, a record.
+      const why = `no room for the control socket in ${tmpdir()} (set TMPDIR): ${(error as Error).message}`;
+      this.controlPath = this.masterLog = '';
+      this.outcome = Promise.resolve({
+        exitCode: null,
+        signal: null,
+        stderr: '',
+        timedOut: false,
+        spawnError: new Error(why),
+      });
+      return;
+    }
     this.controlPath = join(this.controlDir, 'master');
     this.masterLog = join(this.controlDir, 'master.log');
     const args = [
@@ -140,6 +159,7 @@ export class SshMaster {
 
   /** Ends the connection (or the attempt still under way) and removes the control socket's directory. */
   async close(): Promise<void> {
+    if (this.child === undefined || this.controlDir === undefined) return;
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
     const outcome = await this.outcome;
     if (outcome.spawnError === undefined) {

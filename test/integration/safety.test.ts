@@ -47,6 +47,47 @@ describe('safety: every promise holds on the worst day', () => {
   );
 
   test(
+    'an unusable $TMPDIR (missing, read-only) fails the run in one line naming it; nothing changes',
+    { timeout: 120_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/tmpd/src', 'tank/tmpd/dst', ['s1']);
+      await tb.writeAndSnapshot('alpha', 'tank/tmpd/src', 's2');
+      // A same-host pull needs no ssh, but its stream's pipes are made in $TMPDIR too.
+      await tb.zfs('beta', 'create', 'tank/tmpd/local');
+      await tb.zfs('beta', 'snapshot', 'tank/tmpd/local@l1');
+      await tb.sh('beta', 'mkdir -p /tmp/zr-ro-tmp && mount -t tmpfs -o ro zr-ro-tmp /tmp/zr-ro-tmp');
+      const withTmpdir = (tmpdir: string, host: string, remote: string, local: string) =>
+        tb.on(
+          'beta',
+          ['env', `TMPDIR=${tmpdir}`, 'node', CLI, '-h', host, '-r', remote, '-l', local, '-t', 'beta', '-k', '30'],
+          {
+            env: Testbed.cronEnvironment('beta'),
+          },
+        );
+      try {
+        for (const tmpdir of ['/nonexistent', '/tmp/zr-ro-tmp']) {
+          const before = await pools();
+          const remote = await withTmpdir(tmpdir, 'alpha', 'tank/tmpd/src', 'tank/tmpd/dst');
+          assertExit(remote, 1, tmpdir);
+          assert.match(
+            remote.stderr,
+            rx`cannot connect to alpha over ssh: no room for the control socket in ${tmpdir} \(set TMPDIR\)`,
+          );
+          assert.equal(lines(remote.stderr).length, 1, remote.stderr);
+          const local = await withTmpdir(tmpdir, 'localhost', 'tank/tmpd/local', 'tank/tmpd/copy');
+          assertExit(local, 1, `${tmpdir}, localhost`);
+          assert.match(local.stderr, rx`cannot make the stream's pipes in ${tmpdir} \(set TMPDIR\)`);
+          assert.equal(lines(local.stderr).length, 1, local.stderr);
+          assert.deepEqual(await pools(), before, 'nothing changed on either host');
+        }
+      } finally {
+        await tb.sh('beta', 'umount /tmp/zr-ro-tmp');
+      }
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/tmpd/src', 'tank/tmpd/dst', 'beta'), 0, 'with TMPDIR usable');
+    },
+  );
+
+  test(
     'lock directory problems are ELOCK (exit 1) naming --lock-dir; an empty --lock-dir is a usage error',
     { timeout: 120_000 },
     async () => {

@@ -116,6 +116,24 @@ describe('SshMaster', () => {
     }
   });
 
+  test('a $TMPDIR that does not exist fails open() naming it, starts no ssh, and close() is quiet', async () => {
+    fakeSsh('exit 0');
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = join(bin, 'missing');
+    try {
+      const master = new SshMaster({ host: 'alpha', options: [] });
+      await assert.rejects(
+        new SshEndpoint(master).open(),
+        /cannot connect to alpha over ssh: no room for the control socket in .*missing \(set TMPDIR\): ENOENT/,
+      );
+      await master.close();
+      assert.deepEqual(loggedCalls(), [], 'no ssh was started');
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
+
   test('without ssh installed, open() says so', async () => {
     process.env.PATH = bin;
     rmSync(join(bin, 'ssh'), { force: true });
