@@ -122,6 +122,7 @@ async function runLocked(
   const onSignal = (signal: NodeJS.Signals) => {
     log.warn(`received ${signal}: stopping the transfer; the common snapshot stays held on both sides`);
     controller.abort();
+    start.master?.stopHandshake();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

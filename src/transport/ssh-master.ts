@@ -157,10 +157,18 @@ export class SshMaster {
     this.outcome = outcome;
   }
 
+  /**
+   * Gives up a handshake still under way (a server that accepts and then stalls can take a minute to fail),
+   * so that a signal ends the run at once; a connection that is already up is left for close().
+   */
+  stopHandshake(): void {
+    if (this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
+  }
+
   /** Ends the connection (or the attempt still under way) and removes the control socket's directory. */
   async close(): Promise<void> {
-    if (this.child === undefined || this.controlDir === undefined) return;
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
+    if (this.controlDir === undefined) return;
+    this.stopHandshake();
     const outcome = await this.outcome;
     if (outcome.spawnError === undefined) {
       const exit = [

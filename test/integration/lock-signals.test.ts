@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { type CommandOutcome, Testbed } from '../testbed/testbed.js';
+import { CLI, type CommandOutcome, Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, pulledReplica, rx, sleep } from './helpers.js';
 
 const LOCKED = 3;
@@ -139,6 +139,53 @@ describe('locking and signals on real zfs-fuse hosts', () => {
       assertExit(next, 0, 'the next run is not locked out');
       assert.ok((await tb.snapshots('beta', dst)).has('t1'));
       await assertHoldsOnlyOn(pair, 't1');
+    },
+  );
+
+  test(
+    'SIGTERM while the ssh handshake stalls: exit 5 at once, not after the handshake gives up',
+    { timeout: 120_000 },
+    async () => {
+      // An ssh that never gets through, like a source whose sshd accepts and then stalls; `-O exit` finds no master.
+      await tb.sh(
+        'beta',
+        `mkdir -p /tmp/zr-stall && cat >/tmp/zr-stall/ssh <<'SCRIPT'
+#!/bin/sh
+case "$*" in *"-O "*) exit 255;; esac
+exec sleep 59.5
+SCRIPT
+chmod +x /tmp/zr-stall/ssh`,
+      );
+      const pair = { src: 'tank/stall/src', dst: 'tank/stall/dst' };
+      const running = tb.on(
+        'beta',
+        [
+          'env',
+          'PATH=/tmp/zr-stall:/usr/bin:/bin',
+          'node',
+          CLI,
+          '-h',
+          'alpha',
+          '-r',
+          pair.src,
+          '-l',
+          pair.dst,
+          '-t',
+          'beta',
+          '-k',
+          '30',
+        ],
+        { env: Testbed.cronEnvironment('beta') },
+      );
+      const pid = await lockHolderPid(pair);
+      await sleep(1500); // past the bin's own handlers: main() has taken over the signals
+      const signalledAt = Date.now();
+      await tb.on('beta', ['kill', '-TERM', String(pid)]);
+      const run = await running;
+      assertExit(run, INTERRUPTED);
+      assert.match(run.stderr, /interrupted: cannot connect to alpha over ssh: ssh was stopped by SIGTERM/);
+      assert.ok(Date.now() - signalledAt < 10_000, `exited ${Date.now() - signalledAt} ms after the signal`);
+      assert.notEqual((await tb.on('beta', ['pgrep', '-f', 'slee[p] 59.5'])).exitCode, 0, 'the stalled ssh is gone');
     },
   );
 

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readCommandLine } from '../../src/cli/command-line.js';
 import { sshSettings, startInvocation, startedMaster } from '../../src/cli/run-start.js';
 import { LockedError } from '../../src/errors/errors.js';
@@ -132,6 +133,18 @@ describe('SshMaster', () => {
       if (saved === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = saved;
     }
+  });
+
+  test('stopHandshake() ends a stalled handshake at once, and open() says it was stopped', async () => {
+    fakeSsh('case "$*" in *"-O exit"*) exit 0;; esac; exec sleep 30');
+    const master = new SshMaster({ host: 'alpha', options: [] });
+    const opened = new SshEndpoint(master).open();
+    await sleep(100);
+    const stoppedAt = Date.now();
+    master.stopHandshake();
+    await assert.rejects(opened, /cannot connect to alpha over ssh: ssh was stopped by SIGTERM/);
+    assert.ok(Date.now() - stoppedAt < 5_000, 'not the 30 s of the stalled handshake');
+    await master.close();
   });
 
   test('without ssh installed, open() says so', async () => {
