@@ -1,8 +1,7 @@
-import { constants, closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, closeSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execaSync } from 'execa';
-import { FailureError } from '../errors/errors.js';
+import { makeTemporaryDirectory } from './temporary-directory.js';
 
 export interface KernelPipe {
   readFd: number;
@@ -28,13 +27,7 @@ export function makeKernelPipes(count: number): KernelPipe[] {
  * the read and write opens proceed without blocking; the name is unlinked at once so nothing is left behind.
  */
 function createPipes(count: number): KernelPipe[] {
-  let dir: string;
-  try {
-    dir = mkdtempSync(join(tmpdir(), 'zfs_replicate-pipe-'));
-  } catch (error) {
-    const why = `cannot make the stream's pipes in ${tmpdir()} (set TMPDIR): ${(error as Error).message}`;
-    throw new FailureError('ETRANSFER', why, { cause: error });
-  }
+  const dir = makeTemporaryDirectory('zfs_replicate-pipe-', "cannot make the stream's pipes");
   try {
     const paths = Array.from({ length: count }, (_, index) => join(dir, `p${index}`));
     execaSync('mkfifo', ['-m', '600', ...paths]);

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { makeTemporaryDirectory } from './temporary-directory.js';
 
 export interface SshSettings {
   host: string;
@@ -123,17 +124,19 @@ export class SshMaster {
   constructor(readonly settings: SshSettings) {
     removeStaleControlDirectories(tmpdir());
     try {
-      this.controlDir = mkdtempSync(join(tmpdir(), `${CONTROL_DIR_PREFIX}${process.pid}-`));
+      this.controlDir = makeTemporaryDirectory(
+        `${CONTROL_DIR_PREFIX}${process.pid}-`,
+        'no room for the control socket',
+      );
     } catch (error) {
-      // A missing, read-only or full $TMPDIR fails the run the way a refused connection does: one line, a record.
-      const why = `no room for the control socket in ${tmpdir()} (set TMPDIR): ${(error as Error).message}`;
+      // Reported the way a refused connection is, by open(): one line and a run record, from the run's own catch.
       this.controlPath = this.masterLog = '';
       this.outcome = Promise.resolve({
         exitCode: null,
         signal: null,
         stderr: '',
         timedOut: false,
-        spawnError: new Error(why),
+        spawnError: error as Error,
       });
       return;
     }
