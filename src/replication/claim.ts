@@ -18,7 +18,21 @@ export function claimOf(remoteGuid: string, tag: string, localDataset: string): 
 }
 
 function claimPrefix(remoteGuid: string, tag: string): string {
-  return `${remoteGuid}:${createHash('sha256').update(tag).digest('hex').slice(0, 16)}:`;
+  return `${remoteGuid}:${tagHash(tag)}:`;
+}
+
+function tagHash(tag: string): string {
+  return createHash('sha256').update(tag).digest('hex').slice(0, 16);
+}
+
+/**
+ * Whether `sourceClaim` (the source dataset's own claim: it is itself a replica, one hop of a chain) was made
+ * with `tag`. Both hops would then hold and release one tag on the middle host's snapshots: our release of an
+ * old base would strip that host's own hold, and its expiry would then destroy our base.
+ */
+export function sharesUpstreamTag(sourceClaim: string | undefined, sourceDataset: string, tag: string): boolean {
+  const match = sourceClaim?.match(/^\d+:([0-9a-f]{16}):(.*)$/s);
+  return match?.[2] === sourceDataset && match[1] === tagHash(tag);
 }
 
 /** Another local dataset that claims the same source and tag, if any. */
@@ -37,16 +51,19 @@ export function rivalReplica(
 
 /**
  * Refuses, before anything changes, a run that would harm its own source or another replica: the remote and
- * the local dataset are one dataset (`-h` naming this host by any alias: names cannot tell, guids can), or
- * another replica here already pulls the same source with the same tag.
+ * the local dataset are one dataset (`-h` naming this host by any alias: names cannot tell, guids can),
+ * another replica here already pulls the same source with the same tag, or the source is itself a replica
+ * pulled with our tag (`sourceClaim`, when it was read).
  */
 export function refuseHarmfulPair(
   pair: ListedPair,
   claims: ReadonlyMap<string, string>,
   tag: string,
   remoteHost: string,
+  sourceClaim?: string,
 ): void {
   const { remote, local } = pair;
+  refuseSharedUpstreamTag(sourceClaim, remote.dataset, tag, remoteHost);
   if (remote.guid === undefined) return;
   if (remote.guid === local.guid) {
     throw new UsageError(
@@ -59,4 +76,17 @@ export function refuseHarmfulPair(
       `${rival} already replicates ${remoteHost}:${remote.dataset} with tag "${tag}" on this host: two replicas sharing a tag would release each other's hold at the source; use one tag per replica (or, if ${rival} is abandoned, run zfs inherit ${CLAIM_PROPERTY} ${rival}) (nothing was changed)`,
     );
   }
+}
+
+/** See sharesUpstreamTag: a chain whose hops share a tag loses the downstream replica's base. */
+export function refuseSharedUpstreamTag(
+  sourceClaim: string | undefined,
+  sourceDataset: string,
+  tag: string,
+  remoteHost: string,
+): void {
+  if (!sharesUpstreamTag(sourceClaim, sourceDataset, tag)) return;
+  throw new UsageError(
+    `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag (nothing was changed)`,
+  );
 }

@@ -18,6 +18,8 @@ export interface MemberHints {
   parentsArriving?: ReadonlySet<string>;
   /** The claims of this host's replicas (see claim.ts), listed once for the whole tree. */
   claims?: ReadonlyMap<string, string>;
+  /** The tree has checked its source's own claim (see refuseSharedUpstreamTag) for all its members. */
+  upstreamChecked?: boolean;
 }
 
 /**
@@ -31,11 +33,12 @@ export async function runOnce(
   context: ReplicationContext,
   member: MemberHints = {},
 ): Promise<RunOutcome> {
-  const [listed, claims] = await Promise.all([
+  const [listed, claims, sourceClaim] = await Promise.all([
     member.listed ?? listPair(settings, context),
     member.claims ?? context.local.userProperty(CLAIM_PROPERTY),
+    member.upstreamChecked ? undefined : context.remote.userPropertyOf(settings.remoteDataset, CLAIM_PROPERTY),
   ]);
-  refuseHarmfulPair(listed, claims, settings.tag, context.remote.label);
+  refuseHarmfulPair(listed, claims, settings.tag, context.remote.label, sourceClaim);
   const pair = settings.dryRun ? listed : await settleInterruptedReceive(listed, settings, context);
   context.log.debug(`listed ${pair.remote.snapshots.length} remote and ${pair.local.snapshots.length} local snapshots`);
   const plan = planReplication({

@@ -9,7 +9,7 @@ import {
 import type { HeldLock } from '../lock/lock.js';
 import type { Listing } from '../zfs/listing.js';
 import { isUnder } from '../zfs/names.js';
-import { CLAIM_PROPERTY } from './claim.js';
+import { CLAIM_PROPERTY, refuseSharedUpstreamTag } from './claim.js';
 import { HoldBatch } from './hold-batch.js';
 import type { HoldMove } from './holds.js';
 import { runOnce } from './run-once.js';
@@ -96,12 +96,14 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
   try {
     const leftOut = (name: string) => isExcluded(counterpart(name, root, settings.remoteDataset), settings.exclude);
     lock((await local.datasetNames(root)).filter((name) => name !== root && !leftOut(name)));
-    const [remoteTree, localTree, claims] = await Promise.all([
+    const [remoteTree, localTree, claims, sourceClaim] = await Promise.all([
       remoteListing,
       local.tree(root),
       local.userProperty(CLAIM_PROPERTY),
+      remote.userPropertyOf(settings.remoteDataset, CLAIM_PROPERTY),
     ]);
     refuseOverlap(remoteTree, localTree, settings, remote.label);
+    refuseSharedUpstreamTag(sourceClaim, settings.remoteDataset, settings.tag, remote.label);
     const tree = planTree({
       remoteRoot: settings.remoteDataset,
       localRoot: root,
@@ -227,6 +229,7 @@ async function replicateMembers(
                 : undefined,
             parentsArriving,
             claims,
+            upstreamChecked: true,
           },
         );
         total.receivedSnapshots += outcome.receivedSnapshots;

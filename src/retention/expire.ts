@@ -1,6 +1,6 @@
 import { FailureError, errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
-import type { ZfsOperations } from '../zfs/host.js';
+import type { DestroyResult, ZfsOperations } from '../zfs/host.js';
 import type { ExpiryCandidate, ExpiryPlan } from './plan.js';
 
 export interface ExpiryContext {
@@ -14,7 +14,7 @@ export interface ExpiryContext {
 
 /**
  * Releases our hold on each candidate's remote twin and confirms it is gone, then destroys the local snapshots
- * (one busy snapshot never stops the others), and resolves to how many were destroyed. If the remote cannot be reached, nothing is destroyed:
+ * (one held or cloned snapshot never stops the others), and resolves to how many were destroyed. If the remote cannot be reached, nothing is destroyed:
  * unreachable is never read as "absent".
  */
 export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<number> {
@@ -42,17 +42,31 @@ export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext):
   for (const { snapshot } of plan.expire) {
     if (snapshot.userrefs > 0) await context.local.release(context.tag, context.localDataset, snapshot.name);
   }
-  const outcomes = await context.local.destroySnapshots(
-    context.localDataset,
-    plan.expire.map(({ snapshot }) => snapshot.name),
-  );
-  for (const [name, outcome] of outcomes) {
-    // Held by another tag (e.g. a downstream host in a chain): kept, not an error.
-    if (outcome === 'destroyed') context.log.info(`expired ${context.localDataset}@${name}`);
-    else
-      context.log.info(`kept ${context.localDataset}@${name} past keep: another hold protects it (a downstream host?)`);
+  let results: Map<string, DestroyResult>;
+  try {
+    results = await context.local.destroySnapshots(
+      context.localDataset,
+      plan.expire.map(({ snapshot }) => snapshot.name),
+    );
+  } catch (error) {
+    throw new FailureError('EEXPIRY', `expiry stopped: ${errorMessage(error)}`, { cause: error });
   }
-  return [...outcomes.values()].filter((outcome) => outcome === 'destroyed').length;
+  let destroyed = 0;
+  for (const [name, result] of results) {
+    const snapshot = `${context.localDataset}@${name}`;
+    if (result.outcome === 'destroyed') {
+      destroyed++;
+      context.log.info(`expired ${snapshot}`);
+    }
+    // Held by another tag (e.g. a downstream host in a chain) or cloned (a restore in progress): kept, not an error.
+    else if (result.outcome === 'held')
+      context.log.info(`kept ${snapshot} past keep: another hold protects it (a downstream host?)`);
+    else
+      context.log.info(
+        `kept ${snapshot} past keep: ${result.clones.length > 0 ? result.clones.join(', ') : 'a clone'} depends on it (destroy the clone, or zfs promote it, to let it expire)`,
+      );
+  }
+  return destroyed;
 }
 
 /**

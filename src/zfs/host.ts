@@ -24,7 +24,8 @@ const MAX_LISTING_BYTES = 64 * 1024 * 1024;
 export type HoldResult = 'added' | 'present';
 export type ReleaseResult = 'released' | 'absent';
 
-export type DestroyResult = 'destroyed' | 'busy';
+/** Why a snapshot was not destroyed is part of the answer: a hold and a clone are states, not failures. */
+export type DestroyResult = { outcome: 'destroyed' } | { outcome: 'held' } | { outcome: 'cloned'; clones: string[] };
 
 /**
  * What the replication layer asks of a host's zfs. Narrow on purpose: the command-backed ZfsHost is the real
@@ -59,6 +60,8 @@ export interface ZfsOperations {
   destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>>;
   /** Every filesystem and volume with its value of the user property `property` (unset ones left out). */
   userProperty(property: string): Promise<Map<string, string>>;
+  /** One dataset's value of the user property `property`, set or inherited; undefined if unset or no dataset. */
+  userPropertyOf(dataset: string, property: string): Promise<string | undefined>;
   /** The filesystems and volumes under `root`, itself included, by name only; empty if root is missing. */
   datasetNames(root: string): Promise<string[]>;
 }
@@ -183,6 +186,17 @@ export class ZfsHost implements ZfsOperations {
     return values;
   }
 
+  async userPropertyOf(dataset: string, property: string): Promise<string | undefined> {
+    const argv = ['zfs', 'get', '-H', '-o', 'value', property, dataset];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (!succeeded(result)) {
+      if (MISSING.test(result.stderr)) return undefined;
+      throw commandError(this.endpoint, argv, result);
+    }
+    const value = result.stdout.replace(/\n$/, '');
+    return value === '-' ? undefined : value;
+  }
+
   /**
    * A user with `zfs allow` rights is not root, and on Linux only root mounts: zfs then creates the dataset and
    * fails with this message. The parent is only a container for the replica, so it need not be mounted.
@@ -238,7 +252,7 @@ export class ZfsHost implements ZfsOperations {
         batch.length > 1 &&
         succeeded(await this.runner.attempt(this.endpoint, ['zfs', 'destroy', `${dataset}@${batch.join(',')}`]))
       ) {
-        for (const snapshot of batch) results.set(snapshot, 'destroyed');
+        for (const snapshot of batch) results.set(snapshot, { outcome: 'destroyed' });
       }
     }
     for (const snapshot of snapshots) {
@@ -247,14 +261,14 @@ export class ZfsHost implements ZfsOperations {
     return results;
   }
 
-  /** Destroys one snapshot; a held or otherwise busy one is reported, not thrown. */
+  /** Destroys one snapshot; a held one, or one a clone depends on, is reported, not thrown. */
   private async destroySnapshot(dataset: string, snapshot: string): Promise<DestroyResult> {
-    return (await this.succeedsUnless(
-      ['zfs', 'destroy', snapshotName(dataset, snapshot)],
-      /dataset is busy|being held/,
-    ))
-      ? 'destroyed'
-      : 'busy';
+    const argv = ['zfs', 'destroy', snapshotName(dataset, snapshot)];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (succeeded(result)) return { outcome: 'destroyed' };
+    if (/dataset is busy|being held/.test(result.stderr)) return { outcome: 'held' };
+    if (/dependent clones/.test(result.stderr)) return { outcome: 'cloned', clones: dependentClones(result.stderr) };
+    throw commandError(this.endpoint, argv, result);
   }
 
   /**
@@ -267,6 +281,18 @@ export class ZfsHost implements ZfsOperations {
     if (expected.test(result.stderr)) return false;
     throw commandError(this.endpoint, argv, result);
   }
+}
+
+/** zfs names the clones on the lines after "use '-R' to destroy the following datasets:". */
+function dependentClones(stderr: string): string[] {
+  const lines = stderr.split('\n');
+  const listed = lines.findIndex((line) => /following datasets:/.test(line));
+  return listed < 0
+    ? []
+    : lines
+        .slice(listed + 1)
+        .map((line) => line.trim())
+        .filter((line) => line !== '');
 }
 
 /** Keeps one command (a `fs@a,b,c` argument, a `zfs holds` list) well below what sshd and the serve wrapper take. */

@@ -20,6 +20,8 @@ interface FakeSnapshot {
   createtxg: number;
   creation: number;
   holds: string[];
+  /** Datasets cloned from this snapshot: it cannot be destroyed while they exist. */
+  clones?: string[];
 }
 
 interface FakeDataset {
@@ -88,6 +90,13 @@ export class FakeZfsHost implements ZfsOperations {
     const snapshot = { name, guid: String(nextGuid++), createtxg: this.txg++, creation, holds: [] };
     this.dataset(dataset).snapshots.push(snapshot);
     return toSnapshot(snapshot);
+  }
+
+  /** Records `clone` as cloned from `dataset@snapshot` (the clone itself is not listed). */
+  clone(dataset: string, snapshot: string, clone: string): void {
+    const found = this.find(dataset, snapshot);
+    if (found === undefined) throw new Error(`no ${dataset}@${snapshot}`);
+    found.clones = [...(found.clones ?? []), clone];
   }
 
   /** The tags on `dataset@snapshot`. */
@@ -186,6 +195,11 @@ export class FakeZfsHost implements ZfsOperations {
   }
 
   /** Local values only: the orchestration never relies on inheritance of user properties. */
+  async userPropertyOf(dataset: string, property: string): Promise<string | undefined> {
+    this.check('userPropertyOf');
+    return this.datasets.get(dataset)?.properties.get(property);
+  }
+
   async userProperty(property: string): Promise<Map<string, string>> {
     const values = new Map<string, string>();
     for (const [name, dataset] of this.datasets) {
@@ -233,11 +247,15 @@ export class FakeZfsHost implements ZfsOperations {
       const state = this.dataset(dataset);
       const found = this.find(dataset, name);
       if (found !== undefined && found.holds.length > 0) {
-        results.set(name, 'busy');
+        results.set(name, { outcome: 'held' });
+        continue;
+      }
+      if (found?.clones?.length) {
+        results.set(name, { outcome: 'cloned', clones: found.clones });
         continue;
       }
       state.snapshots = state.snapshots.filter((candidate) => candidate.name !== name);
-      results.set(name, 'destroyed');
+      results.set(name, { outcome: 'destroyed' });
       this.changed(`destroy ${dataset}@${name}`);
     }
     return results;

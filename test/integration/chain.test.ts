@@ -20,6 +20,28 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
   }
 
   test(
+    "a hop that shares its upstream hop's tag is refused before anything changes (single and -R); its own tag works",
+    { timeout: 180_000 },
+    async () => {
+      await tb.zfs('alpha', 'create', 'tank/same');
+      await tb.writeAndSnapshot('alpha', 'tank/same', 's1');
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/same', 'tank/b/same', 'backup'), 0);
+      for (const extra of [[], ['-R']]) {
+        const refused = await pull(tb, 'gamma', 'beta', 'tank/b/same', 'tank/g/same', 'backup', extra);
+        assertExit(refused, 2, `gamma ${extra.join(' ')}`);
+        assert.match(
+          refused.stderr,
+          /beta:tank\/b\/same is itself a replica, pulled on beta with the same tag "backup".*give each hop its own tag \(nothing was changed\)/,
+        );
+        assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
+      }
+      assert.equal((await tb.listing('gamma', 'tank/g')).exists, false, 'no parent created on gamma');
+      assert.equal((await tb.snapshots('beta', 'tank/b/same')).get('s1')?.userrefs, 1, "only beta's own hold");
+      assertExit(await pull(tb, 'gamma', 'beta', 'tank/b/same', 'tank/g/same', 'gamma'), 0);
+    },
+  );
+
+  test(
     "alpha -> beta -> gamma: many rounds, gamma never resends in full, beta never fails on gamma's holds",
     { timeout: 240_000 },
     async () => {

@@ -59,6 +59,24 @@ describe('expiry with --keep on real zfs-fuse hosts', () => {
   );
 
   test(
+    'a clone of an old snapshot (a restore) keeps that snapshot with an info line; the others still expire',
+    { timeout: 120_000 },
+    async () => {
+      const [src, dst] = ['tank/cloned/src', 'tank/cloned/dst'];
+      await agedReplicaOneBehind(src, dst);
+      await tb.zfs('beta', 'clone', `${dst}@e2`, 'tank/cloned/restore');
+      for (const round of [1, 2]) {
+        const run = await pull(tb, 'beta', 'alpha', src, dst, 'beta', [...keep, '-v']);
+        assertExit(run, 0);
+        assert.match(run.stderr, rx`info: kept ${dst}@e2 past keep: tank/cloned/restore depends on it`);
+        assert.doesNotMatch(run.stderr, /error|warning/, `round ${round}`);
+        assert.deepEqual(await localNames(dst), ['e2', 'e4'], `round ${round}: @e1 and @e3 expired around @e2`);
+      }
+      assert.ok(await tb.hasHold('beta', `${dst}@e4`, 'beta'));
+    },
+  );
+
+  test(
     'expiry runs on a run with nothing new, and the base stays although older than keep',
     { timeout: 120_000 },
     async () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConflictError, FailureError, LockedError, type ReplicateError, UsageError } from '../../src/errors/errors.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
+import { CLAIM_PROPERTY, claimOf } from '../../src/replication/claim.js';
 import { judgeClocks, sourceNowSeconds } from '../../src/replication/clock.js';
 import { type HoldMove, moveHolds, moveHoldsTogether } from '../../src/replication/holds.js';
 import { runOnce } from '../../src/replication/run-once.js';
@@ -242,6 +243,20 @@ describe('runOnce', () => {
     assert.ok(log.lines.some((line) => /kept backup\/copy\/src@s1 past keep: another hold protects it/.test(line)));
   });
 
+  test('expiry keeps a snapshot a clone depends on, names the clone, and expires the others', async () => {
+    const { remote, local, log, context, settings } = setup();
+    series(remote, 5, 40);
+    await runOnce({ ...settings, keepSeconds: 100 * DAY }, context);
+    local.clone('backup/copy/src', 's2', 'backup/restore');
+    const outcome = await runOnce(settings, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s2', 's5']);
+    assert.equal(outcome.expiredSnapshots, 3);
+    assert.ok(
+      log.lines.some((line) => /kept backup\/copy\/src@s2 past keep: backup\/restore depends on it/.test(line)),
+      log.lines.join('\n'),
+    );
+  });
+
   test('when the remote cannot release its hold, expiry destroys nothing and the run fails', async () => {
     const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
     series(remote, 3, 40);
@@ -374,6 +389,28 @@ describe('never harm the source or another replica', () => {
     );
     assert.deepEqual(remote.events, []);
     assert.deepEqual(remote.snapshotNames('tank/src'), ['s1', 's2', 's3']);
+  });
+
+  test('a source that is itself a replica pulled with our tag is refused; with another tag it is not', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    const upstreamClaim = (tag: string) => claimOf('777', tag, 'tank/src');
+    await remote.setProperty('tank/src', CLAIM_PROPERTY, upstreamClaim('offsite'));
+    const changesBefore = remote.events.length;
+    await assert.rejects(
+      runOnce(settings, context),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        /alpha:tank\/src is itself a replica, pulled on alpha with the same tag "offsite"/.test(error.message),
+    );
+    assert.deepEqual([remote.events.length, local.events], [changesBefore, []]);
+    // A claim the source merely inherits names another dataset: not a hop of ours.
+    await remote.setProperty('tank/src', CLAIM_PROPERTY, claimOf('777', 'offsite', 'tank'));
+    await runOnce(settings, context);
+    await remote.setProperty('tank/src', CLAIM_PROPERTY, upstreamClaim('upstream'));
+    remote.snapshot('tank/src', 's3', NOW);
+    await runOnce(settings, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
   });
 
   test('a second replica of the same source with the same tag is refused, naming the first; another tag is fine', async () => {

@@ -10,6 +10,7 @@ import { shellJoin } from '../../src/exec/quote.js';
 import { type CommandResult, CommandRunner } from '../../src/exec/runner.js';
 import type { Logger } from '../../src/log/logger.js';
 import { bookmarkPrefix, keepBookmark } from '../../src/replication/bookmarks.js';
+import { CLAIM_PROPERTY } from '../../src/replication/claim.js';
 import type { Plan } from '../../src/replication/plan.js';
 import { plannedSends } from '../../src/replication/sends.js';
 import { commandText } from '../../src/transport/pipeline.js';
@@ -180,6 +181,7 @@ async function hostCommands(dataset: string, tag: string, features: HostFeatures
   await host.state(dataset);
   await host.tree(dataset);
   await host.exists(dataset);
+  await host.userPropertyOf(dataset, CLAIM_PROPERTY);
   await host.hold(tag, dataset, 'snap 1');
   await host.release(tag, dataset, 'snap 1');
   await host.holds(dataset, ['a', 'snap 1', 'zfs-auto-snap_hourly-2024-01-01-0000']);
