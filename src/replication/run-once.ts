@@ -36,7 +36,7 @@ export async function runOnce(
   const [listed, claims, sourceClaim] = await Promise.all([
     member.listed ?? listPair(settings, context),
     member.claims ?? context.local.userProperty(CLAIM_PROPERTY),
-    member.upstreamChecked ? undefined : context.remote.userPropertyOf(settings.remoteDataset, CLAIM_PROPERTY),
+    member.upstreamChecked ? undefined : context.remote.propertyOf(settings.remoteDataset, CLAIM_PROPERTY),
   ]);
   refuseHarmfulPair(listed, claims, settings.tag, context.remote.label, sourceClaim);
   const pair = settings.dryRun ? listed : await settleInterruptedReceive(listed, settings, context);

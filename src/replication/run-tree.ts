@@ -8,7 +8,7 @@ import {
 } from '../errors/errors.js';
 import type { HeldLock } from '../lock/lock.js';
 import type { Listing } from '../zfs/listing.js';
-import { isUnder } from '../zfs/names.js';
+import { isUnder, parentOf } from '../zfs/names.js';
 import { CLAIM_PROPERTY, refuseSharedUpstreamTag } from './claim.js';
 import { HoldBatch } from './hold-batch.js';
 import type { HoldMove } from './holds.js';
@@ -100,9 +100,9 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       remoteListing,
       local.tree(root),
       local.userProperty(CLAIM_PROPERTY),
-      remote.userPropertyOf(settings.remoteDataset, CLAIM_PROPERTY),
+      remote.propertyOf(settings.remoteDataset, CLAIM_PROPERTY),
     ]);
-    refuseOverlap(remoteTree, localTree, settings, remote.label);
+    await refuseOverlap(remoteTree, localTree, settings, context);
     refuseSharedUpstreamTag(sourceClaim, settings.remoteDataset, settings.tag, remote.label);
     const tree = planTree({
       remoteRoot: settings.remoteDataset,
@@ -328,17 +328,32 @@ function logGone(member: TreeMember, context: TreeContext): void {
 
 /**
  * A tree that contains its own replica (`-h` naming this host, `-l` under `-r`) would replicate the replica
- * into itself, one level deeper every run: refused before anything changes, by dataset guid.
+ * into itself, one level deeper every run: refused before anything changes, by dataset guid. Before the first
+ * run the replica does not exist yet: its nearest existing ancestor tells.
  */
-function refuseOverlap(remoteTree: Listing, localTree: Listing, settings: TreeSettings, remoteHost: string): void {
+async function refuseOverlap(
+  remoteTree: Listing,
+  localTree: Listing,
+  settings: TreeSettings,
+  context: TreeContext,
+): Promise<void> {
   const remoteGuids = new Map([...remoteTree.values()].map((state) => [state.guid, state.dataset]));
+  const refuse = (dataset: string, twin: string) => {
+    throw new UsageError(
+      `${context.remote.label}:${settings.remoteDataset} contains ${dataset} itself (as ${twin}): a tree cannot be replicated into itself (nothing was changed)`,
+    );
+  };
   for (const state of localTree.values()) {
     const twin = state.guid === undefined ? undefined : remoteGuids.get(state.guid);
-    if (twin !== undefined) {
-      throw new UsageError(
-        `${remoteHost}:${settings.remoteDataset} contains ${state.dataset} itself (as ${twin}): a tree cannot be replicated into itself (nothing was changed)`,
-      );
-    }
+    if (twin !== undefined) refuse(state.dataset, twin);
+  }
+  if (localTree.has(settings.localDataset)) return;
+  for (let ancestor = parentOf(settings.localDataset); ancestor !== undefined; ancestor = parentOf(ancestor)) {
+    const guid = await context.local.propertyOf(ancestor, 'guid');
+    if (guid === undefined) continue;
+    const twin = remoteGuids.get(guid);
+    if (twin !== undefined) refuse(ancestor, twin);
+    return;
   }
 }
 

@@ -60,8 +60,8 @@ export interface ZfsOperations {
   destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>>;
   /** Every filesystem and volume with its value of the user property `property` (unset ones left out). */
   userProperty(property: string): Promise<Map<string, string>>;
-  /** One dataset's value of the user property `property`, set or inherited; undefined if unset or no dataset. */
-  userPropertyOf(dataset: string, property: string): Promise<string | undefined>;
+  /** One dataset's value of `property` (a user property set or inherited, or a native one); undefined if unset or no dataset. */
+  propertyOf(dataset: string, property: string): Promise<string | undefined>;
   /** The filesystems and volumes under `root`, itself included, by name only; empty if root is missing. */
   datasetNames(root: string): Promise<string[]>;
 }
@@ -186,8 +186,8 @@ export class ZfsHost implements ZfsOperations {
     return values;
   }
 
-  async userPropertyOf(dataset: string, property: string): Promise<string | undefined> {
-    const argv = ['zfs', 'get', '-H', '-o', 'value', property, dataset];
+  async propertyOf(dataset: string, property: string): Promise<string | undefined> {
+    const argv = ['zfs', 'get', '-Hp', '-o', 'value', property, dataset];
     const result = await this.runner.attempt(this.endpoint, argv);
     if (!succeeded(result)) {
       if (MISSING.test(result.stderr)) return undefined;

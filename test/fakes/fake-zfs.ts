@@ -195,9 +195,10 @@ export class FakeZfsHost implements ZfsOperations {
   }
 
   /** Local values only: the orchestration never relies on inheritance of user properties. */
-  async userPropertyOf(dataset: string, property: string): Promise<string | undefined> {
-    this.check('userPropertyOf');
-    return this.datasets.get(dataset)?.properties.get(property);
+  async propertyOf(dataset: string, property: string): Promise<string | undefined> {
+    this.check('propertyOf');
+    const state = this.datasets.get(dataset);
+    return property === 'guid' ? state?.guid : state?.properties.get(property);
   }
 
   async userProperty(property: string): Promise<Map<string, string>> {

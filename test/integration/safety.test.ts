@@ -182,6 +182,30 @@ describe('safety: every promise holds on the worst day', () => {
   );
 
   test(
+    'a -R tree into a place inside itself is refused (exit 2) on its first run too, dry or not, by guid',
+    { timeout: 120_000 },
+    async () => {
+      await tb.zfs('beta', 'create', '-p', 'tank/loop/x');
+      await tb.zfs('beta', 'snapshot', '-r', 'tank/loop@1');
+      const before = await pools();
+      for (const [host, local] of [
+        ['beta', 'tank/loop/x/copy'],
+        ['localhost', 'tank/loop/x/deeper/copy'],
+      ] as const) {
+        for (const extra of [['-R'], ['-R', '--dry-run']]) {
+          const run = await pull(tb, 'beta', host, 'tank/loop', local, 'loop', extra);
+          assertExit(run, 2, `${host} ${extra.join(' ')}`);
+          assert.match(
+            run.stderr,
+            /contains tank\/loop\/x itself \(as tank\/loop\/x\): a tree cannot be replicated into itself/,
+          );
+        }
+      }
+      assert.deepEqual(await pools(), before, 'nothing created, nothing held');
+    },
+  );
+
+  test(
     'one tag per replica: a second replica of the same source under the same tag is refused',
     { timeout: 120_000 },
     async () => {
