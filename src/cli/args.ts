@@ -416,7 +416,7 @@ function camel(kebabName: string): string {
   return kebabName.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
-function kebab(camel: string): string {
+export function kebab(camel: string): string {
   return camel.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }
 

@@ -2,6 +2,7 @@ import yargs from 'yargs';
 import { UsageError } from '../errors/errors.js';
 import { parseDuration } from '../retention/duration.js';
 import { datasetNameProblem } from '../zfs/names.js';
+import { kebab } from './args.js';
 
 export type ObserverCommand = 'status' | 'check';
 const OBSERVER_COMMANDS: ReadonlySet<string> = new Set<ObserverCommand>(['status', 'check']);
@@ -89,7 +90,7 @@ export function parseObserverArgs(
   }
   for (const [key, value] of Object.entries(parsed)) {
     if (Array.isArray(value) && key !== 'local' && key !== '_')
-      throw new UsageError(`option --${key} was given more than once`);
+      throw new UsageError(`option --${kebab(key)} was given more than once`);
   }
   const datasets = ((parsed.local as string[] | undefined) ?? []).map((name) => {
     const problem = datasetNameProblem(name);

@@ -1,8 +1,10 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { errorMessage } from '../errors/errors.js';
 import { ExitCode } from '../errors/exit-codes.js';
 import { oneLine } from '../log/logger.js';
 import { CheckState, checkLine, unknownLine } from '../observe/check.js';
-import type { RunRecord } from '../observe/record.js';
+import { type RunRecord, datasetOfRecordFile } from '../observe/record.js';
 import { defaultStateDir, readRecords } from '../observe/state-dir.js';
 import { renderTable, selectDatasets, statusRow } from '../observe/status.js';
 import { type CheckSettings, type ObserverCommand, type StatusSettings, parseObserverArgs } from './observe-args.js';
@@ -29,26 +31,45 @@ export function runObserver(command: ObserverCommand, argv: readonly string[], p
     return ExitCode.Usage;
   }
   const stateDir = settings.stateDir ?? defaultStateDir(process.env, true);
-  let records: RunRecord[];
-  try {
-    records = readRecords(stateDir);
-  } catch (error) {
-    const why = `cannot read the records in ${stateDir}: ${oneLine(errorMessage(error))}`;
+  const unreadable = (why: string) => {
     if (command === 'check') {
       print(unknownLine(why));
       return CheckState.Unknown;
     }
     process.stderr.write(`zfs_replicate: error: ${why}\n`);
     return ExitCode.Failure;
+  };
+  // A mistyped --state-dir would otherwise read as "never replicated" for every replica.
+  if (settings.stateDir !== undefined && !existsSync(stateDir))
+    return unreadable(`no state directory ${stateDir} (see --state-dir)`);
+  let records: RunRecord[];
+  let damaged: string[];
+  try {
+    ({ records, damaged } = readRecords(stateDir));
+  } catch (error) {
+    return unreadable(`cannot read the records in ${stateDir}: ${oneLine(errorMessage(error))}`);
+  }
+  const selected = selectDatasets(records, settings.datasets, settings.recursive);
+  const concerned = damaged.filter((name) => {
+    const dataset = datasetOfRecordFile(name);
+    return (
+      dataset === undefined ||
+      settings.datasets.length === 0 ||
+      selected.includes(dataset) ||
+      (settings.recursive && settings.datasets.some((root) => dataset.startsWith(`${root}/`)))
+    );
+  });
+  if (concerned.length > 0) {
+    const why = `damaged record ${concerned.map((name) => join(stateDir, name)).join(', ')}: not a record this version reads (delete it: the next run of its replica writes a new one)`;
+    if (command === 'check') return unreadable(why);
+    process.stderr.write(`zfs_replicate: warning: ${why}\n`);
   }
   const nowSeconds = Date.now() / 1000;
   // A tree whose first run failed before any member ran has only its own record: it tells why.
   const byName = (kind: RunRecord['kind']) =>
     new Map(records.filter((record) => record.kind === kind).map((record) => [record.localDataset, record]));
   const [replicas, trees] = [byName('dataset'), byName('tree')];
-  const rows = selectDatasets(records, settings.datasets, settings.recursive).map((dataset) =>
-    statusRow(dataset, replicas.get(dataset) ?? trees.get(dataset), nowSeconds),
-  );
+  const rows = selected.map((dataset) => statusRow(dataset, replicas.get(dataset) ?? trees.get(dataset), nowSeconds));
   if ('warnSeconds' in settings) {
     const { state, line } = checkLine(rows, settings);
     print(line);
@@ -56,5 +77,5 @@ export function runObserver(command: ObserverCommand, argv: readonly string[], p
   }
   if (settings.json) print(JSON.stringify({ stateDir, now: nowSeconds, replicas: rows }, null, 2));
   else for (const line of renderTable(rows, nowSeconds)) print(line);
-  return ExitCode.Ok;
+  return concerned.length > 0 ? ExitCode.Failure : ExitCode.Ok;
 }

@@ -86,7 +86,7 @@ export class RunRecorder {
     const membersRan = this.reports.some((report) => report.kind === 'dataset');
     if (tree === undefined || tree.exitCode === ExitCode.Ok || membersRan) return this.reports;
     const root = this.settings.localDataset;
-    const known = readRecords(this.settings.stateDir).filter(
+    const known = readRecords(this.settings.stateDir).records.filter(
       (record) =>
         record.kind === 'dataset' && (record.localDataset === root || record.localDataset.startsWith(`${root}/`)),
     );

@@ -14,7 +14,7 @@ export function writeMetricsFile(path: string, stateDir: string): void {
   const file = resolve(path);
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const version = recordsVersion(stateDir);
-    const records = readRecords(stateDir).filter((record) => record.metricsFile === file);
+    const records = readRecords(stateDir).records.filter((record) => record.metricsFile === file);
     writeAtomically(file, renderMetrics(records));
     if (recordsVersion(stateDir) === version) return;
   }

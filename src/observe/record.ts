@@ -118,3 +118,14 @@ export function recordFileName(kind: RunRecord['kind'], localDataset: string): s
 }
 
 export const RECORD_FILE = /^(dataset|tree)-[^/]+\.json$/;
+
+/** The dataset a record file is named after; undefined when a long name was shortened with a hash. */
+export function datasetOfRecordFile(name: string): string | undefined {
+  const encoded = name.replace(/^(dataset|tree)-/, '').replace(/\.json$/, '');
+  if (encoded.includes('~')) return undefined;
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return undefined;
+  }
+}

@@ -75,15 +75,27 @@ export function writeRecord(stateDir: string, record: RunRecord): void {
   writeAtomically(join(stateDir, recordFileName(record.kind, record.localDataset)), `${JSON.stringify(record)}\n`);
 }
 
+/** The record of one replica or tree; a damaged one counts as none, since the run writes it anew. */
 export function readRecord(stateDir: string, kind: RunRecord['kind'], localDataset: string): RunRecord | undefined {
-  return readRecordFile(join(stateDir, recordFileName(kind, localDataset)));
+  const record = readRecordFile(join(stateDir, recordFileName(kind, localDataset)));
+  return record === 'damaged' ? undefined : record;
 }
 
-/** Every record in the directory (none when it does not exist yet); files that are not records are left out. */
-export function readRecords(stateDir: string): RunRecord[] {
-  return recordFiles(stateDir)
-    .map((name) => readRecordFile(join(stateDir, name)))
-    .filter((record): record is RunRecord => record !== undefined);
+export interface RecordsRead {
+  records: RunRecord[];
+  /** Record files that hold no record this version can read (truncated, edited, or from a newer version). */
+  damaged: string[];
+}
+
+/** Every record in the directory (none when it does not exist yet), and the names of the damaged ones. */
+export function readRecords(stateDir: string): RecordsRead {
+  const read: RecordsRead = { records: [], damaged: [] };
+  for (const name of recordFiles(stateDir)) {
+    const record = readRecordFile(join(stateDir, name));
+    if (record === 'damaged') read.damaged.push(name);
+    else if (record !== undefined) read.records.push(record);
+  }
+  return read;
 }
 
 /** What the records are right now, as one string: equal strings mean no record changed in between. */
@@ -111,9 +123,9 @@ function recordFiles(stateDir: string): string[] {
   }
 }
 
-function readRecordFile(path: string): RunRecord | undefined {
+function readRecordFile(path: string): RunRecord | 'damaged' | undefined {
   try {
-    return parseRecord(readFileSync(path, 'utf8'));
+    return parseRecord(readFileSync(path, 'utf8')) ?? 'damaged';
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;

@@ -243,7 +243,7 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
         assertExit(await pullTree(tree, ['-j', '4']), 0, round);
         assert.equal(sshHandshakes('alpha') - handshakes, 1, `${round}: one ssh connection for the whole tree`);
         for (const member of members) await assertReplicated(tree, member);
-        const records = readRecords(Testbed.stateDir('beta')).filter(
+        const records = readRecords(Testbed.stateDir('beta')).records.filter(
           (record) =>
             record.kind === 'dataset' && members.some((member) => record.localDataset === `${tree.replica}${member}`),
         );

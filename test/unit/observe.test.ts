@@ -79,11 +79,12 @@ describe('run records', () => {
       );
       writeFileSync(join(dir, 'dataset-broken.json'), '{"version":1');
       writeFileSync(join(dir, 'notes.txt'), 'not a record');
-      const records = readRecords(dir);
+      const { records, damaged } = readRecords(dir);
       assert.deepEqual(records.map((record) => [record.kind, record.localDataset]).sort(), [
         ['dataset', 'backup/a.tree'],
         ['tree', 'backup/a'],
       ]);
+      assert.deepEqual(damaged, ['dataset-broken.json'], 'a damaged record is named, not taken for none');
       assert.notEqual(recordFileName('dataset', 'backup/a.tree'), recordFileName('tree', 'backup/a'));
       assert.deepEqual(
         readdirSync(dir).filter((name) => name.endsWith('.tmp')),
@@ -113,7 +114,7 @@ describe('run records', () => {
     const dir = mkdtempSync(join(tmpdir(), 'zr-records-'));
     try {
       writeRecord(join(dir, 'a/b'), nextRecord(undefined, report()));
-      assert.equal(readRecords(join(dir, 'a/b')).length, 1);
+      assert.equal(readRecords(join(dir, 'a/b')).records.length, 1);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -383,6 +384,36 @@ describe('check answers UNKNOWN when it cannot decide', () => {
         2,
       );
       assert.match(printed[2]!, /^ZFS_REPLICATE CRITICAL: backup\/vm never replicated \(no run recorded\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a damaged record is UNKNOWN for the checks it concerns, and status names it (exit 1); a missing --state-dir is UNKNOWN', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zr-damaged-'));
+    try {
+      writeRecord(dir, nextRecord(undefined, report({ localDataset: 'backup/fine' })));
+      writeFileSync(join(dir, recordFileName('dataset', 'backup/vm')), '{"version":1,"kind":"datas');
+      const printed: string[] = [];
+      const print = (line: string) => printed.push(line);
+      const check = (...argv: string[]) =>
+        runObserver('check', [...argv, '--warn', '1h', '--crit', '2h', '--state-dir', dir], print);
+      assert.equal(check('-l', 'backup/vm'), 3);
+      assert.match(printed.at(-1)!, /^ZFS_REPLICATE UNKNOWN: damaged record .*dataset-backup%2Fvm\.json: not a record/);
+      assert.equal(check('-R', '-l', 'backup'), 3, 'a tree check that covers it');
+      assert.equal(check('-l', 'backup/fine'), 0, 'another replica is not concerned');
+      const typo = ['-l', 'backup/vm', '--warn', '1h', '--crit', '2h', '--state-dir', join(dir, 'typo')];
+      assert.equal(runObserver('check', typo, print), 3);
+      assert.match(printed.at(-1)!, /^ZFS_REPLICATE UNKNOWN: no state directory .*typo \(see --state-dir\)$/);
+      const table: string[] = [];
+      assert.equal(
+        runObserver('status', ['--state-dir', dir], (line) => table.push(line)),
+        1,
+      );
+      assert.ok(
+        table.some((line) => line.startsWith('backup/fine')),
+        table.join('\n'),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
