@@ -9,7 +9,9 @@ import type { SummaryEntry } from '../observe/summary.js';
 import type { RunOutcome } from '../replication/types.js';
 
 /** What a run of one replica (or a whole tree) came to: what it did, or why it stopped. */
-export type RunResult = { outcome: Omit<RunOutcome, 'received'> } | { error: unknown; interrupted?: boolean };
+export type RunResult =
+  | { outcome: Omit<RunOutcome, 'received'>; container?: true }
+  | { error: unknown; interrupted?: boolean };
 
 export interface RecorderSettings {
   host: string;
@@ -35,7 +37,7 @@ export class RunRecorder {
 
   replica(localDataset: string, remoteDataset: string, startedAt: number, result: RunResult): void {
     this.reports.push(this.report('dataset', localDataset, remoteDataset, startedAt, result));
-    if ('outcome' in result) {
+    if ('outcome' in result && !result.container) {
       this.summaries.push({ label: localDataset, ...result.outcome, seconds: Date.now() / 1000 - startedAt });
     }
   }
@@ -118,7 +120,9 @@ export class RunRecorder {
       tag,
       startedAt,
       endedAt: Date.now() / 1000,
-      ...('outcome' in result ? { exitCode: ExitCode.Ok, outcome: result.outcome } : failureOf(result)),
+      ...('outcome' in result
+        ? { exitCode: ExitCode.Ok, outcome: result.outcome, container: result.container }
+        : failureOf(result)),
       metricsFile: metricsFile === undefined ? undefined : resolve(metricsFile),
     };
   }

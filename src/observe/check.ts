@@ -22,10 +22,16 @@ interface Verdict {
 
 /**
  * One replica's verdict. Lag (the newest snapshot's age) past crit is CRITICAL, past warn WARNING; a failed
- * last run is at least WARNING however small the lag; a replica without any snapshot yet is CRITICAL.
+ * last run is at least WARNING however small the lag; a replica without any snapshot yet is CRITICAL, unless
+ * it is a tree's container root (its children carry the lag).
  */
 export function judge(row: StatusRow, thresholds: Thresholds): Verdict {
   const failed = lastRunFailed(row) ? ` (last run ${row.lastRun?.result})` : '';
+  if (row.container) {
+    return failed
+      ? { state: CheckState.Warning, reason: `${row.dataset} (a container) last run ${row.lastRun?.result}` }
+      : { state: CheckState.Ok, reason: `${row.dataset} is a container` };
+  }
   if (row.newest === undefined) {
     const why = row.remote === undefined ? 'no run recorded' : `last run ${row.lastRun?.result}`;
     return { state: CheckState.Critical, reason: `${row.dataset} never replicated (${why})` };
@@ -58,7 +64,8 @@ export function checkLine(rows: readonly StatusRow[], thresholds: Thresholds): {
         ? ` (${notOk} of ${rows.length} datasets not OK)`
         : ` (all ${rows.length} datasets)`
       : '';
-  const lag = maxOrU(rows.map((row) => row.newest?.ageSeconds));
+  const lagging = rows.filter((row) => !row.container);
+  const lag = maxOrU(lagging.map((row) => row.newest?.ageSeconds));
   const success = maxOrU(rows.map((row) => row.lastSuccess?.ageSeconds));
   const perfdata = `lag=${lag};${thresholds.warnSeconds};${thresholds.critSeconds};0 last_success_age=${success};;;0`;
   return {
@@ -69,7 +76,7 @@ export function checkLine(rows: readonly StatusRow[], thresholds: Thresholds): {
 
 /** The largest value in seconds, or "U" when any replica has none (never replicated: no number is honest). */
 function maxOrU(values: ReadonlyArray<number | undefined>): string {
-  if (values.some((value) => value === undefined)) return 'U';
+  if (values.length === 0 || values.some((value) => value === undefined)) return 'U';
   return `${Math.max(...(values as number[]))}s`;
 }
 

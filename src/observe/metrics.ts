@@ -28,7 +28,7 @@ const FAMILIES: readonly Family[] = [
   },
   {
     name: 'zfs_replicate_last_run_exit_code',
-    help: 'Exit code of the last run of this replica (0 success, 1 failure, 3 locked, 4 needs a human, 5 stopped).',
+    help: 'Exit code of the last run of this replica (0 success, 1 failure, 2 refused as misconfigured, 3 locked, 4 needs a human, 5 stopped).',
     value: (record) => record.lastRun.exitCode,
   },
   {

@@ -1,3 +1,4 @@
+import { ExitCode } from '../errors/exit-codes.js';
 import { lockFileName } from '../lock/lock.js';
 import type { RunOutcome } from '../replication/types.js';
 
@@ -23,6 +24,10 @@ export interface RunRecord {
   members?: string[] | undefined;
   /** The --metrics-file this replica's runs write: the file shows every replica that names it. */
   metricsFile?: string | undefined;
+  /** A tree's root that has no snapshots of its own at the source: replicated through its children. */
+  container?: true | undefined;
+  /** The last run that found another run holding the lock (exit 3): it leaves lastRun as that run left it. */
+  lockedOutAt?: number | undefined;
 }
 
 export interface LastRun {
@@ -54,10 +59,15 @@ export interface RunReport {
   outcome?: Omit<RunOutcome, 'received'> | undefined;
   members?: string[] | undefined;
   metricsFile?: string | undefined;
+  container?: true | undefined;
 }
 
 /** The record after `report`: its last run replaced; the last success, newest snapshot and tag kept unless it tells newer. */
 export function nextRecord(previous: RunRecord | undefined, report: RunReport): RunRecord {
+  // A run that found the lock taken did nothing: the run that holds it, or the last one that ended, says
+  // what state the replica is in (a failure or conflict must not read as cleared by the next cron line).
+  if (report.exitCode === ExitCode.Locked && previous !== undefined)
+    return { ...previous, lockedOutAt: report.endedAt, metricsFile: report.metricsFile ?? previous.metricsFile };
   const { outcome } = report;
   return {
     version: 1,
@@ -81,6 +91,8 @@ export function nextRecord(previous: RunRecord | undefined, report: RunReport): 
     tagAt: outcome?.tagAt ?? previous?.tagAt,
     members: report.members ?? previous?.members,
     metricsFile: report.metricsFile ?? previous?.metricsFile,
+    // Only a run that got through says whether the root is (still) a container.
+    container: report.exitCode === ExitCode.Ok ? report.container : previous?.container,
   };
 }
 

@@ -12,6 +12,8 @@ export interface StatusRow {
     | { startedAt: number; endedAt: number; exitCode: number; result: string; error?: string | undefined }
     | undefined;
   lastSuccess?: { at: number; ageSeconds: number } | undefined;
+  /** A tree's root with no snapshots of its own: replicated through its children, it has no lag. */
+  container?: boolean;
 }
 
 /** Exit 3 (another run holds the lock) is a run in progress, not a failed one: the lag says whether it is stuck. */
@@ -32,6 +34,7 @@ export function statusRow(dataset: string, record: RunRecord | undefined, nowSec
     tag: record.tag,
     newest: newest && { ...newest, ageSeconds: age(newest.creation) },
     tagAt: record.tagAt,
+    ...(record.container ? { container: true } : {}),
     lastRun: {
       startedAt: lastRun.startedAt,
       endedAt: lastRun.endedAt,
@@ -123,7 +126,11 @@ export function renderTable(rows: readonly StatusRow[], nowSeconds: number): str
 
 function details(row: StatusRow): string[] {
   if (row.remote === undefined) return ['never run on this host (no record)'];
-  const newest = row.newest ? `newest @${row.newest.name}` : 'no snapshot received yet';
+  const newest = row.newest
+    ? `newest @${row.newest.name}`
+    : row.container
+      ? 'a container: its source has no snapshots, its children are replicated'
+      : 'no snapshot received yet';
   const tag = row.tagAt ? `, tag ${row.tag} on @${row.tagAt}` : '';
   const lines = [`${newest}${tag}`, `from ${row.remote}`];
   if (row.lastRun?.error !== undefined && row.lastRun.exitCode !== 0) lines.push(`error: ${row.lastRun.error}`);

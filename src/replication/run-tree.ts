@@ -32,9 +32,14 @@ export interface TreeContext extends ReplicationContext {
   lockMembers: (localDatasets: readonly string[]) => Map<string, HeldLock | Error>;
   /** Told each member that another run holds: it is skipped (a tree member's own job is under way). */
   memberLocked?: (member: MemberName, error: LockedError) => void;
-  /** Told each member's end: what its run did, or why it did not run to its end; `startedAt` in Unix seconds. */
-  memberDone?: (member: MemberName, result: { outcome: RunOutcome } | { error: unknown }, startedAt: number) => void;
+  /**
+   * Told each member's end: what its run did (`container`: a root with no snapshots of its own, replicated
+   * through its children), or why it did not run to its end; `startedAt` in Unix seconds.
+   */
+  memberDone?: (member: MemberName, result: MemberResult, startedAt: number) => void;
 }
+
+export type MemberResult = { outcome: RunOutcome; container?: true } | { error: unknown };
 
 export interface MemberName {
   localDataset: string;
@@ -62,6 +67,8 @@ export const TREE_LISTING_REUSE_MS = 30_000;
  * schedule, long enough to gather the moves of the members that finish meanwhile.
  */
 export const HOLD_GATHERING_MS = 1000;
+
+const NOTHING_DONE: RunOutcome = { received: false, receivedSnapshots: 0, receivedBytes: 0, expiredSnapshots: 0 };
 
 type Outcome = { member: TreeMember; problem: 'conflict' | 'failed'; detail: string };
 
@@ -188,13 +195,25 @@ async function replicateMembers(
       problems.push({ member, problem: 'failed', detail: `skipped: its parent ${failedParent} was not replicated` });
       return;
     }
+    // Not a failure of this run (a dataset created since the last recursive snapshot), but not a backup either:
+    // its record says so, so that check and the metrics do not take it for a replica that never ran.
+    const notYet = (why: string) =>
+      context.memberDone?.(
+        member,
+        { error: new ConflictError('EREMOTEEMPTY', `not replicated yet: ${why}`) },
+        context.now().getTime() / 1000,
+      );
     const waitingParent = [...waiting.keys()].find((ancestor) => isUnder(member.localDataset, ancestor));
     if (waitingParent !== undefined) {
-      if (!member.local.exists) waiting.get(waitingParent)?.push(member.localDataset);
+      if (!member.local.exists) {
+        waiting.get(waitingParent)?.push(member.localDataset);
+        notYet(`it waits for ${waitingParent}, whose source has no snapshot`);
+      }
       return;
     }
     if (!isRoot && !member.local.exists && member.remote.snapshots.length === 0) {
       waiting.set(member.localDataset, []);
+      notYet(`${remote.label}:${member.remoteDataset} has no snapshot`);
       return;
     }
     const refusal = refusals.get(member.localDataset);
@@ -240,7 +259,7 @@ async function replicateMembers(
         const quiet =
           !context.cancelSignal.aborted &&
           (error instanceof ConflictError
-            ? quietConflict(error, member, isRoot, remote.label, context)
+            ? quietConflict(error, member, isRoot, startedAt, context)
             : !isRoot && (await goneDuringTransfer(member, context)));
         if (!quiet) context.memberDone?.(member, { error }, startedAt);
         if (context.cancelSignal.aborted) {
@@ -290,15 +309,16 @@ function quietConflict(
   error: ConflictError,
   member: TreeMember,
   isRoot: boolean,
-  remoteHost: string,
+  startedAt: number,
   context: TreeContext,
 ): boolean {
-  const source = `${remoteHost}:${member.remoteDataset}`;
+  const source = `${context.remote.label}:${member.remoteDataset}`;
   if (error.code === 'EREMOTEEMPTY') {
     const containerRoot = isRoot && member.local.snapshots.length === 0;
     const line = `${member.localDataset}: not replicated: ${source} has no snapshots${containerRoot ? ' (only its children are)' : ''}`;
     if (containerRoot) context.log.info(line);
     else context.log.warn(line);
+    context.memberDone?.(member, containerRoot ? { outcome: NOTHING_DONE, container: true } : { error }, startedAt);
     return true;
   }
   if (error.code === 'EREMOTEMISSING' && !isRoot) {

@@ -204,6 +204,50 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
       assert.equal(sample(after, 'zfs_replicate_last_run_exit_code', member), 1, member);
   });
 
+  test(
+    '-R: a container root is OK, a member without snapshots and its child are CRITICAL with series; a locked-out run clears nothing',
+    { timeout: 180_000 },
+    async () => {
+      const [src, dst] = ['tank/octr/src', 'tank/octr/dst'];
+      const metrics = join(METRICS_DIR, 'container.prom');
+      await tb.zfs('alpha', 'create', '-p', `${src}/a`);
+      await tb.zfs('alpha', 'create', '-p', `${src}/w/c`);
+      await tb.zfs('alpha', 'snapshot', `${src}/a@r1`);
+      await tb.zfs('alpha', 'snapshot', `${src}/w/c@r1`);
+      assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--metrics-file', metrics]), 0);
+      const waiting = await check(dst, { recursive: true });
+      assertExit(waiting, 2);
+      assert.match(
+        waiting.stdout,
+        rx`^ZFS_REPLICATE CRITICAL: ${dst}/w(/c)? never replicated \(last run conflict EREMOTEEMPTY\) \(2 of 4 datasets not OK\)`,
+      );
+      await promtool(metrics);
+      const text = readFileSync(metrics, 'utf8');
+      for (const member of [`${dst}/w`, `${dst}/w/c`])
+        assert.equal(sample(text, 'zfs_replicate_last_run_exit_code', member), 4, member);
+      assert.equal(sample(text, 'zfs_replicate_last_run_exit_code', dst), 0);
+
+      await tb.zfs('alpha', 'snapshot', '-r', `${src}/w@r2`);
+      assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--metrics-file', metrics]), 0);
+      const fine = await check(dst, { recursive: true });
+      assertExit(fine, 0);
+      assert.match(fine.stdout, /\(all 4 datasets\) \| lag=\d+s;/, 'the container has no lag of its own');
+      const table = await observe(['status', '-l', dst]);
+      assert.match(table.stdout, /a container: its source has no snapshots, its children are replicated/);
+
+      // A failed run, then one that finds the lock taken: the failure still shows.
+      assertExit(await pull(tb, 'beta', 'alpha', `${src}/a`, `${dst}/a`, 'beta', ['-p', '1']), 1);
+      const lockFile = `/run/lock/zfs_replicate/${encodeURIComponent(`${dst}/a`)}.lock`;
+      const holder = tb.on('beta', ['sh', '-c', `mkdir -p /run/lock/zfs_replicate && exec flock ${lockFile} sleep 6`]);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assertExit(await pull(tb, 'beta', 'alpha', `${src}/a`, `${dst}/a`, 'beta'), 3);
+      await holder;
+      const stillFailed = await check(`${dst}/a`);
+      assertExit(stillFailed, 1);
+      assert.match(stillFailed.stdout, rx`^ZFS_REPLICATE WARNING: ${dst}/a last run failed ESSH`);
+    },
+  );
+
   test('the example alert rules pass promtool check rules', async () => {
     const result = await execa('promtool', ['check', 'rules', join(PROJECT_ROOT, 'examples/prometheus-alerts.yml')], {
       reject: false,

@@ -21,6 +21,8 @@ const NOW = 1_800_000_000;
 const HOUR = 3600;
 const THRESHOLDS = { warnSeconds: 26 * HOUR, critSeconds: 50 * HOUR };
 
+const NOTHING = { receivedSnapshots: 0, receivedBytes: 0, expiredSnapshots: 0 };
+
 function report(overrides: Partial<RunReport> = {}): RunReport {
   return {
     kind: 'dataset',
@@ -67,6 +69,14 @@ describe('run records', () => {
     const never = nextRecord(undefined, failure());
     assert.equal(never.lastSuccessAt, undefined);
     assert.equal(never.newest, undefined);
+  });
+
+  test('a run that found the lock taken leaves the last run as it was, and says when it came', () => {
+    const bad = nextRecord(nextRecord(undefined, report()), failure());
+    const lockedOut = nextRecord(bad, failure({ exitCode: 3, errorCode: 'ELOCKED', endedAt: NOW }));
+    assert.deepEqual(lockedOut.lastRun, bad.lastRun, 'the conflict still shows');
+    assert.equal(lockedOut.lockedOutAt, NOW);
+    assert.equal(nextRecord(undefined, failure({ exitCode: 3 })).lastRun.exitCode, 3, 'the first run has no other');
   });
 
   test('records round-trip through a directory; foreign files and one kind per name are kept apart', () => {
@@ -219,6 +229,10 @@ describe('check: verdict and plugin line', () => {
       reason: 'backup/vm never replicated (last run failed ESSH)',
     });
     assert.equal(judge(row(undefined), THRESHOLDS).reason, 'backup/vm never replicated (no run recorded)');
+    const container = nextRecord(undefined, report({ outcome: { ...NOTHING, newest: undefined }, container: true }));
+    assert.deepEqual(judge(row(container), THRESHOLDS), { state: CheckState.Ok, reason: 'backup/vm is a container' });
+    const failedContainer = nextRecord(container, failure({ exitCode: 1, errorCode: 'ESSH' }));
+    assert.equal(judge(row(failedContainer), THRESHOLDS).state, CheckState.Warning, 'a failed run still shows');
   });
 
   test('one line with perfdata; for a tree the worst member decides and is named', () => {
