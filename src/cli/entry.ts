@@ -4,6 +4,7 @@ import type { SshMaster } from '../transport/ssh-master.js';
 import { readCommandLine } from './command-line.js';
 import { withSbinPath } from './path.js';
 import { startInvocation, startedMaster } from './run-start.js';
+import { STOP_SIGNALS } from './signals.js';
 
 // A cold run spends about 0.2 s on the ssh handshake and 0.05 s loading the program's bulk (winston, execa,
 // the replication code). Only the command line is read first and the lock taken, so the two overlap: the
@@ -23,8 +24,7 @@ const stopBeforeMain = (signal: NodeJS.Signals) => {
     process.exitCode = ExitCode.Interrupted;
   })();
 };
-process.on('SIGTERM', stopBeforeMain);
-process.on('SIGINT', stopBeforeMain);
+for (const signal of STOP_SIGNALS) process.on(signal, stopBeforeMain);
 const invocation = startInvocation(readCommandLine(argv, process.env));
 master = startedMaster(invocation);
 try {
@@ -34,8 +34,7 @@ try {
     const running = main(argv, invocation);
     // main() puts its own handlers in place before its first await; only then do these go, so a signal that
     // came meanwhile still finds a listener (with none, Node drops a signal it has already caught).
-    process.off('SIGTERM', stopBeforeMain);
-    process.off('SIGINT', stopBeforeMain);
+    for (const signal of STOP_SIGNALS) process.off(signal, stopBeforeMain);
     process.exitCode = await running;
   }
 } catch (error) {

@@ -20,6 +20,7 @@ import type { CliSettings } from './args.js';
 import { runObserver } from './observe.js';
 import { RunRecorder } from './recorder.js';
 import { type Invocation, type RunStart, startedMaster } from './run-start.js';
+import { STOP_SIGNALS } from './signals.js';
 
 /**
  * A reader that went away (`zfs_replicate --dry-run | head -1`) is no failure of the run: what it would have
@@ -124,8 +125,7 @@ async function runLocked(
     controller.abort();
     start.master?.stopHandshake();
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   const runner = new CommandRunner();
   runner.observe((endpoint, argv) => log.debug(`${endpoint.label}$ ${shellJoin(argv)}`));
   const remoteEndpoint: Endpoint = ssh ?? { ...localEndpoint, label: settings.host };
@@ -225,8 +225,7 @@ async function runLocked(
     }
     return reportFailure(error, log);
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
     // Written while the lock is held: a later run's record can never be overwritten by this older one.
     recorder.write();
     lock.release();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { readRecord } from '../../src/observe/state-dir.js';
 import { CLI, type CommandOutcome, Testbed } from '../testbed/testbed.js';
 import { assertExit, pull, pulledReplica, rx, sleep } from './helpers.js';
 
@@ -57,7 +58,7 @@ describe('locking and signals on real zfs-fuse hosts', () => {
   async function interruptedRun(
     id: string,
     name: string,
-    signal: 'TERM' | 'KILL',
+    signal: 'TERM' | 'HUP' | 'KILL',
   ): Promise<{ pair: Pair; run: CommandOutcome }> {
     const pair = await replicaWithBase(id);
     await slowTransferAhead(pair, name);
@@ -139,6 +140,23 @@ describe('locking and signals on real zfs-fuse hosts', () => {
       assertExit(next, 0, 'the next run is not locked out');
       assert.ok((await tb.snapshots('beta', dst)).has('t1'));
       await assertHoldsOnlyOn(pair, 't1');
+    },
+  );
+
+  test(
+    'SIGHUP mid-transfer (a closed terminal) stops the run like SIGTERM: exit 5, record written, no process left',
+    { timeout: 180_000 },
+    async () => {
+      const { pair, run } = await interruptedRun('sighup', 'h1', 'HUP');
+      assertExit(run, INTERRUPTED);
+      assert.match(run.stderr, /received SIGHUP: stopping the transfer/);
+      await assertBaseHeldOnBothSides(pair, 'base');
+      const record = readRecord(Testbed.stateDir('beta'), 'dataset', pair.dst);
+      assert.equal(record?.lastRun.exitCode, INTERRUPTED, 'the run wrote its record');
+      const left = await tb.on('beta', ['pgrep', '-f', `zfs rec[v] .*${pair.dst}$`]);
+      assert.equal(left.exitCode, 1, `no receive left: ${left.stdout}`);
+      assertExit(await pull(tb, 'beta', 'alpha', pair.src, pair.dst, 'beta'), 0, 'the next run completes');
+      await assertHoldsOnlyOn(pair, 'h1');
     },
   );
 
