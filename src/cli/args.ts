@@ -1,4 +1,5 @@
 import { constants, accessSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import yargs from 'yargs';
 import { UsageError } from '../errors/errors.js';
 import { EXIT_CODE_MEANINGS } from '../errors/exit-codes.js';
@@ -250,7 +251,7 @@ export function parseArgs(
     jobs: jobs(parsed.jobs),
     tag,
     ...keepWindow(parsed.keep, parsed.keepDays),
-    mbufferSize: checked(parsed.mbuffer, MBUFFER_SIZE, '-b/--mbuffer', 'a size such as 256M or 1G'),
+    mbufferSize: mbufferSize(parsed.mbuffer),
     port: parsed.port === undefined ? undefined : port(parsed.port),
     compress: !parsed.noCompress,
     raw: !parsed.noRaw,
@@ -454,6 +455,26 @@ function readableFile(path: string, flag: string): string {
 function checked(value: string, pattern: RegExp, flag: string, expected: string): string {
   if (!pattern.test(value)) throw new UsageError(`${flag}: ${JSON.stringify(value)} is not ${expected}`);
   return value;
+}
+
+const UNIT_BYTES: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/**
+ * mbuffer refuses fewer than 5 of its 128k blocks, and fails at run time, after the source's send has begun,
+ * when it cannot have its memory: both are refused here. At most half of this host's memory (it is the
+ * receiving side's buffer).
+ */
+function mbufferSize(text: string): string {
+  const flag = '-b/--mbuffer';
+  checked(text, MBUFFER_SIZE, flag, 'a size such as 256M or 1G');
+  const bytes = Number.parseFloat(text) * (UNIT_BYTES[text.slice(-1).toLowerCase()] ?? 1);
+  if (bytes < UNIT_BYTES.m!) throw new UsageError(`${flag}: ${JSON.stringify(text)} is too small (at least 1M)`);
+  const most = totalmem() / 2;
+  if (bytes > most)
+    throw new UsageError(
+      `${flag}: ${JSON.stringify(text)} is more than half of this host's memory (${Math.floor(most / UNIT_BYTES.m!)}M)`,
+    );
+  return text;
 }
 
 function jobs(text: string): number {

@@ -18,8 +18,5 @@ export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.Usage, 'bad command line or option value; nothing was touched'],
   [ExitCode.Locked, "another run holds this dataset's lock (quiet unless held longer than --lock-warn)"],
   [ExitCode.Conflict, 'needs a human (diverged or modified replica, no common snapshot, ...); nothing was changed'],
-  [
-    ExitCode.Interrupted,
-    'stopped by SIGTERM/SIGINT/SIGHUP; the base stays held on both sides, the lock is released',
-  ],
+  [ExitCode.Interrupted, 'stopped by SIGTERM/SIGINT/SIGHUP; the base stays held on both sides, the lock is released'],
 ];

@@ -135,6 +135,10 @@ test('bad input is one clear line', () => {
   );
   usageError([...base, '-p', '70000'], /not a port number/);
   usageError([...base, '-b', 'lots'], /-b\/--mbuffer: "lots" is not a size/);
+  // mbuffer would refuse these only once the source's send has begun.
+  for (const size of ['0', '1k', '640k', '0.5M'])
+    usageError([...base, '-b', size], /-b\/--mbuffer: ".*" is too small \(at least 1M\)/);
+  usageError([...base, '-b', '100000G'], /-b\/--mbuffer: "100000G" is more than half of this host's memory/);
   usageError([...base, 'extra'], /Unknown argument: extra/);
   usageError([...base.slice(0, 6), '-t', 'x'.repeat(256), '-k', '1'], /hold tag is longer than 255 bytes/);
   usageError([...base.slice(0, 6), '--tag=-r', '-k', '1'], /hold tag must not begin with "-"/);
