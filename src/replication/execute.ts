@@ -61,6 +61,35 @@ export async function missingParent(local: ZfsOperations, dataset: string): Prom
   return parent !== undefined && !(await local.exists(parent)) ? parent : undefined;
 }
 
+/**
+ * `--rollback` left in a crontab line must not warn on every run: OpenZFS tells what was written since the
+ * base (`written`), and with nothing there nor any snapshot to discard there is nothing to roll back. zfs-fuse
+ * cannot tell: it rolls back every time, and says so only when snapshots go.
+ */
+async function rollBack(
+  plan: IncrementalPlan,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<void> {
+  const { local, log } = context;
+  const discarding = plan.discard.length > 0;
+  const writtenText = local.features.openzfs ? await local.propertyOf(settings.localDataset, 'written') : undefined;
+  const written = writtenText === undefined ? undefined : Number(writtenText);
+  if (!discarding && written === 0) return;
+  await releaseOwnHoldsOrRefuse(plan, settings, context);
+  await local.rollback(settings.localDataset, plan.base.local.name, discarding);
+  // Whoever wrote to the replica had made it writable; the drift must not recur.
+  await local.setProperty(settings.localDataset, 'readonly', 'on');
+  const what = discarding
+    ? `, destroying ${snapshotList(plan.discard)}`
+    : written
+      ? `, discarding ${written} bytes written since`
+      : '';
+  const line = `rolled ${settings.localDataset} back to @${plan.base.local.name}${what} (--rollback)`;
+  if (what === '') log.info(line);
+  else log.warn(line);
+}
+
 /** Runs the plan's sends, creating the parents first and rolling back first where the plan says so. */
 async function pull(
   plan: InitialPlan | IncrementalPlan,
@@ -77,13 +106,7 @@ async function pull(
       log.info(`created parent dataset ${parent}`);
     }
   } else if (settings.rollback) {
-    await releaseOwnHoldsOrRefuse(plan, settings, context);
-    await local.rollback(settings.localDataset, plan.base.local.name, plan.discard.length > 0);
-    // Whoever wrote to the replica had made it writable; the drift must not recur.
-    await local.setProperty(settings.localDataset, 'readonly', 'on');
-    log.warn(
-      `rolled ${settings.localDataset} back to @${plan.base.local.name}${plan.discard.length > 0 ? `, destroying ${snapshotList(plan.discard)}` : ''} (--rollback)`,
-    );
+    await rollBack(plan, settings, context);
   }
   const flags = runSendFlags(prepared.pair, settings, context);
   const remoteType = prepared.pair.remote.type;

@@ -198,6 +198,7 @@ export class FakeZfsHost implements ZfsOperations {
   async propertyOf(dataset: string, property: string): Promise<string | undefined> {
     this.check('propertyOf');
     const state = this.datasets.get(dataset);
+    if (property === 'written') return state && (state.modified ? '4096' : '0');
     return property === 'guid' ? state?.guid : state?.properties.get(property);
   }
 

@@ -366,6 +366,22 @@ describe('runOnce', () => {
     assert.ok(local.events.includes('local: set readonly=on backup/copy/src'));
   });
 
+  test('--rollback left in a crontab line rolls back only what was written since the base (OpenZFS: written)', async () => {
+    const { remote, local, log, context, settings } = setup(OPENZFS_FEATURES);
+    series(remote, 2);
+    await runOnce(settings, context);
+    remote.snapshot('tank/src', 's3', NOW);
+    await runOnce({ ...settings, rollback: true }, context);
+    assert.ok(!local.events.some((event) => event.includes('rollback')), local.events.join('\n'));
+    assert.ok(!log.lines.some((line) => line.startsWith('warn:')), log.lines.join('\n'));
+    local.dataset('backup/copy/src').modified = true;
+    remote.snapshot('tank/src', 's4', NOW);
+    await runOnce({ ...settings, rollback: true }, context);
+    assert.ok(local.events.includes('local: rollback backup/copy/src@s3'));
+    assert.ok(log.lines.some((line) => /^warn: rolled .* back to @s3, discarding 4096 bytes written since/.test(line)));
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4']);
+  });
+
   test('a dry-run changes nothing and reports the sends, the holds and the expiry', async () => {
     const { remote, local, streams, printed, context, settings } = setup();
     series(remote, 3, 40);
