@@ -31,8 +31,14 @@ function tagHash(tag: string): string {
  * old base would strip that host's own hold, and its expiry would then destroy our base.
  */
 export function sharesUpstreamTag(sourceClaim: string | undefined, sourceDataset: string, tag: string): boolean {
-  const match = sourceClaim?.match(/^\d+:([0-9a-f]{16}):(.*)$/s);
-  return match?.[2] === sourceDataset && match[1] === tagHash(tag);
+  const claim = parseClaim(sourceClaim);
+  return claim?.dataset === sourceDataset && claim.tagHash === tagHash(tag);
+}
+
+/** A claim's parts; undefined for a value that is not one (unset, or set by hand). */
+function parseClaim(value: string | undefined): { remoteGuid: string; tagHash: string; dataset: string } | undefined {
+  const match = value?.match(/^(\d+):([0-9a-f]{16}):(.*)$/s);
+  return match ? { remoteGuid: match[1]!, tagHash: match[2]!, dataset: match[3]! } : undefined;
 }
 
 /** Another local dataset that claims the same source and tag, if any. */
@@ -89,4 +95,19 @@ export function refuseSharedUpstreamTag(
   throw new UsageError(
     `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag (nothing was changed)`,
   );
+}
+
+/**
+ * Whether the replica's own claim names this source with another tag: the crontab line's tag was changed (or a
+ * second job pulls into this replica under its own tag). The old tag's holds stay on both sides until someone
+ * releases them: the run says so.
+ */
+export function tagChanged(
+  ownClaim: string | undefined,
+  remoteGuid: string,
+  tag: string,
+  localDataset: string,
+): boolean {
+  const claim = parseClaim(ownClaim);
+  return claim?.remoteGuid === remoteGuid && claim.dataset === localDataset && claim.tagHash !== tagHash(tag);
 }

@@ -2,7 +2,7 @@ import { ConflictError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
 import type { DatasetState } from '../zfs/types.js';
-import { CLAIM_PROPERTY, claimOf, refuseHarmfulPair } from './claim.js';
+import { CLAIM_PROPERTY, claimOf, refuseHarmfulPair, tagChanged } from './claim.js';
 import { sourceNowSeconds } from './clock.js';
 import { executePlan, holdOnBothSides } from './execute.js';
 import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
@@ -169,8 +169,13 @@ async function recordClaim(
 ): Promise<void> {
   if (pair.remote.guid === undefined) return;
   const claim = claimOf(pair.remote.guid, settings.tag, settings.localDataset);
-  if (claims.get(settings.localDataset) !== claim) {
-    await context.local.setProperty(settings.localDataset, CLAIM_PROPERTY, claim);
+  const previous = claims.get(settings.localDataset);
+  if (previous === claim) return;
+  await context.local.setProperty(settings.localDataset, CLAIM_PROPERTY, claim);
+  if (tagChanged(previous, pair.remote.guid, settings.tag, settings.localDataset)) {
+    context.log.warn(
+      `${settings.localDataset} was replicated from ${context.remote.label}:${settings.remoteDataset} with another tag until now: if no job uses that tag any more, its holds stay on both sides for good (and keep that snapshot from the source's pruning): release them (zfs holds shows them on the common snapshots)`,
+    );
   }
 }
 

@@ -429,6 +429,21 @@ describe('never harm the source or another replica', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
   });
 
+  test("a changed tag is said once: the old tag's holds are left to the operator", async () => {
+    const { remote, local, log, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    const warnings = () => log.lines.filter((line) => line.startsWith('warn:'));
+    for (const round of [1, 2]) {
+      remote.snapshot('tank/src', `n${round}`, NOW);
+      await runOnce({ ...settings, tag: 'renamed' }, context);
+    }
+    assert.equal(warnings().length, 1, warnings().join('\n'));
+    assert.match(warnings()[0]!, /backup\/copy\/src was replicated from alpha:tank\/src with another tag until now/);
+    assert.deepEqual(remote.tagsOf('tank/src', 's2'), [TAG], 'the old hold is not ours to release');
+    assert.deepEqual(local.tagsOf('backup/copy/src', 'n2'), ['renamed']);
+  });
+
   test('a second replica of the same source with the same tag is refused, naming the first; another tag is fine', async () => {
     const { remote, local, context, settings } = setup();
     series(remote, 2);
