@@ -150,6 +150,10 @@ async function runLocked(
       settings.host,
     );
     if (clocks.expiryWithheld !== undefined) log.warn(clocks.expiryWithheld);
+    recorder.clocksJudged({
+      offsetSeconds: Math.round(clocks.sourceClockOffsetSeconds),
+      expiryWithheld: clocks.expiryWithheld !== undefined,
+    });
     log.debug(
       `remote zfs: ${remoteFeatures.zfsVersion ?? 'zfs-fuse/legacy'}, tools: ${[...remoteFeatures.tools].join(' ') || 'none'}`,
     );

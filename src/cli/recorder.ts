@@ -32,8 +32,14 @@ export class RunRecorder {
   private readonly reports: RunReport[] = [];
   private readonly summaries: SummaryEntry[] = [];
   private written: { problem: string | undefined } | undefined;
+  private clock: RunReport['clock'];
 
   constructor(private readonly settings: RecorderSettings) {}
+
+  /** How this run judged the source's clock: every record it writes carries it (status reads lag by it). */
+  clocksJudged(clock: NonNullable<RunReport['clock']>): void {
+    this.clock = clock;
+  }
 
   replica(localDataset: string, remoteDataset: string, startedAt: number, result: RunResult): void {
     this.reports.push(this.report('dataset', localDataset, remoteDataset, startedAt, result));
@@ -124,6 +130,7 @@ export class RunRecorder {
         ? { exitCode: ExitCode.Ok, outcome: result.outcome, container: result.container }
         : failureOf(result)),
       metricsFile: metricsFile === undefined ? undefined : resolve(metricsFile),
+      clock: this.clock,
     };
   }
 }

@@ -46,6 +46,11 @@ export function judge(row: StatusRow, thresholds: Thresholds): Verdict {
       state: CheckState.Warning,
       reason: `${row.dataset} last run ${row.lastRun?.result}, lag ${formatAge(row.newest.ageSeconds)}`,
     };
+  if (row.expiryWithheld !== undefined) {
+    const offset = row.expiryWithheld.sourceClockOffsetSeconds;
+    const clock = `source clock ${formatAge(Math.abs(offset))} ${offset > 0 ? 'ahead' : 'behind'}`;
+    return { state: CheckState.Warning, reason: `${lag}, expiry off (${clock}: check NTP)` };
+  }
   return { state: CheckState.Ok, reason: lag };
 }
 

@@ -51,6 +51,16 @@ const FAMILIES: readonly Family[] = [
     help: "Creation time of the newest snapshot on the replica (Unix time, the source's clock); the lag is time() minus this.",
     value: (record) => record.newest?.creation,
   },
+  {
+    name: 'zfs_replicate_source_clock_offset_seconds',
+    help: "The source's clock minus this host's, as the last run that reached the source measured it.",
+    value: (record) => record.sourceClockOffsetSeconds,
+  },
+  {
+    name: 'zfs_replicate_expiry_withheld',
+    help: '1 when the last run that reached the source expired nothing because the clocks differ by more than --max-clock-skew.',
+    value: (record) => (record.sourceClockOffsetSeconds === undefined ? undefined : record.expiryWithheld ? 1 : 0),
+  },
 ];
 
 /**

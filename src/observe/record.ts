@@ -28,6 +28,10 @@ export interface RunRecord {
   container?: true | undefined;
   /** The last run that found another run holding the lock (exit 3): it leaves lastRun as that run left it. */
   lockedOutAt?: number | undefined;
+  /** The source's clock minus this host's, as the last run that reached the source measured it. */
+  sourceClockOffsetSeconds?: number | undefined;
+  /** That offset was past --max-clock-skew: the run expired nothing. */
+  expiryWithheld?: true | undefined;
 }
 
 export interface LastRun {
@@ -60,6 +64,8 @@ export interface RunReport {
   members?: string[] | undefined;
   metricsFile?: string | undefined;
   container?: true | undefined;
+  /** How the run judged the source's clock; absent when it never reached the source. */
+  clock?: { offsetSeconds: number; expiryWithheld: boolean } | undefined;
 }
 
 /** The record after `report`: its last run replaced; the last success, newest snapshot and tag kept unless it tells newer. */
@@ -93,6 +99,8 @@ export function nextRecord(previous: RunRecord | undefined, report: RunReport): 
     metricsFile: report.metricsFile ?? previous?.metricsFile,
     // Only a run that got through says whether the root is (still) a container.
     container: report.exitCode === ExitCode.Ok ? report.container : previous?.container,
+    sourceClockOffsetSeconds: report.clock?.offsetSeconds ?? previous?.sourceClockOffsetSeconds,
+    expiryWithheld: report.clock === undefined ? previous?.expiryWithheld : report.clock.expiryWithheld || undefined,
   };
 }
 

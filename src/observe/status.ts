@@ -14,6 +14,8 @@ export interface StatusRow {
   lastSuccess?: { at: number; ageSeconds: number } | undefined;
   /** A tree's root with no snapshots of its own: replicated through its children, it has no lag. */
   container?: boolean;
+  /** The last run found the clocks too far apart and expired nothing; by how much the source's is ahead. */
+  expiryWithheld?: { sourceClockOffsetSeconds: number };
 }
 
 /** Exit 3 (another run holds the lock) is a run in progress, not a failed one: the lag says whether it is stuck. */
@@ -28,13 +30,16 @@ export function statusRow(dataset: string, record: RunRecord | undefined, nowSec
   if (record === undefined) return { dataset };
   const { lastRun, newest } = record;
   const age = (at: number) => Math.max(0, Math.round(nowSeconds - at));
+  // The newest snapshot's creation time is the source's clock: its lag is read by that clock too.
+  const offset = record.sourceClockOffsetSeconds ?? 0;
   return {
     dataset,
     remote: `${record.remoteHost}:${record.remoteDataset}`,
     tag: record.tag,
-    newest: newest && { ...newest, ageSeconds: age(newest.creation) },
+    newest: newest && { ...newest, ageSeconds: age(newest.creation - offset) },
     tagAt: record.tagAt,
     ...(record.container ? { container: true } : {}),
+    ...(record.expiryWithheld ? { expiryWithheld: { sourceClockOffsetSeconds: offset } } : {}),
     lastRun: {
       startedAt: lastRun.startedAt,
       endedAt: lastRun.endedAt,

@@ -13,6 +13,7 @@ import { assertExit, pull, pulledReplica, rx, snapshotSeries, sourceWithSnapshot
 const STATE = Testbed.stateDir('beta');
 const METRICS_DIR = join(TESTBED_DIR, 'metrics');
 const THRESHOLDS = ['--warn', '26h', '--crit', '50h'];
+const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 const CHECK_LINE =
   /^ZFS_REPLICATE (OK|WARNING|CRITICAL|UNKNOWN): [^\n|]+ \| lag=(\d+s|U);93600;180000;0 last_success_age=(\d+s|U);;;0\n$/;
 
@@ -248,12 +249,43 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
     },
   );
 
+  test(
+    "the source's clock 2 days ahead: expiry off is a WARNING in check and a series in the metrics",
+    { timeout: 180_000 },
+    async () => {
+      const [src, dst] = ['tank/skew/src', 'tank/skew/dst'];
+      const metrics = join(METRICS_DIR, 'skew.prom');
+      await pulledReplica(tb, src, dst, ['k1']);
+      await snapshotSeries(tb, 'alpha', src, ['k2']);
+      // This host's clock 2 days behind is the source's 2 days ahead.
+      const behind = { FAKETIME: '-2d', FAKETIME_DONT_FAKE_MONOTONIC: '1', LD_PRELOAD: LIBFAKETIME };
+      const run = await tb.on(
+        'beta',
+        ['node', CLI, '-h', 'alpha', '-r', src, '-l', dst, '-t', 'beta', '--keep', '1s', '--metrics-file', metrics],
+        { env: { ...Testbed.cronEnvironment('beta'), ...behind } },
+      );
+      assertExit(run, 0);
+      assert.match(run.stderr, /warning: the clock of alpha is 2 days ahead of this host's .*expiring nothing/);
+      assert.ok((await tb.snapshots('beta', dst)).has('k1'), 'nothing expired');
+      const skewed = await check(dst, { faketime: '-2d' });
+      assertExit(skewed, 1);
+      assert.match(
+        skewed.stdout,
+        rx`^ZFS_REPLICATE WARNING: ${dst} lag \d+s, expiry off \(source clock 2d00h ahead: check NTP\)`,
+      );
+      await promtool(metrics);
+      const text = readFileSync(metrics, 'utf8');
+      assert.equal(sample(text, 'zfs_replicate_expiry_withheld', dst), 1);
+      assert.ok(Math.abs(sample(text, 'zfs_replicate_source_clock_offset_seconds', dst)! - 2 * 86_400) < 5);
+    },
+  );
+
   test('the example alert rules pass promtool check rules', async () => {
     const result = await execa('promtool', ['check', 'rules', join(PROJECT_ROOT, 'examples/prometheus-alerts.yml')], {
       reject: false,
     });
     assert.equal(result.exitCode, 0, `${result.stdout}${result.stderr}`);
-    assert.match(result.stdout, /SUCCESS: 4 rules found/);
+    assert.match(result.stdout, /SUCCESS: 5 rules found/);
   });
 
   test('a run that cannot write its record warns once and keeps its exit code', { timeout: 120_000 }, async () => {

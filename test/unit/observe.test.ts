@@ -19,6 +19,7 @@ import { summaryLine, totalEntry } from '../../src/observe/summary.js';
 
 const NOW = 1_800_000_000;
 const HOUR = 3600;
+const DAY = 24 * HOUR;
 const THRESHOLDS = { warnSeconds: 26 * HOUR, critSeconds: 50 * HOUR };
 
 const NOTHING = { receivedSnapshots: 0, receivedBytes: 0, expiredSnapshots: 0 };
@@ -229,6 +230,16 @@ describe('check: verdict and plugin line', () => {
       reason: 'backup/vm never replicated (last run failed ESSH)',
     });
     assert.equal(judge(row(undefined), THRESHOLDS).reason, 'backup/vm never replicated (no run recorded)');
+    // The source's clock 2 days ahead: the lag is read by its clock, and expiry being off is a WARNING.
+    const ahead = nextRecord(undefined, report({ clock: { offsetSeconds: 2 * DAY, expiryWithheld: true } }));
+    assert.deepEqual(judge(row(ahead, NOW + 2 * DAY), THRESHOLDS), {
+      state: CheckState.Critical,
+      reason: 'backup/vm lag 4d02h >= 2d02h',
+    });
+    assert.deepEqual(judge(row(ahead, NOW - 2 * DAY), THRESHOLDS), {
+      state: CheckState.Warning,
+      reason: 'backup/vm lag 2h00m, expiry off (source clock 2d00h ahead: check NTP)',
+    });
     const container = nextRecord(undefined, report({ outcome: { ...NOTHING, newest: undefined }, container: true }));
     assert.deepEqual(judge(row(container), THRESHOLDS), { state: CheckState.Ok, reason: 'backup/vm is a container' });
     const failedContainer = nextRecord(container, failure({ exitCode: 1, errorCode: 'ESSH' }));
@@ -259,13 +270,13 @@ describe('metrics text', () => {
       nextRecord(undefined, failure({ localDataset: 'backup/we"ird\\name', remoteHost: 'h' })),
     ]);
     const families = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((match) => [match[1], match[2]]);
-    assert.equal(families.length, 8);
+    assert.equal(families.length, 10);
     assert.ok(families.every(([name, type]) => name?.startsWith('zfs_replicate_') && type === 'gauge'));
     assert.ok(
       families.every(([name]) => !name?.endsWith('_total')),
       '_total is for counters only',
     );
-    assert.equal([...text.matchAll(/^# HELP /gm)].length, 8);
+    assert.equal([...text.matchAll(/^# HELP /gm)].length, 10);
     assert.match(
       text,
       /^zfs_replicate_last_run_received_bytes\{dataset="backup\/vm",remote="vmhost:tank\/vm"\} 12345678$/m,
@@ -279,6 +290,7 @@ describe('metrics text', () => {
       /^zfs_replicate_last_run_exit_code\{dataset="backup\/we\\"ird\\\\name",remote="h:tank\/vm"\} 4$/m,
     );
     assert.doesNotMatch(text, /^zfs_replicate_last_success_timestamp_seconds\{dataset="backup\/we/m);
+    assert.doesNotMatch(text, /^zfs_replicate_expiry_withheld\{/m, 'no clock measured, no series');
     for (const line of text.split('\n').filter((line) => line && !line.startsWith('#')))
       assert.match(line, /^\w+\{[^}]*\} -?[\d.]+$/, 'name{labels} value, no timestamp');
     assert.equal(escapeLabel('a\nb'), 'a\\nb');
