@@ -206,6 +206,7 @@ async function runLocked(
           ...context,
           lockMembers,
           memberLocked,
+          replicasGone: (names) => recorder.replicasGone(names),
           memberDone: (member, result, memberStarted) =>
             recorder.replica(member.localDataset, member.remoteDataset, memberStarted, {
               ...result,

@@ -6,7 +6,7 @@ import { oneLine } from '../log/logger.js';
 import { CheckState, checkLine, unknownLine } from '../observe/check.js';
 import { type RunRecord, datasetOfRecordFile } from '../observe/record.js';
 import { defaultStateDir, readRecords } from '../observe/state-dir.js';
-import { renderTable, selectDatasets, statusRow } from '../observe/status.js';
+import { goneReplicas, renderTable, selectDatasets, statusRow } from '../observe/status.js';
 import { type CheckSettings, type ObserverCommand, type StatusSettings, parseObserverArgs } from './observe-args.js';
 
 /**
@@ -69,7 +69,10 @@ export function runObserver(command: ObserverCommand, argv: readonly string[], p
   const byName = (kind: RunRecord['kind']) =>
     new Map(records.filter((record) => record.kind === kind).map((record) => [record.localDataset, record]));
   const [replicas, trees] = [byName('dataset'), byName('tree')];
-  const rows = selected.map((dataset) => statusRow(dataset, replicas.get(dataset) ?? trees.get(dataset), nowSeconds));
+  const gone = goneReplicas(records);
+  const rows = selected.map((dataset) =>
+    statusRow(dataset, replicas.get(dataset) ?? trees.get(dataset), nowSeconds, gone.has(dataset)),
+  );
   if ('warnSeconds' in settings) {
     const { state, line } = checkLine(rows, settings);
     print(line);

@@ -33,8 +33,14 @@ export class RunRecorder {
   private readonly summaries: SummaryEntry[] = [];
   private written: { problem: string | undefined } | undefined;
   private clock: RunReport['clock'];
+  private gone: string[] | undefined;
 
   constructor(private readonly settings: RecorderSettings) {}
+
+  /** A tree run's replicas whose source it found gone: its record keeps them, so check can say so. */
+  replicasGone(localDatasets: readonly string[]): void {
+    this.gone = [...localDatasets];
+  }
 
   /** How this run judged the source's clock: every record it writes carries it (status reads lag by it). */
   clocksJudged(clock: NonNullable<RunReport['clock']>): void {
@@ -50,7 +56,11 @@ export class RunRecorder {
 
   tree(startedAt: number, result: RunResult, members: string[] | undefined): void {
     const { localDataset, remoteDataset } = this.settings;
-    this.reports.push({ ...this.report('tree', localDataset, remoteDataset, startedAt, result), members });
+    this.reports.push({
+      ...this.report('tree', localDataset, remoteDataset, startedAt, result),
+      members,
+      gone: this.gone,
+    });
   }
 
   /** One summary entry per replica that ran to its end. */
@@ -98,14 +108,17 @@ export class RunRecorder {
       (record) =>
         record.kind === 'dataset' && (record.localDataset === root || record.localDataset.startsWith(`${root}/`)),
     );
+    // A new tree has no member yet: its root stands for it, or no series would show the failure.
+    const marked = known.length > 0 ? known : [{ localDataset: root, remoteDataset: this.settings.remoteDataset }];
     return [
       ...this.reports,
-      ...known.map((record) => ({
+      ...marked.map((record) => ({
         ...tree,
         kind: 'dataset' as const,
         localDataset: record.localDataset,
         remoteDataset: record.remoteDataset,
         members: undefined,
+        gone: undefined,
       })),
     ];
   }

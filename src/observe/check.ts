@@ -27,6 +27,9 @@ interface Verdict {
  */
 export function judge(row: StatusRow, thresholds: Thresholds): Verdict {
   const failed = lastRunFailed(row) ? ` (last run ${row.lastRun?.result})` : '';
+  // Not lagging: left behind. Someone must decide (keep it, or retire it and its record), so it stays visible.
+  if (row.sourceGone)
+    return { state: CheckState.Warning, reason: `${row.dataset} source ${row.remote} is gone (not updated)` };
   if (row.container) {
     return failed
       ? { state: CheckState.Warning, reason: `${row.dataset} (a container) last run ${row.lastRun?.result}` }

@@ -14,6 +14,8 @@ export interface StatusRow {
   lastSuccess?: { at: number; ageSeconds: number } | undefined;
   /** A tree's root with no snapshots of its own: replicated through its children, it has no lag. */
   container?: boolean;
+  /** A tree run found its source gone (destroyed or renamed): it is left as it is, and no longer updated. */
+  sourceGone?: boolean;
   /** The last run found the clocks too far apart and expired nothing; by how much the source's is ahead. */
   expiryWithheld?: { sourceClockOffsetSeconds: number };
 }
@@ -26,7 +28,12 @@ export function lastRunFailed(row: StatusRow): boolean {
 }
 
 /** The row for `dataset` at `nowSeconds`, from its record if there is one. */
-export function statusRow(dataset: string, record: RunRecord | undefined, nowSeconds: number): StatusRow {
+export function statusRow(
+  dataset: string,
+  record: RunRecord | undefined,
+  nowSeconds: number,
+  sourceGone = false,
+): StatusRow {
   if (record === undefined) return { dataset };
   const { lastRun, newest } = record;
   const age = (at: number) => Math.max(0, Math.round(nowSeconds - at));
@@ -39,6 +46,7 @@ export function statusRow(dataset: string, record: RunRecord | undefined, nowSec
     newest: newest && { ...newest, ageSeconds: age(newest.creation - offset) },
     tagAt: record.tagAt,
     ...(record.container ? { container: true } : {}),
+    ...(sourceGone ? { sourceGone: true } : {}),
     ...(record.expiryWithheld ? { expiryWithheld: { sourceClockOffsetSeconds: offset } } : {}),
     lastRun: {
       startedAt: lastRun.startedAt,
@@ -63,20 +71,51 @@ function resultWord(exitCode: number, errorCode: string | undefined): string {
 
 /**
  * The replicas a `status`/`check` asks about: the given datasets (with `recursive`, each one's members as its
- * last tree run found them, and any replica recorded under it), or with none every replica recorded here.
+ * last tree run found them, and any replica recorded under it, but not a former member the tree now leaves
+ * out with --exclude), or with none every replica recorded here.
  */
 export function selectDatasets(records: readonly RunRecord[], given: readonly string[], recursive: boolean): string[] {
-  const replicas = records.filter((record) => record.kind === 'dataset').map((record) => record.localDataset);
-  if (given.length === 0) return [...new Set(replicas)].sort();
+  const replicas = records.filter((record) => record.kind === 'dataset');
+  if (given.length === 0) return [...new Set(replicas.map((record) => record.localDataset))].sort();
+  const gone = goneReplicas(records);
   const chosen = new Set<string>();
   for (const root of given) {
     chosen.add(root);
     if (!recursive) continue;
     const tree = records.find((record) => record.kind === 'tree' && record.localDataset === root);
-    for (const member of tree?.members ?? []) chosen.add(member);
-    for (const replica of replicas) if (replica.startsWith(`${root}/`)) chosen.add(replica);
+    const members = new Set(tree?.members ?? []);
+    for (const member of members) chosen.add(member);
+    for (const replica of replicas) {
+      const name = replica.localDataset;
+      if (!name.startsWith(`${root}/`)) continue;
+      const leftOut = tree !== undefined && pulledBy(tree, replica) && !members.has(name) && !gone.has(name);
+      if (!leftOut) chosen.add(name);
+    }
   }
   return [...chosen].sort();
+}
+
+/**
+ * The replicas whose source a tree run found gone (destroyed or renamed there): each under one of the tree
+ * record's `gone` subtrees, and pulled from under the tree's source (not a replica of another job).
+ */
+export function goneReplicas(records: readonly RunRecord[]): Set<string> {
+  const gone = new Set<string>();
+  for (const tree of records.filter((record) => record.kind === 'tree')) {
+    for (const replica of records.filter((record) => record.kind === 'dataset' && pulledBy(tree, record))) {
+      const name = replica.localDataset;
+      if (tree.gone?.some((top) => name === top || name.startsWith(`${top}/`))) gone.add(name);
+    }
+  }
+  return gone;
+}
+
+/** Whether `replica` was pulled from the tree's source (its dataset, or one under it, on the same host). */
+function pulledBy(tree: RunRecord, replica: RunRecord): boolean {
+  return (
+    replica.remoteHost === tree.remoteHost &&
+    (replica.remoteDataset === tree.remoteDataset || replica.remoteDataset.startsWith(`${tree.remoteDataset}/`))
+  );
 }
 
 /** "45s", "12m", "5h07m", "3d04h": an age at a glance, in at most 6 characters below 100 days. */
@@ -137,7 +176,7 @@ function details(row: StatusRow): string[] {
       ? 'a container: its source has no snapshots, its children are replicated'
       : 'no snapshot received yet';
   const tag = row.tagAt ? `, tag ${row.tag} on @${row.tagAt}` : '';
-  const lines = [`${newest}${tag}`, `from ${row.remote}`];
+  const lines = [`${newest}${tag}`, `from ${row.remote}${row.sourceGone ? ', which is gone: no longer updated' : ''}`];
   if (row.lastRun?.error !== undefined && row.lastRun.exitCode !== 0) lines.push(`error: ${row.lastRun.error}`);
   return lines;
 }

@@ -32,6 +32,8 @@ export interface TreeContext extends ReplicationContext {
   lockMembers: (localDatasets: readonly string[]) => Map<string, HeldLock | Error>;
   /** Told each member that another run holds: it is skipped (a tree member's own job is under way). */
   memberLocked?: (member: MemberName, error: LockedError) => void;
+  /** Told the replicas under the root whose source is gone (the top of each such subtree): left alone. */
+  replicasGone?: (localDatasets: readonly string[]) => void;
   /**
    * Told each member's end: what its run did (`container`: a root with no snapshots of its own, replicated
    * through its children), or why it did not run to its end; `startedAt` in Unix seconds.
@@ -378,6 +380,7 @@ async function refuseOverlap(
 }
 
 function reportTreeShape(localOnly: readonly string[], settings: TreeSettings, context: TreeContext): void {
+  context.replicasGone?.(localOnly);
   for (const dataset of localOnly) {
     const line = `${dataset} has no counterpart under ${context.remote.label}:${settings.remoteDataset} (destroyed or renamed there?): left as it is`;
     if (settings.dryRun) context.print(line);

@@ -280,6 +280,35 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
     },
   );
 
+  test(
+    '-R: a member whose source is gone is WARNING, one left out with --exclude no longer counts, a new tree that cannot connect has a series',
+    { timeout: 180_000 },
+    async () => {
+      const [src, dst] = ['tank/ogone/src', 'tank/ogone/dst'];
+      for (const member of ['a', 'b', 'c']) await tb.zfs('alpha', 'create', '-p', `${src}/${member}`);
+      await tb.zfs('alpha', 'snapshot', '-r', `${src}@r1`);
+      assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R']), 0);
+      await tb.zfs('alpha', 'release', 'beta', `${src}/a@r1`);
+      await tb.zfs('alpha', 'destroy', '-r', `${src}/a`);
+      assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--exclude', `${src}/b`]), 0);
+      const gone = await check(dst, { recursive: true });
+      assertExit(gone, 1);
+      assert.match(
+        gone.stdout,
+        rx`^ZFS_REPLICATE WARNING: ${dst}/a source alpha:${src}/a is gone \(not updated\) \(1 of 3 datasets not OK\)`,
+      );
+      const table = await observe(['status', '-R', '-l', dst]);
+      assert.match(table.stdout, rx`from alpha:${src}/a, which is gone: no longer updated`);
+      assert.doesNotMatch(table.stdout, rx`${dst}/b`);
+
+      const metrics = join(METRICS_DIR, 'newtree.prom');
+      const fresh = 'tank/ogone/fresh';
+      assertExit(await pull(tb, 'beta', 'alpha', src, fresh, 'beta', ['-R', '-p', '1', '--metrics-file', metrics]), 1);
+      await promtool(metrics);
+      assert.equal(sample(readFileSync(metrics, 'utf8'), 'zfs_replicate_last_run_exit_code', fresh), 1);
+    },
+  );
+
   test('the example alert rules pass promtool check rules', async () => {
     const result = await execa('promtool', ['check', 'rules', join(PROJECT_ROOT, 'examples/prometheus-alerts.yml')], {
       reject: false,

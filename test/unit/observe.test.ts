@@ -14,7 +14,7 @@ import { writeMetricsFile } from '../../src/observe/metrics-file.js';
 import { escapeLabel, renderMetrics } from '../../src/observe/metrics.js';
 import { type RunRecord, type RunReport, nextRecord, parseRecord, recordFileName } from '../../src/observe/record.js';
 import { readRecords, writeRecord } from '../../src/observe/state-dir.js';
-import { formatAge, renderTable, selectDatasets, statusRow } from '../../src/observe/status.js';
+import { formatAge, goneReplicas, renderTable, selectDatasets, statusRow } from '../../src/observe/status.js';
 import { summaryLine, totalEntry } from '../../src/observe/summary.js';
 
 const NOW = 1_800_000_000;
@@ -155,18 +155,40 @@ describe('status rows and the table', () => {
   });
 
   test('selection: every replica recorded, or the given ones, with -R their tree members and replicas under them', () => {
+    const replica = (localDataset: string, remoteDataset: string) =>
+      nextRecord(undefined, report({ localDataset, remoteDataset }));
     const records = [
-      nextRecord(undefined, report({ localDataset: 'backup/vm' })),
-      nextRecord(undefined, report({ localDataset: 'backup/vm/web' })),
-      nextRecord(undefined, report({ localDataset: 'backup/vmx' })),
+      replica('backup/vm', 'tank/vm'),
+      replica('backup/vm/web', 'tank/other'), // another job's replica under the root
+      replica('backup/vm/old', 'tank/vm/old'), // a former member, now left out with --exclude
+      replica('backup/vm/gone', 'tank/vm/gone'), // a former member whose source is gone
+      replica('backup/vm/gone/child', 'tank/vm/gone/child'),
+      replica('backup/vmx', 'tank/vmx'),
       nextRecord(
         undefined,
-        report({ kind: 'tree', localDataset: 'backup/vm', members: ['backup/vm', 'backup/vm/db'] }),
+        report({
+          kind: 'tree',
+          localDataset: 'backup/vm',
+          members: ['backup/vm', 'backup/vm/db'],
+          gone: ['backup/vm/gone'],
+        }),
       ),
     ];
-    assert.deepEqual(selectDatasets(records, [], false), ['backup/vm', 'backup/vm/web', 'backup/vmx']);
+    assert.equal(selectDatasets(records, [], false).length, 6);
     assert.deepEqual(selectDatasets(records, ['backup/vm'], false), ['backup/vm']);
-    assert.deepEqual(selectDatasets(records, ['backup/vm'], true), ['backup/vm', 'backup/vm/db', 'backup/vm/web']);
+    assert.deepEqual(selectDatasets(records, ['backup/vm'], true), [
+      'backup/vm',
+      'backup/vm/db',
+      'backup/vm/gone',
+      'backup/vm/gone/child',
+      'backup/vm/web',
+    ]);
+    assert.deepEqual([...goneReplicas(records)].sort(), ['backup/vm/gone', 'backup/vm/gone/child']);
+    const gone = statusRow('backup/vm/gone', records[3], NOW, true);
+    assert.deepEqual(judge(gone, { warnSeconds: HOUR, critSeconds: 2 * HOUR }), {
+      state: CheckState.Warning,
+      reason: 'backup/vm/gone source vmhost:tank/vm/gone is gone (not updated)',
+    });
   });
 
   test('ages read at a glance', () => {
