@@ -130,7 +130,7 @@ export function formatAge(seconds: number): string {
 const pad = (value: number) => String(value).padStart(2, '0');
 
 const WIDTH = 80;
-const MAX_NAME = 34;
+const GAP = 2;
 const HEADERS = ['DATASET', 'LAG', 'LAST RUN', 'RESULT', 'LAST OK'] as const;
 
 /**
@@ -147,16 +147,14 @@ export function renderTable(rows: readonly StatusRow[], nowSeconds: number): str
     row.lastRun?.result ?? 'no record',
     row.lastSuccess ? `${formatAge(row.lastSuccess.ageSeconds)} ago` : 'never',
   ]);
-  const widths = HEADERS.map((header, column) =>
-    Math.max(
-      header.length,
-      ...cells.map((line) => (column === 0 ? Math.min(MAX_NAME, line[0]!.length) : line[column]!.length)),
-    ),
-  );
+  const widths = HEADERS.map((header, column) => Math.max(header.length, ...cells.map((line) => line[column]!.length)));
+  // The name column gets what the others leave of 80 columns; a longer name stands on its own line.
+  const others = widths.slice(1).reduce((sum, width) => sum + width + GAP, 0);
+  widths[0] = Math.max(HEADERS[0].length, Math.min(widths[0]!, WIDTH - others));
   const join = (line: readonly string[]) =>
     line
       .map((cell, column) => (column === line.length - 1 ? cell : cell.padEnd(widths[column]!)))
-      .join('  ')
+      .join(' '.repeat(GAP))
       .trimEnd();
   const lines = [join(HEADERS)];
   rows.forEach((row, index) => {

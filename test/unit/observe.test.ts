@@ -212,6 +212,15 @@ describe('status rows and the table', () => {
         NOW,
       ),
       statusRow('backup/new', undefined, NOW),
+      // The widest cells at once: beside them a 34-column name would make 90 columns.
+      statusRow(
+        'backup/middling/name-of-35-columns',
+        nextRecord(
+          nextRecord(undefined, report({ endedAt: NOW - 99 * 86_400 })),
+          failure({ exitCode: 4, errorCode: 'EREMOTEMISSING', endedAt: NOW - 98 * 86_400 }),
+        ),
+        NOW,
+      ),
     ];
     const lines = renderTable(rows, NOW);
     for (const line of lines) assert.ok(line.length <= 80, `${line.length} columns: ${line}`);
