@@ -125,7 +125,11 @@ export function parseArgs(
       describe: 'hold tag that protects the common snapshot on both sides',
     })
     .option('keep-days', { alias: ['k'], type: 'string', describe: 'days of local history to keep' })
-    .option('keep', { type: 'string', describe: 'local history to keep as a duration (36h, 90m, 30d); overrides -k' })
+    .option('keep', {
+      type: 'string',
+      nargs: 1,
+      describe: 'local history to keep as a duration (36h, 90m, 30d); overrides -k',
+    })
     .option('mbuffer', {
       alias: ['b'],
       type: 'string',
@@ -184,11 +188,13 @@ export function parseArgs(
     })
     .option('lock-warn', {
       type: 'string',
+      nargs: 1,
       defaultDescription: '6h',
       describe: 'warn (instead of exiting quietly) when the lock holder has run longer than this',
     })
     .option('max-clock-skew', {
       type: 'string',
+      nargs: 1,
       defaultDescription: '5m',
       describe: "expire nothing (and warn) while the two hosts' clocks differ by more than this",
     })
@@ -238,6 +244,7 @@ export function parseArgs(
   const remoteDataset = dataset(required(parsed.remote, '-r/--remote'), '-r/--remote');
   const localDataset = dataset(required(parsed.local, '-l/--local'), '-l/--local');
   const exclude = (parsed.exclude ?? []).map((name) => excluded(String(name), remoteDataset, parsed.recursive));
+  if (given.jobs !== undefined && !parsed.recursive) throw new UsageError('-j/--jobs only applies with -R/--recursive');
   const tag = required(parsed.tag, '-t/--tag');
   const tagIssue = tagProblem(tag);
   if (tagIssue) throw new UsageError(`hold tag ${tagIssue}`);
@@ -271,7 +278,7 @@ export function parseArgs(
     rollback: parsed.rollback,
     dryRun: parsed.dryRun,
     verbosity: parsed.quiet ? 'error' : (['warn', 'info', 'debug'] as const)[Math.min(parsed.verbose, 2)]!,
-    logFile: parsed.logFile,
+    logFile: parsed.logFile === undefined ? undefined : required(parsed.logFile, '--log-file'),
     logFormat: parsed.logFormat,
     syslog: parsed.syslog,
     syslogSocket: parsed.syslogSocket,
@@ -422,7 +429,8 @@ export function kebab(camel: string): string {
 }
 
 function required(value: string | undefined, flag: string): string {
-  if (value === undefined || value === '') throw new UsageError(`missing required option ${flag}`);
+  if (value === undefined) throw new UsageError(`missing required option ${flag}`);
+  if (value === '') throw new UsageError(`${flag}: the value is empty`);
   return value;
 }
 

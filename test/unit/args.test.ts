@@ -105,6 +105,7 @@ test('--keep takes durations and overrides -k', () => {
   assert.equal(settings([...base, '--keep', '36h']).keepSeconds, 36 * 3600);
   assert.equal(settings([...base, '--keep', '90m']).keepSeconds, 90 * 60);
   assert.equal(settings([...base, '--keep', '1.5d']).keepSeconds, 1.5 * 86_400);
+  assert.equal(settings([...base, '--keep', '0']).keepSeconds, 0, 'a bare 0 needs no unit, as -k 0');
   usageError([...base, '--keep', '36'], /--keep: "36" is not a duration/);
 });
 
@@ -144,7 +145,13 @@ test('bad input is one clear line', () => {
   usageError([...base.slice(0, 6), '--tag=-r', '-k', '1'], /hold tag must not begin with "-"/);
   usageError([...base.slice(0, 6), '-t', 'a\nb', '-k', '1'], /hold tag must not contain control characters/);
   usageError([...base.slice(0, 6), '-t', 'a\tb', '-k', '1'], /hold tag must not contain control characters/);
-  usageError([...base, '--lock-dir', ''], /missing required option --lock-dir/);
+  usageError([...base, '--lock-dir', ''], /^--lock-dir: the value is empty$/);
+  usageError([...base, '--metrics-file', ''], /^--metrics-file: the value is empty$/);
+  usageError([...base, '--log-file', ''], /^--log-file: the value is empty$/);
+  usageError([...base, '-j', '2'], /^-j\/--jobs only applies with -R\/--recursive$/);
+  // A negative duration is a bad value, not unknown options "-1" and "-m".
+  usageError([...base, '--max-clock-skew', '-1m'], /^--max-clock-skew: "-1m" is not a duration/);
+  usageError([...base, '--lock-warn', '-5m'], /^--lock-warn: "-5m" is not a duration/);
 });
 
 test('-j/--jobs: 4 members at once by default, 1 to 5 allowed, also from ZFS_REPLICATE_JOBS', () => {
