@@ -121,7 +121,7 @@ async function runLocked(
 
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
-    log.warn(`received ${signal}: stopping the transfer; the common snapshot stays held on both sides`);
+    log.warn(`received ${signal}: stopping the run; a common snapshot, once there is one, stays held on both sides`);
     controller.abort();
     start.master?.stopHandshake();
   };

@@ -55,10 +55,21 @@ export async function executePlan(
   return { localState: received, base: { local: localBase, remote: target }, receivedBytes: bytes };
 }
 
-/** The nearest missing ancestor of `dataset` that an initial receive would have to create, if any. */
+/**
+ * The nearest missing ancestor of `dataset` that an initial receive would have to create, if any. A missing
+ * pool cannot be created that way: it is not imported (a backup disk not attached), and the run stops.
+ */
 export async function missingParent(local: ZfsOperations, dataset: string): Promise<string | undefined> {
   const parent = parentOf(dataset);
-  return parent !== undefined && !(await local.exists(parent)) ? parent : undefined;
+  if (parent === undefined || (await local.exists(parent))) return undefined;
+  const pool = dataset.split('/')[0]!;
+  if (pool === parent || !(await local.exists(pool))) {
+    throw new FailureError(
+      'ECOMMAND',
+      `the local pool ${pool} does not exist (not imported? zpool import ${pool}) (nothing was changed)`,
+    );
+  }
+  return parent;
 }
 
 /**

@@ -444,6 +444,20 @@ describe('never harm the source or another replica', () => {
     assert.deepEqual(local.tagsOf('backup/copy/src', 'n2'), ['renamed']);
   });
 
+  test('a local pool that is not there (a backup disk not imported) stops the run, dry or not, naming it', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    for (const dryRun of [true, false]) {
+      await assert.rejects(
+        runOnce({ ...settings, localDataset: 'offsite/copy/src', dryRun }, context),
+        (error: unknown) =>
+          error instanceof FailureError &&
+          /^the local pool offsite does not exist \(not imported\? zpool import offsite\)/.test(error.message),
+      );
+    }
+    assert.deepEqual(local.events, []);
+  });
+
   test('a second replica of the same source with the same tag is refused, naming the first; another tag is fine', async () => {
     const { remote, local, context, settings } = setup();
     series(remote, 2);
