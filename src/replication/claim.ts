@@ -79,7 +79,7 @@ export function refuseHarmfulPair(
   const rival = rivalReplica(claims, remote.guid, tag, local.dataset);
   if (rival !== undefined) {
     throw new UsageError(
-      `${rival} already replicates ${remoteHost}:${remote.dataset} with tag "${tag}" on this host: two replicas sharing a tag would release each other's hold at the source; use one tag per replica (or, if ${rival} is abandoned, run zfs inherit ${CLAIM_PROPERTY} ${rival}) (nothing was changed)`,
+      `${rival} already replicates ${remoteHost}:${remote.dataset} with tag "${tag}" on this host: two replicas sharing a tag would release each other's hold at the source; use one tag per replica (if the source was renamed, rename the replica to match: zfs rename ${rival} ${local.dataset}; if ${rival} is abandoned, run zfs inherit ${CLAIM_PROPERTY} ${rival}, and this replica starts with a full send) (nothing was changed)`,
     );
   }
 }
