@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { UsageError } from '../errors/errors.js';
+import { CommandError, UsageError } from '../errors/errors.js';
+import type { Logger } from '../log/logger.js';
+import type { ZfsOperations } from '../zfs/host.js';
 import type { ListedPair } from './types.js';
 
 /**
@@ -33,6 +35,26 @@ function tagHash(tag: string): string {
 export function sharesUpstreamTag(sourceClaim: string | undefined, sourceDataset: string, tag: string): boolean {
   const claim = parseClaim(sourceClaim);
   return claim?.dataset === sourceDataset && claim.tagHash === tagHash(tag);
+}
+
+/**
+ * The source dataset's own claim, if it has one. A source's zfs_replicate-serve from before this check
+ * refuses the question: the run then goes on without it (the wrapper's next upgrade brings it back).
+ */
+export async function readSourceClaim(
+  remote: ZfsOperations,
+  dataset: string,
+  log: Logger,
+): Promise<string | undefined> {
+  try {
+    return await remote.propertyOf(dataset, CLAIM_PROPERTY);
+  } catch (error) {
+    if (!(error instanceof CommandError && /zfs_replicate-serve: refused/.test(error.stderr))) throw error;
+    log.debug(
+      `${remote.label}'s zfs_replicate-serve does not answer for ${CLAIM_PROPERTY}: a chain's tags go unchecked`,
+    );
+    return undefined;
+  }
 }
 
 /** A claim's parts; undefined for a value that is not one (unset, or set by hand). */

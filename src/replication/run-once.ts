@@ -2,7 +2,7 @@ import { ConflictError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
 import type { DatasetState } from '../zfs/types.js';
-import { CLAIM_PROPERTY, claimOf, refuseHarmfulPair, tagChanged } from './claim.js';
+import { CLAIM_PROPERTY, claimOf, readSourceClaim, refuseHarmfulPair, tagChanged } from './claim.js';
 import { sourceNowSeconds } from './clock.js';
 import { executePlan, holdOnBothSides } from './execute.js';
 import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
@@ -36,7 +36,7 @@ export async function runOnce(
   const [listed, claims, sourceClaim] = await Promise.all([
     member.listed ?? listPair(settings, context),
     member.claims ?? context.local.userProperty(CLAIM_PROPERTY),
-    member.upstreamChecked ? undefined : context.remote.propertyOf(settings.remoteDataset, CLAIM_PROPERTY),
+    member.upstreamChecked ? undefined : readSourceClaim(context.remote, settings.remoteDataset, context.log),
   ]);
   refuseHarmfulPair(listed, claims, settings.tag, context.remote.label, sourceClaim);
   const pair = settings.dryRun ? listed : await settleInterruptedReceive(listed, settings, context);

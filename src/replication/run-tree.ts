@@ -9,7 +9,7 @@ import {
 import type { HeldLock } from '../lock/lock.js';
 import type { Listing } from '../zfs/listing.js';
 import { isUnder, parentOf } from '../zfs/names.js';
-import { CLAIM_PROPERTY, refuseSharedUpstreamTag } from './claim.js';
+import { CLAIM_PROPERTY, readSourceClaim, refuseSharedUpstreamTag } from './claim.js';
 import { HoldBatch } from './hold-batch.js';
 import type { HoldMove } from './holds.js';
 import { runOnce } from './run-once.js';
@@ -109,7 +109,7 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       remoteListing,
       local.tree(root),
       local.userProperty(CLAIM_PROPERTY),
-      remote.propertyOf(settings.remoteDataset, CLAIM_PROPERTY),
+      readSourceClaim(remote, settings.remoteDataset, context.log),
     ]);
     await refuseOverlap(remoteTree, localTree, settings, context);
     refuseSharedUpstreamTag(sourceClaim, settings.remoteDataset, settings.tag, remote.label);

@@ -133,7 +133,10 @@ describe('locking and signals on real zfs-fuse hosts', () => {
       const { pair, run } = await interruptedRun('sigterm', 't1', 'TERM');
       const { src, dst } = pair;
       assertExit(run, INTERRUPTED);
-      assert.match(run.stderr, /received SIGTERM: stopping the run; a common snapshot, once there is one, stays held on both sides/);
+      assert.match(
+        run.stderr,
+        /received SIGTERM: stopping the run; a common snapshot, once there is one, stays held on both sides/,
+      );
       await assertBaseHeldOnBothSides(pair, 'base');
       assert.ok(!(await tb.snapshots('beta', dst)).has('t1'));
       const next = await pull(tb, 'beta', 'alpha', src, dst, 'beta');

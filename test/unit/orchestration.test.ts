@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConflictError, FailureError, LockedError, type ReplicateError, UsageError } from '../../src/errors/errors.js';
+import {
+  CommandError,
+  ConflictError,
+  FailureError,
+  LockedError,
+  type ReplicateError,
+  UsageError,
+} from '../../src/errors/errors.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { CLAIM_PROPERTY, claimOf } from '../../src/replication/claim.js';
 import { judgeClocks, sourceNowSeconds } from '../../src/replication/clock.js';
@@ -427,6 +434,14 @@ describe('never harm the source or another replica', () => {
     remote.snapshot('tank/src', 's3', NOW);
     await runOnce(settings, context);
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
+    // A source's zfs_replicate-serve from before the check refuses the question: the run goes on without it.
+    const stderr = 'zfs_replicate-serve: refused: not a command this key may run: zfs get ...';
+    remote.propertyOf = async () => {
+      throw new CommandError({ command: 'zfs get', where: 'alpha', exitStatus: 126, stderr });
+    };
+    remote.snapshot('tank/src', 's4', NOW);
+    await runOnce(settings, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4']);
   });
 
   test("a changed tag is said once: the old tag's holds are left to the operator", async () => {
