@@ -289,7 +289,7 @@ describe('status, check and metrics on real zfs-fuse hosts', () => {
       await tb.zfs('alpha', 'snapshot', '-r', `${src}@r1`);
       assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R']), 0);
       await tb.zfs('alpha', 'release', 'beta', `${src}/a@r1`);
-      await tb.zfs('alpha', 'destroy', '-r', `${src}/a`);
+      await tb.destroyTree('alpha', `${src}/a`);
       assertExit(await pull(tb, 'beta', 'alpha', src, dst, 'beta', ['-R', '--exclude', `${src}/b`]), 0);
       const gone = await check(dst, { recursive: true });
       assertExit(gone, 1);

@@ -108,7 +108,7 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
       // listing, so it lists itself again.
       if (tookMs < TREE_LISTING_REUSE_MS) {
         assert.deepEqual(
-          run.stderr.match(/alpha\$ zfs get -Hp .*/g)?.map((line) => line.split(' ').at(-1)),
+          run.stderr.match(/alpha\$ zfs get -Hp (-r|-d 1) .*/g)?.map((line) => line.split(' ').at(-1)),
           [SOURCE, `${SOURCE}/new`],
           run.stderr,
         );
@@ -116,7 +116,7 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
 
       const noop = await pullTree(tree, ['-vv']);
       assertExit(noop, 0);
-      const listings = noop.stderr.match(/\$ zfs get -Hp .*/g) ?? [];
+      const listings = noop.stderr.match(/\$ zfs get -Hp (-r|-d 1) .*/g) ?? [];
       assert.deepEqual(
         listings.map((line) => line.split(' ').at(-1)),
         [SOURCE, REPLICA],
