@@ -131,6 +131,7 @@ export function parseArgs(
       describe: 'local history to keep as a duration (36h, 90m, 30d); overrides -k',
     })
     .option('mbuffer', {
+      nargs: 1,
       alias: ['b'],
       type: 'string',
       defaultDescription: '256M',

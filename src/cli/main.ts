@@ -206,7 +206,7 @@ async function runLocked(
           ...context,
           lockMembers,
           memberLocked,
-          replicasGone: (names) => recorder.replicasGone(names),
+          treeShape: (shape) => recorder.treeShape(shape),
           memberDone: (member, result, memberStarted) =>
             recorder.replica(member.localDataset, member.remoteDataset, memberStarted, {
               ...result,

@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ReplicateError, errorMessage } from '../errors/errors.js';
 import { ExitCode } from '../errors/exit-codes.js';
 import { oneLine } from '../log/logger.js';
@@ -33,13 +33,13 @@ export class RunRecorder {
   private readonly summaries: SummaryEntry[] = [];
   private written: { problem: string | undefined } | undefined;
   private clock: RunReport['clock'];
-  private gone: string[] | undefined;
+  private shape: Pick<RunReport, 'gone' | 'excluded'> = {};
 
   constructor(private readonly settings: RecorderSettings) {}
 
-  /** A tree run's replicas whose source it found gone: its record keeps them, so check can say so. */
-  replicasGone(localDatasets: readonly string[]): void {
-    this.gone = [...localDatasets];
+  /** A tree run's replicas that are not members (source gone, or excluded): its record keeps them for check. */
+  treeShape(shape: { gone: readonly string[]; excluded: readonly string[] }): void {
+    this.shape = { gone: [...shape.gone], excluded: [...shape.excluded] };
   }
 
   /** How this run judged the source's clock: every record it writes carries it (status reads lag by it). */
@@ -59,7 +59,7 @@ export class RunRecorder {
     this.reports.push({
       ...this.report('tree', localDataset, remoteDataset, startedAt, result),
       members,
-      gone: this.gone,
+      ...this.shape,
     });
   }
 
@@ -88,7 +88,10 @@ export class RunRecorder {
     }
     if (metricsFile === undefined) return undefined;
     try {
-      writeMetricsFile(metricsFile, stateDir);
+      const { damaged } = writeMetricsFile(metricsFile, stateDir);
+      // Their series are gone from the file, so no alert on them can fire: said on every run until mended.
+      if (damaged.length > 0)
+        return `damaged record ${damaged.map((name) => join(stateDir, name)).join(', ')}: its series are left out of ${metricsFile} (delete it: the next run of its replica writes a new one)`;
     } catch (error) {
       return `could not write the metrics file ${metricsFile} (${oneLine(errorMessage(error))})`;
     }
@@ -119,6 +122,7 @@ export class RunRecorder {
         remoteDataset: record.remoteDataset,
         members: undefined,
         gone: undefined,
+        excluded: undefined,
       })),
     ];
   }

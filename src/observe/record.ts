@@ -24,6 +24,8 @@ export interface RunRecord {
   members?: string[] | undefined;
   /** Tree records: replicas under the root whose source the tree run found gone (each the top of a subtree). */
   gone?: string[] | undefined;
+  /** Tree records: replicas under the root that --exclude leaves out. */
+  excluded?: string[] | undefined;
   /** The --metrics-file this replica's runs write: the file shows every replica that names it. */
   metricsFile?: string | undefined;
   /** A tree's root that has no snapshots of its own at the source: replicated through its children. */
@@ -65,6 +67,7 @@ export interface RunReport {
   outcome?: Omit<RunOutcome, 'received'> | undefined;
   members?: string[] | undefined;
   gone?: string[] | undefined;
+  excluded?: string[] | undefined;
   metricsFile?: string | undefined;
   container?: true | undefined;
   /** How the run judged the source's clock; absent when it never reached the source. */
@@ -100,6 +103,7 @@ export function nextRecord(previous: RunRecord | undefined, report: RunReport): 
     tagAt: outcome?.tagAt ?? previous?.tagAt,
     members: report.members ?? previous?.members,
     gone: report.gone ?? previous?.gone,
+    excluded: report.excluded ?? previous?.excluded,
     metricsFile: report.metricsFile ?? previous?.metricsFile,
     // Only a run that got through says whether the root is (still) a container.
     container: report.exitCode === ExitCode.Ok ? report.container : previous?.container,

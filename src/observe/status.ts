@@ -71,8 +71,8 @@ function resultWord(exitCode: number, errorCode: string | undefined): string {
 
 /**
  * The replicas a `status`/`check` asks about: the given datasets (with `recursive`, each one's members as its
- * last tree run found them, and any replica recorded under it, but not a former member the tree now leaves
- * out with --exclude), or with none every replica recorded here.
+ * last tree run found them, and any replica recorded under it, but not one the tree's --exclude leaves out),
+ * or with none every replica recorded here.
  */
 export function selectDatasets(records: readonly RunRecord[], given: readonly string[], recursive: boolean): string[] {
   const replicas = records.filter((record) => record.kind === 'dataset');
@@ -83,13 +83,10 @@ export function selectDatasets(records: readonly RunRecord[], given: readonly st
     chosen.add(root);
     if (!recursive) continue;
     const tree = records.find((record) => record.kind === 'tree' && record.localDataset === root);
-    const members = new Set(tree?.members ?? []);
-    for (const member of members) chosen.add(member);
-    for (const replica of replicas) {
-      const name = replica.localDataset;
-      if (!name.startsWith(`${root}/`)) continue;
-      const leftOut = tree !== undefined && pulledBy(tree, replica) && !members.has(name) && !gone.has(name);
-      if (!leftOut) chosen.add(name);
+    for (const member of tree?.members ?? []) chosen.add(member);
+    const excluded = (name: string) => tree?.excluded?.some((top) => name === top || name.startsWith(`${top}/`));
+    for (const { localDataset: name } of replicas) {
+      if (name.startsWith(`${root}/`) && (gone.has(name) || !excluded(name))) chosen.add(name);
     }
   }
   return [...chosen].sort();

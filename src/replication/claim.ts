@@ -38,22 +38,26 @@ export function sharesUpstreamTag(sourceClaim: string | undefined, sourceDataset
 }
 
 /**
- * The source dataset's own claim, if it has one. A source's zfs_replicate-serve from before this check
- * refuses the question: the run then goes on without it (the wrapper's next upgrade brings it back).
+ * The claims on the source: the one of `dataset`, or with `tree` of every filesystem and volume under it.
+ * A source's zfs_replicate-serve from before this check refuses the question: the run then goes on without
+ * it, saying so once (the wrapper's upgrade brings the check back).
  */
-export async function readSourceClaim(
+export async function readSourceClaims(
   remote: ZfsOperations,
   dataset: string,
+  scope: 'dataset' | 'tree',
   log: Logger,
-): Promise<string | undefined> {
+): Promise<ReadonlyMap<string, string>> {
   try {
-    return await remote.propertyOf(dataset, CLAIM_PROPERTY);
+    if (scope === 'tree') return await remote.userProperty(CLAIM_PROPERTY, dataset);
+    const claim = await remote.propertyOf(dataset, CLAIM_PROPERTY);
+    return new Map(claim === undefined ? [] : [[dataset, claim]]);
   } catch (error) {
     if (!(error instanceof CommandError && /zfs_replicate-serve: refused/.test(error.stderr))) throw error;
-    log.debug(
-      `${remote.label}'s zfs_replicate-serve does not answer for ${CLAIM_PROPERTY}: a chain's tags go unchecked`,
+    log.info(
+      `${remote.label}'s zfs_replicate-serve predates the question for ${CLAIM_PROPERTY}: whether a chain's hops share a tag goes unchecked (upgrade it)`,
     );
-    return undefined;
+    return new Map();
   }
 }
 

@@ -2,7 +2,7 @@ import { ConflictError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
 import type { DatasetState } from '../zfs/types.js';
-import { CLAIM_PROPERTY, claimOf, readSourceClaim, refuseHarmfulPair, tagChanged } from './claim.js';
+import { CLAIM_PROPERTY, claimOf, readSourceClaims, refuseHarmfulPair, tagChanged } from './claim.js';
 import { sourceNowSeconds } from './clock.js';
 import { executePlan, holdOnBothSides } from './execute.js';
 import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
@@ -33,12 +33,14 @@ export async function runOnce(
   context: ReplicationContext,
   member: MemberHints = {},
 ): Promise<RunOutcome> {
-  const [listed, claims, sourceClaim] = await Promise.all([
+  const [listed, claims, sourceClaims] = await Promise.all([
     member.listed ?? listPair(settings, context),
     member.claims ?? context.local.userProperty(CLAIM_PROPERTY),
-    member.upstreamChecked ? undefined : readSourceClaim(context.remote, settings.remoteDataset, context.log),
+    member.upstreamChecked
+      ? undefined
+      : readSourceClaims(context.remote, settings.remoteDataset, 'dataset', context.log),
   ]);
-  refuseHarmfulPair(listed, claims, settings.tag, context.remote.label, sourceClaim);
+  refuseHarmfulPair(listed, claims, settings.tag, context.remote.label, sourceClaims?.get(settings.remoteDataset));
   const pair = settings.dryRun ? listed : await settleInterruptedReceive(listed, settings, context);
   context.log.debug(`listed ${pair.remote.snapshots.length} remote and ${pair.local.snapshots.length} local snapshots`);
   const plan = planReplication({
@@ -174,7 +176,7 @@ async function recordClaim(
   await context.local.setProperty(settings.localDataset, CLAIM_PROPERTY, claim);
   if (tagChanged(previous, pair.remote.guid, settings.tag, settings.localDataset)) {
     context.log.warn(
-      `${settings.localDataset} was replicated from ${context.remote.label}:${settings.remoteDataset} with another tag until now: if no job uses that tag any more, its holds stay on both sides for good (and keep that snapshot from the source's pruning): release them (zfs holds shows them on the common snapshots)`,
+      `${settings.localDataset} was replicated from ${context.remote.label}:${settings.remoteDataset} with another tag until now: if no job uses that tag any more, its holds stay on both sides for good (and keep that snapshot from the source's pruning): release them on both sides (zfs holds shows them on the common snapshots; zfs-fuse has no zfs holds: zfs list -t snapshot -o name,userrefs)`,
     );
   }
 }

@@ -9,7 +9,7 @@ import {
 import type { HeldLock } from '../lock/lock.js';
 import type { Listing } from '../zfs/listing.js';
 import { isUnder, parentOf } from '../zfs/names.js';
-import { CLAIM_PROPERTY, readSourceClaim, refuseSharedUpstreamTag } from './claim.js';
+import { CLAIM_PROPERTY, readSourceClaims, refuseSharedUpstreamTag } from './claim.js';
 import { HoldBatch } from './hold-batch.js';
 import type { HoldMove } from './holds.js';
 import { runOnce } from './run-once.js';
@@ -32,8 +32,11 @@ export interface TreeContext extends ReplicationContext {
   lockMembers: (localDatasets: readonly string[]) => Map<string, HeldLock | Error>;
   /** Told each member that another run holds: it is skipped (a tree member's own job is under way). */
   memberLocked?: (member: MemberName, error: LockedError) => void;
-  /** Told the replicas under the root whose source is gone (the top of each such subtree): left alone. */
-  replicasGone?: (localDatasets: readonly string[]) => void;
+  /**
+   * Told the replicas under the root that are not members: those whose source is gone (the top of each such
+   * subtree), and those --exclude leaves out. Both are left alone.
+   */
+  treeShape?: (shape: { gone: readonly string[]; excluded: readonly string[] }) => void;
   /**
    * Told each member's end: what its run did (`container`: a root with no snapshots of its own, replicated
    * through its children), or why it did not run to its end; `startedAt` in Unix seconds.
@@ -105,14 +108,13 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
   try {
     const leftOut = (name: string) => isExcluded(counterpart(name, root, settings.remoteDataset), settings.exclude);
     lock((await local.datasetNames(root)).filter((name) => name !== root && !leftOut(name)));
-    const [remoteTree, localTree, claims, sourceClaim] = await Promise.all([
+    const [remoteTree, localTree, claims, sourceClaims] = await Promise.all([
       remoteListing,
       local.tree(root),
       local.userProperty(CLAIM_PROPERTY),
-      readSourceClaim(remote, settings.remoteDataset, context.log),
+      readSourceClaims(remote, settings.remoteDataset, 'tree', context.log),
     ]);
     await refuseOverlap(remoteTree, localTree, settings, context);
-    refuseSharedUpstreamTag(sourceClaim, settings.remoteDataset, settings.tag, remote.label);
     const tree = planTree({
       remoteRoot: settings.remoteDataset,
       localRoot: root,
@@ -120,6 +122,8 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       local: localTree,
       exclude: settings.exclude,
     });
+    for (const member of tree.members)
+      refuseSharedUpstreamTag(sourceClaims.get(member.remoteDataset), member.remoteDataset, settings.tag, remote.label);
     // A member without a replica a moment ago is locked only now, after the listing: it is listed again.
     const lockedLate = tree.members
       .map((member) => member.localDataset)
@@ -132,6 +136,7 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       held.release();
       locks.delete(name);
     }
+    context.treeShape?.({ gone: tree.localOnly, excluded: [...localTree.keys()].filter((name) => leftOut(name)) });
     reportTreeShape(tree.localOnly, settings, context);
     warnUnmatchedExcludes(settings, context, [...remoteTree.keys()]);
     return await replicateMembers(tree.members, settings, context, {
@@ -380,7 +385,6 @@ async function refuseOverlap(
 }
 
 function reportTreeShape(localOnly: readonly string[], settings: TreeSettings, context: TreeContext): void {
-  context.replicasGone?.(localOnly);
   for (const dataset of localOnly) {
     const line = `${dataset} has no counterpart under ${context.remote.label}:${settings.remoteDataset} (destroyed or renamed there?): left as it is`;
     if (settings.dryRun) context.print(line);

@@ -58,8 +58,11 @@ export interface ZfsOperations {
   destroyBookmark(dataset: string, bookmark: string): Promise<void>;
   estimateSendBytes(sendArguments: readonly string[]): Promise<number | undefined>;
   destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>>;
-  /** Every filesystem and volume with its value of the user property `property` (unset ones left out). */
-  userProperty(property: string): Promise<Map<string, string>>;
+  /**
+   * Every filesystem and volume (under `root` if given) with its value of the user property `property`
+   * (unset ones left out; a missing root has none).
+   */
+  userProperty(property: string, root?: string): Promise<Map<string, string>>;
   /** One dataset's value of `property` (a user property set or inherited, or a native one); undefined if unset or no dataset. */
   propertyOf(dataset: string, property: string): Promise<string | undefined>;
   /** The filesystems and volumes under `root`, itself included, by name only; empty if root is missing. */
@@ -176,10 +179,21 @@ export class ZfsHost implements ZfsOperations {
     for (const batch of batches(snapshots, COMMAND_CHARACTERS)) await this.run(['zfs', 'release', '--', tag, ...batch]);
   }
 
-  async userProperty(property: string): Promise<Map<string, string>> {
-    const { stdout } = await this.run(['zfs', 'list', '-H', '-o', `name,${property}`, '-t', 'filesystem,volume']);
+  async userProperty(property: string, root?: string): Promise<Map<string, string>> {
+    const argv = [
+      'zfs',
+      'list',
+      '-H',
+      '-o',
+      `name,${property}`,
+      '-t',
+      'filesystem,volume',
+      ...(root ? ['-r', root] : []),
+    ];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (!succeeded(result) && !(root && MISSING.test(result.stderr))) throw commandError(this.endpoint, argv, result);
     const values = new Map<string, string>();
-    for (const line of stdout.split('\n')) {
+    for (const line of result.stdout.split('\n')) {
       const tab = line.lastIndexOf('\t');
       if (tab > 0 && line.slice(tab + 1) !== '-') values.set(line.slice(0, tab), line.slice(tab + 1));
     }

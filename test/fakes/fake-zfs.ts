@@ -202,9 +202,10 @@ export class FakeZfsHost implements ZfsOperations {
     return property === 'guid' ? state?.guid : state?.properties.get(property);
   }
 
-  async userProperty(property: string): Promise<Map<string, string>> {
+  async userProperty(property: string, root?: string): Promise<Map<string, string>> {
     const values = new Map<string, string>();
     for (const [name, dataset] of this.datasets) {
+      if (root !== undefined && name !== root && !name.startsWith(`${root}/`)) continue;
       const value = dataset.properties.get(property);
       if (value !== undefined) values.set(name, value);
     }

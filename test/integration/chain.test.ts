@@ -26,9 +26,13 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
       await tb.zfs('alpha', 'create', 'tank/same');
       await tb.writeAndSnapshot('alpha', 'tank/same', 's1');
       assertExit(await pull(tb, 'beta', 'alpha', 'tank/same', 'tank/b/same', 'backup'), 0);
-      for (const extra of [[], ['-R']]) {
-        const refused = await pull(tb, 'gamma', 'beta', 'tank/b/same', 'tank/g/same', 'backup', extra);
-        assertExit(refused, 2, `gamma ${extra.join(' ')}`);
+      // The replica itself, and (-R) a tree with it as a member, not its root.
+      for (const [remote, local, extra] of [
+        ['tank/b/same', 'tank/g/same', []],
+        ['tank/b', 'tank/g', ['-R']],
+      ] as const) {
+        const refused = await pull(tb, 'gamma', 'beta', remote, local, 'backup', [...extra]);
+        assertExit(refused, 2, `gamma ${remote} ${extra.join(' ')}`);
         assert.match(
           refused.stderr,
           /beta:tank\/b\/same is itself a replica, pulled on beta with the same tag "backup".*give each hop its own tag \(nothing was changed\)/,

@@ -160,6 +160,7 @@ describe('status rows and the table', () => {
     const records = [
       replica('backup/vm', 'tank/vm'),
       replica('backup/vm/web', 'tank/other'), // another job's replica under the root
+      replica('backup/vm/new', 'tank/vm/new'), // a member that failed before the tree's record listed it
       replica('backup/vm/old', 'tank/vm/old'), // a former member, now left out with --exclude
       replica('backup/vm/gone', 'tank/vm/gone'), // a former member whose source is gone
       replica('backup/vm/gone/child', 'tank/vm/gone/child'),
@@ -171,20 +172,22 @@ describe('status rows and the table', () => {
           localDataset: 'backup/vm',
           members: ['backup/vm', 'backup/vm/db'],
           gone: ['backup/vm/gone'],
+          excluded: ['backup/vm/old'],
         }),
       ),
     ];
-    assert.equal(selectDatasets(records, [], false).length, 6);
+    assert.equal(selectDatasets(records, [], false).length, 7);
     assert.deepEqual(selectDatasets(records, ['backup/vm'], false), ['backup/vm']);
     assert.deepEqual(selectDatasets(records, ['backup/vm'], true), [
       'backup/vm',
       'backup/vm/db',
       'backup/vm/gone',
       'backup/vm/gone/child',
+      'backup/vm/new',
       'backup/vm/web',
     ]);
     assert.deepEqual([...goneReplicas(records)].sort(), ['backup/vm/gone', 'backup/vm/gone/child']);
-    const gone = statusRow('backup/vm/gone', records[3], NOW, true);
+    const gone = statusRow('backup/vm/gone', records[4], NOW, true);
     assert.deepEqual(judge(gone, { warnSeconds: HOUR, critSeconds: 2 * HOUR }), {
       state: CheckState.Warning,
       reason: 'backup/vm/gone source vmhost:tank/vm/gone is gone (not updated)',
@@ -337,7 +340,13 @@ describe('metrics text', () => {
         dir,
         nextRecord(undefined, report({ localDataset: 'backup/c', metricsFile: join(dir, 'other.prom') })),
       );
-      writeMetricsFile(file, dir);
+      assert.deepEqual(writeMetricsFile(file, dir), { damaged: [] });
+      writeFileSync(join(dir, recordFileName('dataset', 'backup/d')), '{"version":1,');
+      assert.deepEqual(
+        writeMetricsFile(file, dir),
+        { damaged: ['dataset-backup%2Fd.json'] },
+        'said, not dropped unseen',
+      );
       const text = readFileSync(file, 'utf8');
       assert.match(text, /dataset="backup\/a"/);
       assert.match(text, /dataset="backup\/b"/);

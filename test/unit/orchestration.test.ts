@@ -698,6 +698,20 @@ describe('runTree', () => {
     return { ...bed, locked, treeContext, treeSettings: { ...bed.settings, exclude: [], jobs: 4 } };
   }
 
+  test('a member that is itself a replica pulled with our tag refuses the whole tree before anything changes', async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    await remote.setProperty('tank/src/a/x', CLAIM_PROPERTY, claimOf('777', TAG, 'tank/src/a/x'));
+    await assert.rejects(
+      runTree(treeSettings, treeContext),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        /alpha:tank\/src\/a\/x is itself a replica, pulled on alpha with the same tag/.test(error.message),
+    );
+    assert.deepEqual(local.events, []);
+    await runTree({ ...treeSettings, tag: 'downstream' }, treeContext);
+    assert.deepEqual(local.tagsOf('backup/copy/src/a/x', 'r1'), ['downstream']);
+  });
+
   test('every member replicates from its own base, parents first, and a no-op run lists each side once', async () => {
     const { remote, local, treeContext, treeSettings } = tree();
     await runTree(treeSettings, treeContext);

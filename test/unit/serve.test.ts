@@ -182,6 +182,7 @@ async function hostCommands(dataset: string, tag: string, features: HostFeatures
   await host.tree(dataset);
   await host.exists(dataset);
   await host.propertyOf(dataset, CLAIM_PROPERTY);
+  await host.userProperty(CLAIM_PROPERTY, dataset);
   await host.hold(tag, dataset, 'snap 1');
   await host.release(tag, dataset, 'snap 1');
   await host.holds(dataset, ['a', 'snap 1', 'zfs-auto-snap_hourly-2024-01-01-0000']);
