@@ -1,11 +1,10 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { errorMessage } from '../errors/errors.js';
 import { ExitCode } from '../errors/exit-codes.js';
 import { oneLine } from '../log/logger.js';
 import { CheckState, checkLine, unknownLine } from '../observe/check.js';
 import { type RunRecord, datasetOfRecordFile } from '../observe/record.js';
-import { defaultStateDir, readRecords } from '../observe/state-dir.js';
+import { damagedRecordsLine, defaultStateDir, readRecords } from '../observe/state-dir.js';
 import { goneReplicas, renderTable, selectDatasets, statusRow } from '../observe/status.js';
 import { type CheckSettings, type ObserverCommand, type StatusSettings, parseObserverArgs } from './observe-args.js';
 
@@ -60,7 +59,7 @@ export function runObserver(command: ObserverCommand, argv: readonly string[], p
     );
   });
   if (concerned.length > 0) {
-    const why = `damaged record ${concerned.map((name) => join(stateDir, name)).join(', ')}: not a record this version reads (delete it: the next run of its replica writes a new one)`;
+    const why = damagedRecordsLine(stateDir, concerned, 'not a record this version reads');
     if (command === 'check') return unreadable(why);
     process.stderr.write(`zfs_replicate: warning: ${why}\n`);
   }

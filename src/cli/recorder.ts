@@ -1,10 +1,10 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { ReplicateError, errorMessage } from '../errors/errors.js';
 import { ExitCode } from '../errors/exit-codes.js';
 import { oneLine } from '../log/logger.js';
 import { writeMetricsFile } from '../observe/metrics-file.js';
 import { type RunReport, nextRecord } from '../observe/record.js';
-import { readRecord, readRecords, writeRecord } from '../observe/state-dir.js';
+import { damagedRecordsLine, readRecord, readRecords, writeRecord } from '../observe/state-dir.js';
 import type { SummaryEntry } from '../observe/summary.js';
 import type { RunOutcome } from '../replication/types.js';
 
@@ -90,8 +90,7 @@ export class RunRecorder {
     try {
       const { damaged } = writeMetricsFile(metricsFile, stateDir);
       // Their series are gone from the file, so no alert on them can fire: said on every run until mended.
-      if (damaged.length > 0)
-        return `damaged record ${damaged.map((name) => join(stateDir, name)).join(', ')}: its series are left out of ${metricsFile} (delete it: the next run of its replica writes a new one)`;
+      if (damaged.length > 0) return damagedRecordsLine(stateDir, damaged, `its series are left out of ${metricsFile}`);
     } catch (error) {
       return `could not write the metrics file ${metricsFile} (${oneLine(errorMessage(error))})`;
     }

@@ -1,3 +1,4 @@
+import { isUnder } from '../zfs/names.js';
 import type { RunRecord } from './record.js';
 
 /** One replica as `status` and `check` see it, at one moment. */
@@ -84,9 +85,8 @@ export function selectDatasets(records: readonly RunRecord[], given: readonly st
     if (!recursive) continue;
     const tree = records.find((record) => record.kind === 'tree' && record.localDataset === root);
     for (const member of tree?.members ?? []) chosen.add(member);
-    const excluded = (name: string) => tree?.excluded?.some((top) => name === top || name.startsWith(`${top}/`));
     for (const { localDataset: name } of replicas) {
-      if (name.startsWith(`${root}/`) && (gone.has(name) || !excluded(name))) chosen.add(name);
+      if (isUnder(name, root) && (gone.has(name) || !inSubtrees(name, tree?.excluded))) chosen.add(name);
     }
   }
   return [...chosen].sort();
@@ -101,18 +101,20 @@ export function goneReplicas(records: readonly RunRecord[]): Set<string> {
   for (const tree of records.filter((record) => record.kind === 'tree')) {
     for (const replica of records.filter((record) => record.kind === 'dataset' && pulledBy(tree, record))) {
       const name = replica.localDataset;
-      if (tree.gone?.some((top) => name === top || name.startsWith(`${top}/`))) gone.add(name);
+      if (inSubtrees(name, tree.gone)) gone.add(name);
     }
   }
   return gone;
 }
 
+/** Whether `name` is one of `tops` or under one. */
+function inSubtrees(name: string, tops: readonly string[] | undefined): boolean {
+  return tops?.some((top) => name === top || isUnder(name, top)) ?? false;
+}
+
 /** Whether `replica` was pulled from the tree's source (its dataset, or one under it, on the same host). */
 function pulledBy(tree: RunRecord, replica: RunRecord): boolean {
-  return (
-    replica.remoteHost === tree.remoteHost &&
-    (replica.remoteDataset === tree.remoteDataset || replica.remoteDataset.startsWith(`${tree.remoteDataset}/`))
-  );
+  return replica.remoteHost === tree.remoteHost && inSubtrees(replica.remoteDataset, [tree.remoteDataset]);
 }
 
 /** "45s", "12m", "5h07m", "3d04h": an age at a glance, in at most 6 characters below 100 days. */
