@@ -16,11 +16,7 @@ export const CLAIM_PROPERTY = 'zfs_replicate:pull';
  * is told from one set on the child itself.
  */
 export function claimOf(remoteGuid: string, tag: string, localDataset: string): string {
-  return `${claimPrefix(remoteGuid, tag)}${localDataset}`;
-}
-
-function claimPrefix(remoteGuid: string, tag: string): string {
-  return `${remoteGuid}:${tagHash(tag)}:`;
+  return `${remoteGuid}:${tagHash(tag)}:${localDataset}`;
 }
 
 function tagHash(tag: string): string {
@@ -61,7 +57,7 @@ export async function readSourceClaims(
   }
 }
 
-/** A claim's parts; undefined for a value that is not one (unset, or set by hand). */
+/** A claim's parts (see claimOf); undefined for a value that is not one (unset, or set by hand). */
 function parseClaim(value: string | undefined): { remoteGuid: string; tagHash: string; dataset: string } | undefined {
   const match = value?.match(/^(\d+):([0-9a-f]{16}):(.*)$/s);
   return match ? { remoteGuid: match[1]!, tagHash: match[2]!, dataset: match[3]! } : undefined;
@@ -74,9 +70,11 @@ export function rivalReplica(
   tag: string,
   localDataset: string,
 ): string | undefined {
-  const prefix = claimPrefix(remoteGuid, tag);
+  const hash = tagHash(tag);
   for (const [name, value] of claims) {
-    if (name !== localDataset && value.startsWith(prefix) && value.slice(prefix.length) === name) return name;
+    const claim = parseClaim(value);
+    if (name !== localDataset && claim?.remoteGuid === remoteGuid && claim.tagHash === hash && claim.dataset === name)
+      return name;
   }
   return undefined;
 }
