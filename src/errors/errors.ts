@@ -8,6 +8,7 @@ export type ConflictCode =
   | 'ENOCOMMON'
   | 'EDIVERGED'
   | 'EHELD'
+  | 'ECLONED'
   | 'EMODIFIED'
   | 'ETREE';
 

@@ -2,6 +2,7 @@ import { describeExpiry } from '../retention/describe.js';
 import { planExpiry } from '../retention/plan.js';
 import type { Snapshot } from '../zfs/types.js';
 import { sourceNowSeconds } from './clock.js';
+import { dependentClones } from './clones.js';
 import { describePlan } from './describe.js';
 import { missingParent } from './execute.js';
 import { formatBytes, snapshotList } from './format.js';
@@ -28,6 +29,13 @@ export async function reportDryRun(
   }
   const missing = plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
   const parentMissing = missing !== undefined && parentsArriving.has(missing) ? undefined : missing;
+  const now = sourceNowSeconds(context);
+  const expiry = planExpiry({
+    ...expectedAfter(prepared),
+    remote: pair.remote.snapshots,
+    nowSeconds: now,
+    keepSeconds: settings.keepSeconds,
+  });
   for (const line of describePlan(plan, { ...settings, remoteHost: remote.label, parentMissing })) print(line);
   print(await describeReleases(prepared, settings, context));
 
@@ -47,18 +55,13 @@ export async function reportDryRun(
     print(`would expire nothing: ${context.expiryWithheld}`);
     return;
   }
-  const now = sourceNowSeconds(context);
-  const expiry = planExpiry({
-    ...expectedAfter(prepared),
-    remote: pair.remote.snapshots,
-    nowSeconds: now,
-    keepSeconds: settings.keepSeconds,
-  });
+  const clones = expiry.expire.length > 0 ? await dependentClones(local, settings.localDataset) : new Map();
   const lines = describeExpiry(expiry, {
     tag: settings.tag,
     remoteHost: remote.label,
     keep: settings.keepLabel,
     now: new Date(now * 1000),
+    clones,
   });
   for (const line of lines) print(line);
 }

@@ -4,6 +4,7 @@ import { planExpiry } from '../retention/plan.js';
 import type { DatasetState } from '../zfs/types.js';
 import { CLAIM_PROPERTY, claimOf, readSourceClaims, refuseHarmfulPair, tagChanged } from './claim.js';
 import { sourceNowSeconds } from './clock.js';
+import { refuseRollbackOverClones } from './clones.js';
 import { executePlan, holdOnBothSides } from './execute.js';
 import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
 import { reportDryRun } from './report.js';
@@ -55,6 +56,8 @@ export async function runOnce(
     if (plan.base !== undefined && !settings.dryRun) await holdThroughConflict(plan.base, settings, context);
     throw new ConflictError(plan.code, plan.message);
   }
+  if (plan.kind === 'incremental' && settings.rollback)
+    await refuseRollbackOverClones(plan, context.local, settings.localDataset);
   const prepared: PreparedRun = { plan, pair, settled: pair !== listed };
   const received = plan.kind !== 'up-to-date' || prepared.settled;
   if (settings.dryRun) {

@@ -204,10 +204,15 @@ export class FakeZfsHost implements ZfsOperations {
 
   async userProperty(property: string, root?: string): Promise<Map<string, string>> {
     const values = new Map<string, string>();
+    const under = (name: string) => root === undefined || name === root || name.startsWith(`${root}/`);
     for (const [name, dataset] of this.datasets) {
-      if (root !== undefined && name !== root && !name.startsWith(`${root}/`)) continue;
+      if (!under(name)) continue;
       const value = dataset.properties.get(property);
       if (value !== undefined) values.set(name, value);
+      if (property !== 'origin') continue;
+      for (const snapshot of dataset.snapshots) {
+        for (const clone of snapshot.clones ?? []) if (under(clone)) values.set(clone, `${name}@${snapshot.name}`);
+      }
     }
     return values;
   }
@@ -218,6 +223,8 @@ export class FakeZfsHost implements ZfsOperations {
     const later = state.snapshots.slice(index + 1);
     if (later.length > 0 && !destroyLater) throw new Error('fake: more recent snapshots exist');
     if (later.some((candidate) => candidate.holds.length > 0)) throw new Error('fake: a later snapshot is held');
+    if (later.some((candidate) => (candidate.clones ?? []).length > 0))
+      throw new Error('fake: clones of previous snapshots exist');
     state.snapshots = state.snapshots.slice(0, index + 1);
     state.modified = false;
     this.changed(`rollback ${dataset}@${snapshot}`);

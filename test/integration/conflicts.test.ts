@@ -101,6 +101,20 @@ describe('conflicts: exit 4, one line naming the way out, nothing changed', () =
   });
 
   test(
+    '--rollback refuses to destroy a local-only snapshot a clone depends on, dry or not',
+    { timeout: 120_000 },
+    async () => {
+      const [src, dst] = ['tank/cloned-local/src', 'tank/cloned-local/replica'];
+      await pulledReplica(tb, src, dst, ['s1', 's2']);
+      await makeWritable(dst);
+      await tb.zfs('beta', 'snapshot', `${dst}@restored`);
+      await tb.zfs('beta', 'clone', `${dst}@restored`, 'tank/cloned-local/restore');
+      const refusal = rx`cannot roll back ${dst} to @s2: tank/cloned-local/restore depends on @restored, which the rollback would destroy`;
+      for (const extra of [['--rollback', '--dry-run'], ['--rollback']]) await expectConflict(src, dst, refusal, extra);
+    },
+  );
+
+  test(
     'modified replica: the refused incremental is a conflict; --rollback discards the change and continues',
     { timeout: 120_000 },
     async () => {

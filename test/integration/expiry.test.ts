@@ -65,6 +65,10 @@ describe('expiry with --keep on real zfs-fuse hosts', () => {
       const [src, dst] = ['tank/cloned/src', 'tank/cloned/dst'];
       await agedReplicaOneBehind(src, dst);
       await tb.zfs('beta', 'clone', `${dst}@e2`, 'tank/cloned/restore');
+      const dry = await pull(tb, 'beta', 'alpha', src, dst, 'beta', [...keep, '--dry-run']);
+      assertExit(dry, 0);
+      assert.match(dry.stdout, /would keep @e2 past keep \(\d+ seconds old\): tank\/cloned\/restore depends on it/);
+      assert.match(dry.stdout, /would expire @e1: /);
       for (const round of [1, 2]) {
         const run = await pull(tb, 'beta', 'alpha', src, dst, 'beta', [...keep, '-v']);
         assertExit(run, 0);

@@ -84,21 +84,26 @@ describe('describePlan (the dry-run lines of a plan)', () => {
 });
 
 describe('describeExpiry (the dry-run lines of expiry)', () => {
-  test('what expires, with the remote release, and why each survivor survives', () => {
+  test('what expires, with the remote release, what a clone keeps, and why each survivor survives', () => {
     const now = new Date(100 * 86_400 * 1000);
     const old = { ...snap('old', 1, 10 * 86_400), userrefs: 2 };
+    const restored = snap('restored', 2, 15 * 86_400);
     const lines = describeExpiry(
       {
-        expire: [{ snapshot: old, remoteTwin: snap('old', 1) }],
+        expire: [
+          { snapshot: old, remoteTwin: snap('old', 1) },
+          { snapshot: restored, remoteTwin: undefined },
+        ],
         survivors: [
           { snapshot: snap('base', 3, 20 * 86_400), reason: 'base' },
           { snapshot: snap('new', 4, 99 * 86_400), reason: 'within-keep' },
         ],
       },
-      { tag: 'offsite', remoteHost: 'alpha', keep: '30 days', now },
+      { tag: 'offsite', remoteHost: 'alpha', keep: '30 days', now, clones: new Map([['restored', ['tank/restore']]]) },
     );
     assert.deepEqual(lines, [
       'would expire @old: 3 months old, older than 30 days, after releasing "offsite" on its twin on alpha (holds: 2; kept if a hold other than "offsite" remains)',
+      'would keep @restored past keep (3 months old): tank/restore depends on it (destroy the clone, or zfs promote it, to let it expire)',
       'keeps @base: the newest common snapshot (never expired, whatever its age)',
       'keeps @new: 1 day old, within 30 days',
     ]);

@@ -346,6 +346,27 @@ describe('runOnce', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 'local-only']);
   });
 
+  test('--rollback over a snapshot a clone depends on is a conflict, found before anything changes, dry or not', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    local.snapshot('backup/copy/src', 'local-only', NOW);
+    await local.hold(TAG, 'backup/copy/src', 'local-only');
+    local.clone('backup/copy/src', 'local-only', 'backup/restore');
+    remote.snapshot('tank/src', 's3', NOW);
+    const before = [remote.events.length, local.events.length];
+    for (const dryRun of [true, false]) {
+      await assert.rejects(runOnce({ ...settings, rollback: true, dryRun }, context), (error: unknown) => {
+        assert.ok(error instanceof ConflictError);
+        assert.equal(error.code, 'ECLONED');
+        assert.match(error.message, /backup\/restore depends on @local-only, which the rollback would destroy/);
+        return true;
+      });
+    }
+    assert.deepEqual([remote.events.length, local.events.length], before);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2', 'local-only']);
+  });
+
   test('a diverged replica is a conflict, and nothing changes on either side', async () => {
     const { remote, local, context, settings } = setup();
     series(remote, 2);
