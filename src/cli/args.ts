@@ -19,7 +19,8 @@ export interface CliSettings {
   tag: string;
   keepSeconds: number;
   keepLabel: string;
-  mbufferSize: string;
+  /** -b: mbuffer's memory, in bytes. */
+  mbufferBytes: number;
   port: number | undefined;
   compress: boolean;
   raw: boolean;
@@ -259,7 +260,7 @@ export function parseArgs(
     jobs: jobs(parsed.jobs),
     tag,
     ...keepWindow(parsed.keep, parsed.keepDays),
-    mbufferSize: mbufferSize(parsed.mbuffer),
+    mbufferBytes: mbufferBytes(parsed.mbuffer),
     port: parsed.port === undefined ? undefined : port(parsed.port),
     compress: !parsed.noCompress,
     raw: !parsed.noRaw,
@@ -473,17 +474,17 @@ const UNIT_BYTES: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 10
  * when it cannot have its memory: both are refused here. At most half of this host's memory (it is the
  * receiving side's buffer).
  */
-function mbufferSize(text: string): string {
+function mbufferBytes(text: string): number {
   const flag = '-b/--mbuffer';
   checked(text, MBUFFER_SIZE, flag, 'a size such as 256M or 1G');
-  const bytes = Number.parseFloat(text) * (UNIT_BYTES[text.slice(-1).toLowerCase()] ?? 1);
+  const bytes = Math.floor(Number.parseFloat(text) * (UNIT_BYTES[text.slice(-1).toLowerCase()] ?? 1));
   if (bytes < UNIT_BYTES.m!) throw new UsageError(`${flag}: ${JSON.stringify(text)} is too small (at least 1M)`);
   const most = totalmem() / 2;
   if (bytes > most)
     throw new UsageError(
       `${flag}: ${JSON.stringify(text)} is more than half of this host's memory (${Math.floor(most / UNIT_BYTES.m!)}M)`,
     );
-  return text;
+  return bytes;
 }
 
 function jobs(text: string): number {

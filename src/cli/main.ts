@@ -174,7 +174,7 @@ async function runLocked(
     const local = new ZfsHost(runner, localEndpoint, localFeatures);
     const streams = new PipelineStreamRunner(remote, local, {
       compress: settings.compress,
-      mbufferSize: settings.mbufferSize,
+      mbufferBytes: settings.mbufferBytes,
       bwlimit: settings.bwlimit,
       progress: progressOutput(settings),
     });

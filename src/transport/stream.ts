@@ -14,8 +14,8 @@ import {
 export interface StreamSettings {
   /** Wire compression when both ends have a fast codec (the ancestor's pigz, minus its cost). */
   compress: boolean;
-  /** mbuffer's memory on the receiving side, in mbuffer's syntax (e.g. "256M"). */
-  mbufferSize: string;
+  /** mbuffer's memory on the receiving side, in bytes. */
+  mbufferBytes: number;
   /** --bwlimit: bytes per second, enforced on the receiving host (pv -L, else mbuffer -r). */
   bwlimit?: number | undefined;
   /** Where progress lines go; undefined shows none (cron: a successful run stays silent). */
@@ -88,11 +88,31 @@ export function streamStages(
     stages.push({
       name: 'mbuffer',
       endpoint: sink.endpoint,
-      command: { argv: ['mbuffer', '-q', '-s', '128k', '-m', settings.mbufferSize, ...limit] },
+      command: {
+        argv: [
+          'mbuffer',
+          '-q',
+          '-s',
+          String(mbufferBlockBytes(settings.mbufferBytes)),
+          '-m',
+          String(settings.mbufferBytes),
+          ...limit,
+        ],
+      },
     });
   }
   stages.push({ name: 'recv', endpoint: sink.endpoint, command: { argv: recvArgv } });
   return { stages, meter, codec: codec?.tool, buffered };
+}
+
+/**
+ * mbuffer's blocks: 128 KiB, doubled until the buffer has at most 8192 of them, since above some 10,000 blocks
+ * mbuffer prints a performance warning on every run, which cron would mail each time.
+ */
+export function mbufferBlockBytes(bufferBytes: number): number {
+  let block = 128 * 1024;
+  while (bufferBytes / block > 8192) block *= 2;
+  return block;
 }
 
 /**

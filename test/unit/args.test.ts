@@ -73,10 +73,10 @@ test("the ancestor's long options are accepted as aliases", () => {
       parsed.tag,
       parsed.keepSeconds,
       parsed.port,
-      parsed.mbufferSize,
+      parsed.mbufferBytes,
       parsed.compress,
     ],
-    ['h1', 'p/a', 'q/b', 'x', 7 * 86_400, 2222, '1G', false],
+    ['h1', 'p/a', 'q/b', 'x', 7 * 86_400, 2222, 1024 ** 3, false],
   );
 });
 

@@ -9,7 +9,7 @@ import type { CommonSnapshot, Plan } from '../../src/replication/plan.js';
 import { receivedBytes } from '../../src/replication/transfer.js';
 import { describeExpiry } from '../../src/retention/describe.js';
 import { sshArguments } from '../../src/transport/ssh-master.js';
-import { pipefailScript, streamStages } from '../../src/transport/stream.js';
+import { mbufferBlockBytes, pipefailScript, streamStages } from '../../src/transport/stream.js';
 import type { HostFeatures, Snapshot } from '../../src/zfs/types.js';
 import { FUSE_FEATURES } from '../fakes/fake-zfs.js';
 
@@ -110,6 +110,27 @@ describe('describeExpiry (the dry-run lines of expiry)', () => {
   });
 });
 
+describe('mbufferBlockBytes (mbuffer quiet with a big -b)', () => {
+  test('128 KiB blocks up to 1 GiB, then bigger blocks, at most 8192 of them', () => {
+    const sizes = [1, 256, 1024, 1280, 1536, 2048, 65_536].map((mebibytes) => mebibytes * 1024 ** 2);
+    assert.deepEqual(
+      sizes.map((bytes) => mbufferBlockBytes(bytes) / 1024),
+      [128, 128, 128, 256, 256, 256, 8192],
+    );
+  });
+
+  test('mbuffer itself prints no warning at 1.5 GiB (it did with 128 KiB blocks)', () => {
+    const bytes = 1.5 * 1024 ** 3;
+    const run = spawnSync('mbuffer', ['-q', '-s', String(mbufferBlockBytes(bytes)), '-m', String(bytes)], {
+      input: 'data',
+      encoding: 'utf8',
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stderr, '');
+    assert.equal(run.stdout, 'data');
+  });
+});
+
 describe('streamStages (the processes of one stream)', () => {
   const features = (tools: string[]): HostFeatures => ({ ...FUSE_FEATURES, tools: new Set(tools) });
   const remoteEnd = { ...localEndpoint, label: 'alpha', isRemote: true };
@@ -122,14 +143,16 @@ describe('streamStages (the processes of one stream)', () => {
       { endpoint: localEndpoint, features: features(['lz4', 'mbuffer']) },
       send,
       recv,
-      { compress: true, mbufferSize: '64M' },
+      { compress: true, mbufferBytes: 64 * 1024 ** 2 },
     );
     assert.equal(plan.codec, 'lz4');
     assert.deepEqual(
       plan.stages.map((stage) => stage.name),
       ['send', 'decompress', 'mbuffer', 'recv'],
     );
-    assert.deepEqual(plan.stages[2]?.command, { argv: ['mbuffer', '-q', '-s', '128k', '-m', '64M'] });
+    assert.deepEqual(plan.stages[2]?.command, {
+      argv: ['mbuffer', '-q', '-s', '131072', '-m', String(64 * 1024 ** 2)],
+    });
   });
 
   test('both ends have zstd and lz4: zstd, the codec the benchmark measured faster', () => {
@@ -141,7 +164,7 @@ describe('streamStages (the processes of one stream)', () => {
       recv,
       {
         compress: true,
-        mbufferSize: '64M',
+        mbufferBytes: 64 * 1024 ** 2,
       },
     );
     assert.equal(plan.codec, 'zstd');
@@ -151,11 +174,11 @@ describe('streamStages (the processes of one stream)', () => {
   test('no codec shared, -n, or a local source: no compression stage', () => {
     const shared = { endpoint: remoteEnd, features: features(['zstd']) };
     const sink = { endpoint: localEndpoint, features: features(['lz4']) };
-    assert.equal(streamStages(shared, sink, send, recv, { compress: true, mbufferSize: '1M' }).codec, undefined);
+    assert.equal(streamStages(shared, sink, send, recv, { compress: true, mbufferBytes: 1024 ** 2 }).codec, undefined);
     const both = { endpoint: remoteEnd, features: features(['lz4']) };
-    assert.equal(streamStages(both, sink, send, recv, { compress: false, mbufferSize: '1M' }).codec, undefined);
+    assert.equal(streamStages(both, sink, send, recv, { compress: false, mbufferBytes: 1024 ** 2 }).codec, undefined);
     const local = { endpoint: localEndpoint, features: features(['lz4']) };
-    const plan = streamStages(local, sink, send, recv, { compress: true, mbufferSize: '1M' });
+    const plan = streamStages(local, sink, send, recv, { compress: true, mbufferBytes: 1024 ** 2 });
     assert.deepEqual(
       plan.stages.map((stage) => stage.name),
       ['send', 'recv'],

@@ -165,7 +165,7 @@ describe('meterPlan and the pv stage', () => {
 
   test('the meter sits on the receiving side after decompression, before mbuffer', () => {
     const sink = { endpoint: localEndpoint, features: features(['lz4', 'pv', 'mbuffer']) };
-    const settings = { compress: true, mbufferSize: '1M', bwlimit: 2048 };
+    const settings = { compress: true, mbufferBytes: 1024 ** 2, bwlimit: 2048 };
     const plan = streamStages(
       source,
       sink,
@@ -180,15 +180,17 @@ describe('meterPlan and the pv stage', () => {
     );
     assert.equal(plan.meter, plan.stages[2]);
     assert.equal(plan.meter?.endpoint, localEndpoint);
-    assert.deepEqual(plan.stages[3]?.command, { argv: ['mbuffer', '-q', '-s', '128k', '-m', '1M'] });
+    assert.deepEqual(plan.stages[3]?.command, { argv: ['mbuffer', '-q', '-s', '131072', '-m', '1048576'] });
   });
 
   test('mbuffer -r limits where there is no pv; no limit, no meter: the stages of old', () => {
     const sink = { endpoint: localEndpoint, features: features(['mbuffer']) };
-    const limited = streamStages(source, sink, send, recv, { compress: false, mbufferSize: '1M', bwlimit: 2048 });
-    assert.deepEqual(limited.stages[1]?.command, { argv: ['mbuffer', '-q', '-s', '128k', '-m', '1M', '-r', '2048'] });
+    const limited = streamStages(source, sink, send, recv, { compress: false, mbufferBytes: 1024 ** 2, bwlimit: 2048 });
+    assert.deepEqual(limited.stages[1]?.command, {
+      argv: ['mbuffer', '-q', '-s', '131072', '-m', '1048576', '-r', '2048'],
+    });
     assert.equal(limited.meter, undefined);
-    const plain = streamStages(source, sink, send, recv, { compress: false, mbufferSize: '1M' });
+    const plain = streamStages(source, sink, send, recv, { compress: false, mbufferBytes: 1024 ** 2 });
     assert.deepEqual(
       plain.stages.map((stage) => stage.name),
       ['send', 'mbuffer', 'recv'],

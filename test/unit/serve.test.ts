@@ -242,7 +242,7 @@ function sendStage(
   const sink = new ZfsHost(new RecordingRunner(), { ...remoteEndpoint, isRemote: false }, features);
   const { stages, codec } = streamStages(source, sink, ['zfs', 'send', ...sendArguments], ['zfs', 'recv', 'x'], {
     compress,
-    mbufferSize: '64M',
+    mbufferBytes: 64 * 1024 ** 2,
   });
   // What SshEndpoint hands to ssh: shellJoin(argv) for a plain stage, the script for a compressed one.
   return { command: commandText(stages[0]!), codec };
