@@ -157,6 +157,7 @@ async function main(): Promise<void> {
           `head -c ${(megabytes / 2) * MB} < <(yes 'the quick brown fox jumps over the lazy dog 0123456789') > "$m/${file}-text"`,
       );
 
+    const nodeThenSsh = () => tb.sh('beta', `'${process.execPath}' -e 0 && ssh alpha true`);
     const smallChange = (root: string, members: string[], name: string) =>
       tb.sh(
         'alpha',
@@ -175,6 +176,11 @@ async function main(): Promise<void> {
         'no-op run, one dataset, cold',
         await alternate(async () => {}, noop.ours.ours, noop.theirs.syncoid),
         0.7,
+      );
+      // The least any tool can take that starts Node and then opens its own ssh connection, doing nothing else.
+      timeRow(
+        'the floor under that row: Node starts, then one ssh connection (`node -e 0; ssh alpha true`)',
+        await alternate(async () => {}, nodeThenSsh, noop.theirs.syncoid),
       );
       // OpenSSH 9.2's default key exchange (sntrup761x25519, post-quantum) costs about 0.1 s of a cold run's 0.4 s
       // on these cores, on both sides alike. With the classic curve25519 for both, what is left is each tool's own.
@@ -249,6 +255,17 @@ async function main(): Promise<void> {
         '20 runs of 20 datasets fired at once, one small snapshot each',
         concurrent,
         0.5,
+        syncoidFailures > 0 ? ` (${syncoidFailures} of ${20 * runs} runs failed or hung ${SYNCOID_TIMEOUT_S} s)` : '',
+      );
+      syncoidFailures = 0;
+      timeRow(
+        'the floor under that row: twenty times `node -e 0; ssh alpha true` at once',
+        await alternate(
+          (run) => smallChange('tank/many', twenty, `f${run + 1}`),
+          () => Promise.all(twenty.map(nodeThenSsh)),
+          syncoidEach,
+        ),
+        undefined,
         syncoidFailures > 0 ? ` (${syncoidFailures} of ${20 * runs} runs failed or hung ${SYNCOID_TIMEOUT_S} s)` : '',
       );
     }
