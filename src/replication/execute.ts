@@ -116,6 +116,9 @@ async function pull(
       await local.createParents(parent);
       log.info(`created parent dataset ${parent}`);
     }
+    // Held before it travels: a run killed (SIGKILL, a reboot) after the stream landed leaves it to the next
+    // run to hold the replica's side, and meanwhile the source's pruning must not take the only common snapshot.
+    await context.remote.hold(settings.tag, settings.remoteDataset, plan.first.name);
   } else if (settings.rollback) {
     await rollBack(plan, settings, context);
   }

@@ -73,7 +73,11 @@ export async function runOnce(
     after = { local: executed.localState, bases: new Set([executed.base.local.guid]) };
     await recordClaim(pair, claims, settings, context);
   } catch (error) {
-    if (error instanceof ConflictError || context.cancelSignal.aborted) throw error;
+    if (error instanceof ConflictError) throw error;
+    if (context.cancelSignal.aborted) {
+      await holdWhatArrived(prepared, settings, context);
+      throw error;
+    }
     transferError = error;
     after = { local: pair.local, bases: new Set() };
   }
@@ -138,6 +142,23 @@ async function settleAfterFailure(
     }
   }
   return { local, bases };
+}
+
+/**
+ * A stopped run still holds the newest common snapshot that arrived (a few quick commands, no expiry): after an
+ * initial sync's full stream there is no older base held, and the source's pruning could take the only
+ * common snapshot before the next run.
+ */
+async function holdWhatArrived(
+  prepared: PreparedRun,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<void> {
+  try {
+    await settleAfterFailure(prepared, settings, context);
+  } catch (error) {
+    context.log.warn(`could not hold what arrived before the stop: ${errorMessage(error)}`);
+  }
 }
 
 /**

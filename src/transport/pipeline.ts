@@ -143,8 +143,11 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
     }
   }
 
+  /** When the stop came, in the same clock as the stages' exitedAfterMs. */
+  let stoppedAfterMs: number | undefined;
   const onAbort = () => {
     cancelled = true;
+    stoppedAfterMs = Date.now() - started;
     killAll();
   };
   if (options.cancelSignal?.aborted) onAbort();
@@ -162,7 +165,11 @@ export async function runPipeline(stages: readonly Stage[], options: PipelineOpt
   });
   const cause = causeOf(failuresInOrder);
   if (cause !== undefined) throw new PipelineError(cause, outcomes, cancelled);
-  if (cancelled) throw new PipelineError(outcomes[0]!, outcomes, true);
+  // A stop that came after the last stage had ended well interrupted nothing: the stream is complete (the caller
+  // verifies it by guid and holds it, then stops). A stage that exited 0 only once told to stop may not be.
+  const last = outcomes.at(-1)!;
+  const endedFirst = last.exitedAfterMs !== undefined && last.exitedAfterMs <= (stoppedAfterMs ?? 0);
+  if (cancelled && !endedFirst) throw new PipelineError(outcomes[0]!, outcomes, true);
   return outcomes;
 }
 

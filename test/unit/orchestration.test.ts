@@ -218,6 +218,33 @@ describe('runOnce', () => {
     assert.deepEqual(tagged(remote, 'tank/src'), ['s5']);
   });
 
+  test('an initial sync holds its first snapshot at the source before sending it, and a stop after the stream holds it on both sides', async () => {
+    for (const count of [1, 3]) {
+      const { remote, local, streams, context, settings } = setup();
+      series(remote, count);
+      const controller = new AbortController();
+      // The stop comes as the first stream has landed (a SIGTERM while zfs recv ends).
+      const stopping = {
+        ...context,
+        cancelSignal: controller.signal,
+        streams: {
+          summary: streams.summary,
+          run: async (...args: Parameters<FakeStreams['run']>) => {
+            await streams.run(...args);
+            controller.abort();
+            throw new Error('transfer interrupted');
+          },
+        },
+      };
+      await assert.rejects(runOnce(settings, stopping), /interrupted/);
+      const journal = remote.journal;
+      const held = journal.indexOf(`alpha: hold ${TAG} tank/src@s1`);
+      assert.ok(held >= 0 && held < journal.indexOf('local: receive backup/copy/src@s1'), journal.join('\n'));
+      assert.deepEqual(tagged(remote, 'tank/src'), ['s1'], `${count} snapshots`);
+      assert.deepEqual(tagged(local, 'backup/copy/src'), ['s1'], `${count} snapshots`);
+    }
+  });
+
   test('a run interrupted while its holds moved neither bookmarks nor expires', async () => {
     const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
     series(remote, 3);

@@ -151,6 +151,24 @@ test('abort kills every stage and rejects as interrupted, without hanging', asyn
   assert.ok(Date.now() - started < 5000);
 });
 
+test('a stop after the last stage ended well interrupts nothing; a stage that ends only when stopped does', async () => {
+  // The sender closes its output at once, so the receiver ends well; the sender itself lingers, then leaves
+  // with 0 when told to stop, as a remote sh wrapper would.
+  const lingeringSend = stage('send', 'sh', '-c', 'echo x; exec 1>&-; trap "exit 0" TERM; sleep 5 & wait');
+  const stopAt = (ms: number) => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), ms);
+    return { cancelSignal: controller.signal };
+  };
+  const outcomes = await runPipeline([lingeringSend, stage('recv', 'sh', '-c', 'cat >/dev/null')], stopAt(300));
+  assert.deepEqual(
+    outcomes.map((outcome) => outcome.exitStatus),
+    [0, 0],
+  );
+  const lingeringRecv = stage('recv', 'sh', '-c', 'cat >/dev/null; trap "exit 0" TERM; sleep 5 & wait');
+  await assert.rejects(runPipeline([lingeringSend, lingeringRecv], stopAt(300)), { code: 'EINTERRUPTED' });
+});
+
 test('a stage that ignores SIGTERM is still killed after the grace period', async () => {
   const controller = new AbortController();
   setTimeout(() => controller.abort(), 200);
