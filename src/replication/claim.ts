@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { CommandError, UsageError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ZfsOperations } from '../zfs/host.js';
+import { parentOf } from '../zfs/names.js';
 import type { ListedPair } from './types.js';
 
 /**
@@ -63,18 +64,31 @@ function parseClaim(value: string | undefined): { remoteGuid: string; tagHash: s
   return match ? { remoteGuid: match[1]!, tagHash: match[2]!, dataset: match[3]! } : undefined;
 }
 
-/** Another local dataset that claims the same source and tag, if any. */
+/** Another local dataset that claims the same source and tag, if any, and the name it was claimed under. */
+export interface Rival {
+  dataset: string;
+  /** The name in its claim, where that is not its own: the replica was renamed since its last run. */
+  renamedFrom?: string;
+}
+
+/**
+ * Another local dataset that claims the same source and tag, if any. A claim naming another dataset is either
+ * inherited (its parent shows the same value), a copy of the replica named in it (which still carries it), or
+ * the replica itself, renamed: only the last is a rival.
+ */
 export function rivalReplica(
   claims: ReadonlyMap<string, string>,
   remoteGuid: string,
   tag: string,
   localDataset: string,
-): string | undefined {
+): Rival | undefined {
   const hash = tagHash(tag);
   for (const [name, value] of claims) {
     const claim = parseClaim(value);
-    if (name !== localDataset && claim?.remoteGuid === remoteGuid && claim.tagHash === hash && claim.dataset === name)
-      return name;
+    if (name === localDataset || claim?.remoteGuid !== remoteGuid || claim.tagHash !== hash) continue;
+    if (claim.dataset === name) return { dataset: name };
+    const inherited = claims.get(parentOf(name) ?? '') === value;
+    if (!inherited && claims.get(claim.dataset) !== value) return { dataset: name, renamedFrom: claim.dataset };
   }
   return undefined;
 }
@@ -101,11 +115,14 @@ export function refuseHarmfulPair(
     );
   }
   const rival = rivalReplica(claims, remote.guid, tag, local.dataset);
-  if (rival !== undefined) {
-    throw new UsageError(
-      `${rival} already replicates ${remoteHost}:${remote.dataset} with tag "${tag}" on this host: two replicas sharing a tag would release each other's hold at the source; use one tag per replica (if the source was renamed, rename the replica to match: zfs rename ${rival} ${local.dataset}; if ${rival} is abandoned, run zfs inherit ${CLAIM_PROPERTY} ${rival}, and this replica starts with a full send) (nothing was changed)`,
-    );
-  }
+  if (rival === undefined) return;
+  const { dataset, renamedFrom } = rival;
+  const shared = `${dataset}${renamedFrom === undefined ? '' : ` (renamed from ${renamedFrom})`} already replicates ${remoteHost}:${remote.dataset} with tag "${tag}" on this host: two replicas sharing a tag would release each other's hold at the source`;
+  const wayOut =
+    renamedFrom === local.dataset
+      ? `if you renamed it, point this job at it (-l ${dataset})`
+      : `use one tag per replica${local.exists ? '' : ` (if the source was renamed, rename the replica to match: zfs rename ${dataset} ${local.dataset})`}; if ${dataset} is abandoned, run zfs inherit ${CLAIM_PROPERTY} ${dataset}${local.exists ? '' : ', and this replica starts with a full send'}`;
+  throw new UsageError(`${shared}; ${wayOut} (nothing was changed)`);
 }
 
 /** See sharesUpstreamTag: a chain whose hops share a tag loses the downstream replica's base. */

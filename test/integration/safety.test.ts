@@ -220,6 +220,31 @@ describe('safety: every promise holds on the worst day', () => {
   );
 
   test(
+    'a replica renamed while its old crontab line still runs: that line is refused, the renamed one goes on',
+    { timeout: 120_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/moved/src', 'tank/moved/old', ['s1']);
+      await tb.zfs('beta', 'create', '-o', 'canmount=off', 'tank/moved/old/child');
+      await tb.zfs('beta', 'rename', 'tank/moved/old', 'tank/moved/new');
+      await tb.writeAndSnapshot('alpha', 'tank/moved/src', 's2');
+      const old = await pull(tb, 'beta', 'alpha', 'tank/moved/src', 'tank/moved/old', 'beta');
+      assertExit(old, 2);
+      assert.match(
+        old.stderr,
+        /tank\/moved\/new \(renamed from tank\/moved\/old\) already replicates .*-l tank\/moved\/new/,
+      );
+      assert.equal((await tb.listing('beta', 'tank/moved/old')).exists, false, 'no second replica');
+      assert.equal(
+        await tb.hasHold('alpha', 'tank/moved/src@s1', 'beta'),
+        true,
+        "the renamed replica's base stays held",
+      );
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/moved/src', 'tank/moved/new', 'beta'), 0);
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/moved/src', 'tank/moved/old', 'beta'), 2);
+    },
+  );
+
+  test(
     'when the source loses our base, the newest common snapshot is held; --rollback then works',
     { timeout: 120_000 },
     async () => {

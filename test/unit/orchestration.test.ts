@@ -539,6 +539,50 @@ describe('never harm the source or another replica', () => {
     assert.deepEqual(tagged(remote, 'tank/src'), ['s2'], "the first replica's hold stays where it was");
   });
 
+  test('a replica renamed while its old job still runs is a rival for that job; a copy of a replica is not', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    local.create('backup/copy/src/child');
+    // zfs rename backup/copy/src backup/moved (with its child, which inherits the claim)
+    for (const [from, to] of [
+      ['backup/copy/src', 'backup/moved'],
+      ['backup/copy/src/child', 'backup/moved/child'],
+    ] as const) {
+      local.datasets.set(to, local.datasets.get(from)!);
+      local.datasets.delete(from);
+    }
+    local.datasets.get('backup/moved/child')!.properties.delete(CLAIM_PROPERTY);
+    const inherited = local.userProperty.bind(local);
+    local.userProperty = async (property, root) => {
+      const values = await inherited(property, root);
+      const parent = values.get('backup/moved');
+      if (property === CLAIM_PROPERTY && parent !== undefined) values.set('backup/moved/child', parent);
+      return values;
+    };
+    remote.snapshot('tank/src', 's3', NOW);
+    await assert.rejects(runOnce(settings, context), (error: unknown) => {
+      assert.ok(error instanceof UsageError);
+      assert.match(
+        error.message,
+        /^backup\/moved \(renamed from backup\/copy\/src\) already replicates alpha:tank\/src with tag "offsite" .*; if you renamed it, point this job at it \(-l backup\/moved\)/,
+      );
+      return true;
+    });
+    assert.equal(local.datasets.has('backup/copy/src'), false, 'no second replica');
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s2']);
+    // The job pointed at the new name goes on, and its claim now names it.
+    await runOnce({ ...settings, localDataset: 'backup/moved' }, context);
+    assert.deepEqual(local.snapshotNames('backup/moved'), ['s1', 's2', 's3']);
+    // A copy of the replica (zfs send -R | zfs recv elsewhere) carries the same claim: no rival of the original.
+    local.create('backup/copy-of-moved');
+    const claim = local.datasets.get('backup/moved')!.properties.get(CLAIM_PROPERTY)!;
+    await local.setProperty('backup/copy-of-moved', CLAIM_PROPERTY, claim);
+    remote.snapshot('tank/src', 's4', NOW);
+    await runOnce({ ...settings, localDataset: 'backup/moved' }, context);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s4']);
+  });
+
   test("ages are judged by the source's clock, and past the tolerance nothing is expired", async () => {
     const { remote, local, log, context, settings } = setup();
     series(remote, 3);
