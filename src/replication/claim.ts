@@ -24,6 +24,11 @@ function tagHash(tag: string): string {
   return createHash('sha256').update(tag).digest('hex').slice(0, 16);
 }
 
+/** Whether `dataset` carries a claim of its own (see claimOf): it has had a whole run under this name. */
+export function hasOwnClaim(claims: ReadonlyMap<string, string>, dataset: string): boolean {
+  return parseClaim(claims.get(dataset))?.dataset === dataset;
+}
+
 /**
  * Whether `sourceClaim` (the source dataset's own claim: it is itself a replica, one hop of a chain) was made
  * with `tag`. Both hops would then hold and release one tag on the middle host's snapshots: our release of an

@@ -7,6 +7,7 @@ import { sourceNowSeconds } from './clock.js';
 import { refuseRollbackOverClones } from './clones.js';
 import { executePlan, holdOnBothSides } from './execute.js';
 import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
+import { unsetReplicaProperties } from './replica-properties.js';
 import { reportDryRun } from './report.js';
 import { settleInterruptedReceive } from './resume.js';
 import type { ListedPair, PreparedRun, ReplicationContext, ReplicationSettings, RunOutcome } from './types.js';
@@ -60,9 +61,18 @@ export async function runOnce(
     await refuseRollbackOverClones(plan, context.local, settings.localDataset);
   const prepared: PreparedRun = { plan, pair, settled: pair !== listed };
   const received = plan.kind !== 'up-to-date' || prepared.settled;
+  const unset = await unsetReplicaProperties(pair.local, claims, context);
+  const propertyList = unset.map(([property, value]) => `${property}=${value}`).join(', ');
   if (settings.dryRun) {
+    if (unset.length > 0) context.print(`would set ${propertyList} on ${settings.localDataset} (not set yet)`);
     await reportDryRun(prepared, settings, context, member.parentsArriving);
     return { received, receivedSnapshots: 0, receivedBytes: 0, expiredSnapshots: 0 };
+  }
+  if (unset.length > 0) {
+    for (const [property, value] of unset) await context.local.setProperty(settings.localDataset, property, value);
+    context.log.warn(
+      `set ${propertyList} on ${settings.localDataset}: nobody had (an initial sync stopped before it could, or a replica received by hand)`,
+    );
   }
 
   let transferError: unknown;

@@ -67,6 +67,8 @@ export interface ZfsOperations {
   propertyOf(dataset: string, property: string): Promise<string | undefined>;
   /** The filesystems and volumes under `root`, itself included, by name only; empty if root is missing. */
   datasetNames(root: string): Promise<string[]>;
+  /** Where each of `properties` of `dataset` comes from: "local", "default", "inherited from …", "-" (unset). */
+  propertySources(dataset: string, properties: readonly string[]): Promise<Map<string, string>>;
 }
 
 /** Typed zfs operations on one host, run as commands; picks the best command form the host's features allow. */
@@ -209,6 +211,16 @@ export class ZfsHost implements ZfsOperations {
     }
     const value = result.stdout.replace(/\n$/, '');
     return value === '-' ? undefined : value;
+  }
+
+  async propertySources(dataset: string, properties: readonly string[]): Promise<Map<string, string>> {
+    const { stdout } = await this.run(['zfs', 'get', '-H', '-o', 'property,source', properties.join(','), dataset]);
+    return new Map(
+      stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.split('\t') as [string, string]),
+    );
   }
 
   /**

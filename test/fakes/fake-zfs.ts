@@ -126,6 +126,13 @@ export class FakeZfsHost implements ZfsOperations {
     return listing;
   }
 
+  async propertySources(dataset: string, properties: readonly string[]): Promise<Map<string, string>> {
+    const set = this.dataset(dataset).properties;
+    return new Map(
+      properties.map((property) => [property, set.has(property) ? 'local' : property.includes(':') ? '-' : 'default']),
+    );
+  }
+
   async datasetNames(root: string): Promise<string[]> {
     this.check('datasetNames');
     return [...this.datasets.keys()].filter((name) => name === root || name.startsWith(`${root}/`));

@@ -49,6 +49,29 @@ describe('replication core on real zfs-fuse hosts', () => {
   );
 
   test(
+    'a replica received by hand (or left by a stopped zfs-fuse initial sync) gets its protective properties once',
+    { timeout: 120_000 },
+    async () => {
+      const [src, dst] = ['tank/adopted/src', 'tank/adopted/dst'];
+      await sourceWithSnapshots(tb, 'alpha', src, series('s', 2));
+      await tb.zfs('beta', 'create', 'tank/adopted');
+      await tb.sh('beta', `ssh alpha zfs send ${src}@s1 | zfs recv -u ${dst}`);
+      await tb.zfs('beta', 'set', 'canmount=on', dst);
+      const properties = async () =>
+        (await tb.zfs('beta', 'get', '-H', '-o', 'value', 'readonly,canmount,com.sun:auto-snapshot', dst)).split('\n');
+      assert.deepEqual((await properties()).slice(0, 3), ['off', 'on', '-']);
+      const first = await pull(tb, 'beta', 'alpha', src, dst, 'beta');
+      assertExit(first, 0);
+      assert.match(first.stderr, rx`warning: set readonly=on, com.sun:auto-snapshot=false on ${dst}: nobody had`);
+      assert.deepEqual((await properties()).slice(0, 3), ['on', 'on', 'false'], 'canmount was set by hand: kept');
+      await snapshotSeries(tb, 'alpha', src, ['s3']);
+      const second = await pull(tb, 'beta', 'alpha', src, dst, 'beta');
+      assertExit(second, 0);
+      assert.equal(second.stderr, '', 'once only');
+    },
+  );
+
+  test(
     'a run with nothing new sends nothing, uses one ssh handshake, and repairs holds removed by hand',
     { timeout: 120_000 },
     async () => {

@@ -245,6 +245,30 @@ describe('runOnce', () => {
     }
   });
 
+  test("a replica's protective properties that nobody set are set once, dry-run says so; set values are kept", async () => {
+    const { remote, local, log, printed, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    // As a zfs-fuse initial sync stopped right after its full receive leaves it: no properties, no claim.
+    const properties = local.datasets.get('backup/copy/src')!.properties;
+    properties.clear();
+    properties.set('canmount', 'on');
+    await runOnce({ ...settings, dryRun: true }, context);
+    assert.ok(
+      printed.includes('would set readonly=on, com.sun:auto-snapshot=false on backup/copy/src (not set yet)'),
+      printed.join('\n'),
+    );
+    assert.equal(properties.get('readonly'), undefined, 'the dry run set nothing');
+    await runOnce(settings, context);
+    assert.equal(properties.get('readonly'), 'on');
+    assert.equal(properties.get('com.sun:auto-snapshot'), 'false');
+    assert.equal(properties.get('canmount'), 'on', 'a value someone set is kept');
+    assert.equal(log.lines.filter((line) => /^warn: set readonly=on/.test(line)).length, 1);
+    remote.snapshot('tank/src', 's3', NOW);
+    await runOnce(settings, context);
+    assert.equal(log.lines.filter((line) => /^warn: set readonly=on/.test(line)).length, 1, 'once only');
+  });
+
   test('a run interrupted while its holds moved neither bookmarks nor expires', async () => {
     const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
     series(remote, 3);
