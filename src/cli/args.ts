@@ -7,6 +7,7 @@ import type { Verbosity } from '../log/logger.js';
 import { parseDuration } from '../retention/duration.js';
 import { parseRate } from '../transport/progress.js';
 import { datasetNameProblem, isUnder, tagProblem } from '../zfs/names.js';
+import { kebab, usageFailure } from './usage.js';
 
 export interface CliSettings {
   host: string;
@@ -215,9 +216,7 @@ export function parseArgs(
     .wrap(Math.min(120, process.stdout.columns || 100))
     .epilog(EPILOG)
     .exitProcess(false)
-    .fail((message, error) => {
-      throw new UsageError(message || error?.message || 'invalid command line');
-    });
+    .fail(usageFailure(argv));
   // getOptions() is public yargs API that @types/yargs does not declare.
   const kinds = (parser as unknown as { getOptions(): OptionKinds }).getOptions();
   const fromCommandLine = parser.parseSync() as Record<string, unknown>;
@@ -281,7 +280,7 @@ export function parseArgs(
     dryRun: parsed.dryRun,
     verbosity: parsed.quiet ? 'error' : (['warn', 'info', 'debug'] as const)[Math.min(parsed.verbose, 2)]!,
     logFile: parsed.logFile === undefined ? undefined : required(parsed.logFile, '--log-file'),
-    logFormat: parsed.logFormat,
+    logFormat: oneOf(parsed.logFormat, ['text', 'json'] as const, '--log-format'),
     syslog: parsed.syslog,
     syslogSocket: parsed.syslogSocket,
     lockDir: parsed.lockDir === undefined ? undefined : required(parsed.lockDir, '--lock-dir'),
@@ -336,6 +335,8 @@ const DEFAULTS = {
 
 interface OptionKinds {
   key: Record<string, unknown>;
+  /** Each option's aliases, by the option's own (kebab-case) name. */
+  alias: Record<string, string[]>;
   boolean: string[];
   count: string[];
   array: string[];
@@ -395,11 +396,13 @@ function environmentOptions(
   const values: Record<string, unknown> = {};
   for (const [name, value = ''] of Object.entries(environment)) {
     if (!name.startsWith(ENV_PREFIX)) continue;
-    const option = name.slice(ENV_PREFIX.length).toLowerCase().replace(/_/g, '-');
-    const key = camel(option);
-    if (!(option in kinds.key) && !(key in kinds.key)) {
-      throw new UsageError(`unknown environment variable ${name}: no option --${option}`);
+    const spelt = name.slice(ENV_PREFIX.length).toLowerCase().replace(/_/g, '-');
+    if (!(spelt in kinds.key) && !(camel(spelt) in kinds.key)) {
+      throw new UsageError(`unknown environment variable ${name}: no option --${spelt}`);
     }
+    // An alias (ZFS_REPLICATE_NO_PIGZ, ..._REMOTE_FS) means its option, which is what the rest reads.
+    const option = Object.entries(kinds.alias).find(([, aliases]) => aliases.includes(spelt))?.[0] ?? spelt;
+    const key = camel(option);
     if (NOT_FROM_ENVIRONMENT.has(key)) throw new UsageError(`${name}: --${option} cannot come from the environment`);
     const group = OPTION_GROUPS.find((members) => members.includes(key)) ?? [key];
     if (group.some((member) => onCommandLine.has(member))) continue;
@@ -424,10 +427,6 @@ function environmentValue(name: string, value: string, key: string, kinds: Optio
 
 function camel(kebabName: string): string {
   return kebabName.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
-}
-
-export function kebab(camel: string): string {
-  return camel.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }
 
 function required(value: string | undefined, flag: string): string {
@@ -460,6 +459,13 @@ function readableFile(path: string, flag: string): string {
     throw new UsageError(`${flag}: cannot read ${JSON.stringify(path)} (${(error as NodeJS.ErrnoException).code})`);
   }
   return path;
+}
+
+/** yargs' `choices` is not enforced under strip-dashed, and the environment bypasses it anyway. */
+function oneOf<Choice extends string>(value: string, choices: readonly Choice[], flag: string): Choice {
+  if (!(choices as readonly string[]).includes(value))
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} is not one of ${choices.join(', ')}`);
+  return value as Choice;
 }
 
 function checked(value: string, pattern: RegExp, flag: string, expected: string): string {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LockedError, ReplicateError, errorMessage } from '../errors/errors.js';
+import { ConflictError, FailureError, LockedError, ReplicateError, errorMessage } from '../errors/errors.js';
 import { ExitCode } from '../errors/exit-codes.js';
 import { type Endpoint, localEndpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
@@ -259,6 +259,10 @@ function reportLocked(error: LockedError, settings: CliSettings, log: Logger): E
 }
 
 function reportFailure(error: unknown, log: Logger): ExitCode {
+  if (error instanceof ConflictError || error instanceof FailureError) {
+    log.error(error.message, { code: error.code });
+    return error.exitCode;
+  }
   if (error instanceof ReplicateError) {
     log.error(error.message);
     return error.exitCode;

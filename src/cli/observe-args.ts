@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { UsageError } from '../errors/errors.js';
 import { parseDuration } from '../retention/duration.js';
 import { datasetNameProblem } from '../zfs/names.js';
-import { kebab } from './args.js';
+import { kebab, usageFailure } from './usage.js';
 
 export type ObserverCommand = 'status' | 'check';
 const OBSERVER_COMMANDS: ReadonlySet<string> = new Set<ObserverCommand>(['status', 'check']);
@@ -78,9 +78,7 @@ export function parseObserverArgs(
     .strict()
     .wrap(Math.min(120, process.stdout.columns || 100))
     .exitProcess(false)
-    .fail((message, error) => {
-      throw new UsageError(message || error?.message || 'invalid command line');
-    });
+    .fail(usageFailure(argv));
   const parsed = parser.parseSync() as Record<string, unknown>;
   if (parsed.help) {
     parser.showHelp((text) => {

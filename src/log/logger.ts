@@ -32,12 +32,14 @@ export function createLogger(settings: LogSettings): Logger {
     process.stderr.write(`${prefix}: warning: ${destination} failed (${oneLine(reason)}); logging there stopped\n`);
   };
   const word = (level: string) => LEVEL_WORD[level] ?? level;
+  // A JSON line names its crontab line's dataset in a field of its own: many jobs may share one log.
+  const named = winston.format((entry) => Object.assign(entry, { dataset: settings.context }));
   const lineFormat =
     settings.format === 'json'
-      ? winston.format.combine(singleLine(), winston.format.timestamp(), winston.format.json())
+      ? winston.format.combine(singleLine(), named(), winston.format.timestamp(), winston.format.json())
       : winston.format.combine(
           singleLine(),
-          winston.format.printf((entry) => `${prefix}: ${word(entry.level)}: ${String(entry.message)}`),
+          winston.format.printf((entry) => `${prefix}: ${word(entry.level)}: ${text(entry)}`),
         );
   const fileFormat =
     settings.format === 'json'
@@ -46,8 +48,7 @@ export function createLogger(settings: LogSettings): Logger {
           singleLine(),
           winston.format.timestamp(),
           winston.format.printf(
-            (entry) =>
-              `${String(entry.timestamp)} [${settings.context}] ${word(entry.level)}: ${String(entry.message)}`,
+            (entry) => `${String(entry.timestamp)} [${settings.context}] ${word(entry.level)}: ${text(entry)}`,
           ),
         );
   const recordLevel = settings.verbosity === 'debug' ? 'debug' : 'info';
@@ -64,10 +65,7 @@ export function createLogger(settings: LogSettings): Logger {
   const syslog = settings.syslogSocket
     ? new SyslogTransport(prefix, settings.syslogSocket, destinationFailed, {
         level: recordLevel,
-        format: winston.format.combine(
-          singleLine(),
-          winston.format.printf((entry) => String(entry.message)),
-        ),
+        format: winston.format.combine(singleLine(), winston.format.printf(text)),
       })
     : undefined;
   if (syslog) transports.push(syslog);
@@ -96,6 +94,11 @@ export function createLogger(settings: LogSettings): Logger {
 }
 
 const CLOSE_BOUND_MS = 2000;
+
+/** A line's text: the message, and the error's stable code where the line reports one (see ErrorCode). */
+function text(entry: winston.Logform.TransformableInfo): string {
+  return entry.code === undefined ? String(entry.message) : `${String(entry.message)} (${String(entry.code)})`;
+}
 
 /** One event, one line: a newline in a zfs message or a name must not split a log line (or a cron mail). */
 export function oneLine(text: string): string {

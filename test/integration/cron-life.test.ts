@@ -42,14 +42,22 @@ describe('life under cron: output, log destinations, exit codes', () => {
     assert.equal(run.stderr.trim().split('\n').length, 1);
   });
 
-  test('--log-format json gives one JSON object per line', { timeout: 120_000 }, async () => {
-    const run = await pull(tb, 'beta', 'alpha', 'tank/nope', 'tank/dst2', 'beta', ['--log-format', 'json']);
-    assertExit(run, 4);
-    const entry = JSON.parse(run.stderr.trim()) as { level: string; message: string; timestamp: string };
-    assert.equal(entry.level, 'error');
-    assert.match(entry.message, /remote dataset alpha:tank\/nope does not exist/);
-    assert.ok(!Number.isNaN(Date.parse(entry.timestamp)));
-  });
+  test(
+    '--log-format json gives one JSON object per line, with the dataset and the error code',
+    { timeout: 120_000 },
+    async () => {
+      const run = await pull(tb, 'beta', 'alpha', 'tank/nope', 'tank/dst2', 'beta', ['--log-format', 'json']);
+      assertExit(run, 4);
+      const entry = JSON.parse(run.stderr.trim()) as Record<string, string>;
+      assert.equal(entry.level, 'error');
+      assert.match(entry.message ?? '', /remote dataset alpha:tank\/nope does not exist/);
+      assert.equal(entry.dataset, 'tank/dst2');
+      assert.equal(entry.code, 'EREMOTEMISSING');
+      assert.ok(!Number.isNaN(Date.parse(entry.timestamp ?? '')));
+      const text = await pull(tb, 'beta', 'alpha', 'tank/nope', 'tank/dst2', 'beta');
+      assert.match(text.stderr, /^zfs_replicate\[tank\/dst2\]: error: remote dataset .* \(EREMOTEMISSING\)$/m);
+    },
+  );
 
   test(
     "--syslog without a syslog socket does not break the run: one line says so, the exit code is the run's",

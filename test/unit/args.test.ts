@@ -116,7 +116,7 @@ test('-v, -vv and -q set the verbosity', () => {
 });
 
 test('bad input is one clear line', () => {
-  usageError([...base, '--bogus'], /Unknown argument: bogus/);
+  usageError([...base, '--bogus'], /Unknown argument: --bogus$/);
   usageError(['-r', 'a/b', '-l', 'c/d', '-t', 'x', '-k', '1'], /missing required option -h\/--host/);
   usageError(['-h', 'x', '-l', 'c/d', '-t', 'x', '-k', '1'], /missing required option -r\/--remote/);
   usageError(['-h', 'x', '-r', 'a/b', '-l', 'c/d', '-t', 'x'], /missing required option -k\/--keep-days/);
@@ -209,6 +209,43 @@ test('a flag from the environment: 1/yes/true switch it on, 0/no/false/empty lea
   withEnvironment({ ZFS_REPLICATE_DRY_RUN: 'maybe' }, () =>
     usageError(base, /ZFS_REPLICATE_DRY_RUN="maybe": expected 1 or 0/),
   );
+});
+
+test("a variable may use an option's other name (the ancestor's): ZFS_REPLICATE_NO_PIGZ, _REMOTE_FS, _LOCAL_FS, _REMOTE_HOST", () => {
+  const variables = {
+    ZFS_REPLICATE_NO_PIGZ: '1',
+    ZFS_REPLICATE_REMOTE_FS: 'a/b',
+    ZFS_REPLICATE_LOCAL_FS: 'c/d',
+    ZFS_REPLICATE_REMOTE_HOST: 'envhost',
+  };
+  Object.assign(process.env, variables);
+  try {
+    const parsed = settings(['-t', 'x', '-k', '1']);
+    assert.deepEqual(
+      [parsed.compress, parsed.remoteDataset, parsed.localDataset, parsed.host],
+      [false, 'a/b', 'c/d', 'envhost'],
+    );
+    assert.equal(settings(['-t', 'x', '-k', '1', '-h', 'cli']).host, 'cli', 'the command line still wins');
+  } finally {
+    for (const name of Object.keys(variables)) delete process.env[name];
+  }
+});
+
+test('--log-format is text or json, on the command line and from the environment', () => {
+  assert.equal(settings([...base, '--log-format', 'json']).logFormat, 'json');
+  usageError([...base, '--log-format', 'xml'], /^--log-format: "xml" is not one of text, json$/);
+  usageError([...base, '--log-format=JSON'], /^--log-format: "JSON" is not one of text, json$/);
+  process.env.ZFS_REPLICATE_LOG_FORMAT = 'xml';
+  try {
+    usageError(base, /^--log-format: "xml" is not one of text, json$/);
+  } finally {
+    delete process.env.ZFS_REPLICATE_LOG_FORMAT;
+  }
+});
+
+test('an unknown option is named as it was typed, not camelCased', () => {
+  usageError([...base, '--bogus-opt'], /^Unknown argument: --bogus-opt$/);
+  usageError([...base, '--bogus-opt=3', '-Z'], /^Unknown arguments: --bogus-opt, -Z$/);
 });
 
 test('an unknown ZFS_REPLICATE_* variable is named in a usage error', () => {
