@@ -8,6 +8,9 @@ export interface ClockJudgement {
   expiryWithheld?: string;
 }
 
+/** How far the offset's measurement may be off: `date +%s` drops the fraction, plus the probe's round trip. */
+const MEASUREMENT_SECONDS = 1;
+
 /**
  * Snapshot ages are read from the source's clock (creation times are the source's), so a backup host whose
  * clock runs 60 days ahead no longer sees fresh snapshots as 60 days old. Past the tolerance one of the two
@@ -23,7 +26,9 @@ export function judgeClocks(
   // `date +%s` drops the fraction, so the source's clock was half a second past it on average; rounding the
   // offset to whole seconds as well made snapshots up to two seconds younger than they are.
   const offset = sourceClock + 0.5 - localClock;
-  if (Math.abs(offset) <= toleranceSeconds) return { sourceClockOffsetSeconds: offset };
+  // That guess may be off by the half second, and by the round trip: a clock is past the tolerance only when
+  // it is so by more than that (--max-clock-skew 0 must not withhold expiry between two agreeing clocks).
+  if (Math.abs(offset) <= toleranceSeconds + MEASUREMENT_SECONDS) return { sourceClockOffsetSeconds: offset };
   const by = formatDistanceStrict(0, Math.abs(offset) * 1000);
   return {
     sourceClockOffsetSeconds: offset,

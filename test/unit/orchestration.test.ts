@@ -634,7 +634,9 @@ describe('never harm the source or another replica', () => {
       const later = NOW + 10 + fraction;
       const now = sourceNowSeconds({ now: () => new Date(later * 1000), sourceClockOffsetSeconds });
       assert.ok(now >= Math.floor(later - 0.5) && now <= Math.floor(later + 0.5), `fraction ${fraction}: now ${now}`);
+      assert.equal(judgeClocks(NOW, NOW + fraction, 0, 'alpha').expiryWithheld, undefined, '--max-clock-skew 0');
     }
+    assert.match(judgeClocks(NOW + 3, NOW, 0, 'alpha').expiryWithheld ?? '', /is 4 seconds ahead of this host's/);
   });
 });
 
