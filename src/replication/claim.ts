@@ -55,7 +55,9 @@ export async function readSourceClaims(
     const claim = await remote.propertyOf(dataset, CLAIM_PROPERTY);
     return new Map(claim === undefined ? [] : [[dataset, claim]]);
   } catch (error) {
-    if (!(error instanceof CommandError && /zfs_replicate-serve: refused/.test(error.stderr))) throw error;
+    // Only the question itself refused means an older wrapper; a dataset outside its prefixes is the run's error.
+    if (!(error instanceof CommandError && /zfs_replicate-serve: refused: not a command/.test(error.stderr)))
+      throw error;
     log.info(
       `${remote.label}'s zfs_replicate-serve predates the question for ${CLAIM_PROPERTY}: whether a chain's hops share a tag goes unchecked (upgrade it)`,
     );

@@ -487,7 +487,7 @@ describe('never harm the source or another replica', () => {
   });
 
   test('a source that is itself a replica pulled with our tag is refused; with another tag it is not', async () => {
-    const { remote, local, context, settings } = setup();
+    const { remote, local, log, context, settings } = setup();
     series(remote, 2);
     const upstreamClaim = (tag: string) => claimOf('777', tag, 'tank/src');
     await remote.setProperty('tank/src', CLAIM_PROPERTY, upstreamClaim('offsite'));
@@ -514,6 +514,13 @@ describe('never harm the source or another replica', () => {
     remote.snapshot('tank/src', 's4', NOW);
     await runOnce(settings, context);
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4']);
+    // A source outside the wrapper's prefixes is the run's own error, not an older wrapper.
+    const outside = 'zfs_replicate-serve: refused: tank/src is outside the allowed datasets (tank/vm)';
+    remote.propertyOf = async () => {
+      throw new CommandError({ command: 'zfs get', where: 'alpha', exitStatus: 126, stderr: outside });
+    };
+    await assert.rejects(runOnce(settings, context), /outside the allowed datasets/);
+    assert.equal(log.lines.filter((line) => /predates the question/.test(line)).length, 1, 'only for the older wrapper');
   });
 
   test("a changed tag is said once: the old tag's holds are left to the operator", async () => {
