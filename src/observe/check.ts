@@ -23,7 +23,7 @@ interface Verdict {
 /**
  * One replica's verdict. Lag (the newest snapshot's age) past crit is CRITICAL, past warn WARNING; a failed
  * last run is at least WARNING however small the lag; a replica without any snapshot yet is CRITICAL, unless
- * it is a tree's container root (its children carry the lag).
+ * it is a tree's container root (its children carry the lag), or WARNING while its initial sync runs.
  */
 export function judge(row: StatusRow, thresholds: Thresholds): Verdict {
   const failed = lastRunFailed(row) ? ` (last run ${row.lastRun?.result})` : '';
@@ -36,6 +36,10 @@ export function judge(row: StatusRow, thresholds: Thresholds): Verdict {
       : { state: CheckState.Ok, reason: `${row.dataset} is a container` };
   }
   if (row.newest === undefined) {
+    // A first run locked out by another: the initial sync is under way (a long one is normal). The locked-out
+    // runs themselves warn in cron mail once the holder has run past --lock-warn.
+    if (row.lastRun?.exitCode === 3)
+      return { state: CheckState.Warning, reason: `${row.dataset} initial sync in progress (no snapshot yet)` };
     const why = row.remote === undefined ? 'no run recorded' : `last run ${row.lastRun?.result}`;
     return { state: CheckState.Critical, reason: `${row.dataset} never replicated (${why})` };
   }

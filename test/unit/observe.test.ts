@@ -264,6 +264,11 @@ describe('check: verdict and plugin line', () => {
       reason: 'backup/vm never replicated (last run failed ESSH)',
     });
     assert.equal(judge(row(undefined), THRESHOLDS).reason, 'backup/vm never replicated (no run recorded)');
+    const initial = nextRecord(undefined, failure({ exitCode: 3, errorCode: 'ELOCKED' }));
+    assert.deepEqual(judge(row(initial), THRESHOLDS), {
+      state: CheckState.Warning,
+      reason: 'backup/vm initial sync in progress (no snapshot yet)',
+    });
     // The source's clock 2 days ahead: the lag is read by its clock, and expiry being off is a WARNING.
     const ahead = nextRecord(undefined, report({ clock: { offsetSeconds: 2 * DAY, expiryWithheld: true } }));
     assert.deepEqual(judge(row(ahead, NOW + 2 * DAY), THRESHOLDS), {
