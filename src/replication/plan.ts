@@ -94,10 +94,18 @@ export function planReplication(input: PlanInput): Plan {
 
   const newerLocal = local.snapshots.filter((snapshot) => snapshot.createtxg > base.local.createtxg);
   if (newerLocal.length > 0 && !input.rollback) {
+    // A name the remote also has, on another snapshot (the source was rolled back and snapshotted again),
+    // reads as a contradiction unless it is said.
+    const remoteNames = new Set(remote.snapshots.map((snapshot) => snapshot.name));
+    const namesakes = newerLocal.filter((snapshot) => remoteNames.has(snapshot.name));
+    const namesake =
+      namesakes.length === 0
+        ? ''
+        : ` (${describeSnapshots(namesakes)} on the remote ${namesakes.length === 1 ? 'is another snapshot' : 'are other snapshots'} of the same name)`;
     return {
       ...conflict(
         'EDIVERGED',
-        `local dataset ${local.dataset} has diverged from ${remoteName}: ${describeSnapshots(newerLocal)} ${newerLocal.length === 1 ? 'is' : 'are'} newer than the common snapshot @${base.local.name} and not on the remote; re-run with --rollback to destroy ${newerLocal.length === 1 ? 'it' : 'them'} and continue (nothing was changed)`,
+        `local dataset ${local.dataset} has diverged from ${remoteName}: ${describeSnapshots(newerLocal)} ${newerLocal.length === 1 ? 'is' : 'are'} newer than the common snapshot @${base.local.name} and not on the remote${namesake}; re-run with --rollback to destroy ${newerLocal.length === 1 ? 'it' : 'them'} and continue (nothing was changed)`,
       ),
       base,
     };

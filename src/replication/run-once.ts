@@ -6,7 +6,7 @@ import { CLAIM_PROPERTY, claimOf, readSourceClaims, refuseHarmfulPair, tagChange
 import { sourceNowSeconds } from './clock.js';
 import { refuseRollbackOverClones } from './clones.js';
 import { executePlan, holdOnBothSides } from './execute.js';
-import { type CommonSnapshot, newestCommonSnapshot, planReplication } from './plan.js';
+import { type CommonSnapshot, type Plan, newestCommonSnapshot, planReplication } from './plan.js';
 import { unsetReplicaProperties } from './replica-properties.js';
 import { reportDryRun } from './report.js';
 import { settleInterruptedReceive } from './resume.js';
@@ -55,7 +55,7 @@ export async function runOnce(
   });
   if (plan.kind === 'conflict') {
     if (plan.base !== undefined && !settings.dryRun) await holdThroughConflict(plan.base, settings, context);
-    throw new ConflictError(plan.code, plan.message);
+    throw new ConflictError(plan.code, await conflictMessage(plan, settings, context));
   }
   if (plan.kind === 'incremental' && settings.rollback)
     await refuseRollbackOverClones(plan, context.local, settings.localDataset);
@@ -155,6 +155,21 @@ async function settleAfterFailure(
 }
 
 /**
+ * A replica emptied by `zfs promote` of a clone of it (a restore) looks like no replica at all: its origin
+ * tells where its snapshots went, and the way back.
+ */
+async function conflictMessage(
+  plan: Extract<Plan, { kind: 'conflict' }>,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<string> {
+  if (plan.code !== 'ENOTREPLICA') return plan.message;
+  const origin = await context.local.propertyOf(settings.localDataset, 'origin');
+  if (origin === undefined) return plan.message;
+  return `local dataset ${settings.localDataset} has no snapshots of its own: zfs promote gave them to ${origin.split('@')[0]} (a restore?); zfs promote ${settings.localDataset} takes them back (nothing was changed)`;
+}
+
+/**
  * A stopped run still holds the newest common snapshot that arrived (a few quick commands, no expiry): after an
  * initial sync's full stream there is no older base held, and the source's pruning could take the only
  * common snapshot before the next run.
@@ -188,7 +203,7 @@ async function holdThroughConflict(
     ];
     if (added.includes('added')) {
       context.log.warn(
-        `held the newest common snapshot @${base.local.name} with "${settings.tag}" on both sides until the conflict is resolved`,
+        `held the newest common snapshot @${base.local.name} with "${settings.tag}" on both sides until the conflict is resolved (the one change a conflict makes: the source's pruning must not take it meanwhile)`,
       );
     }
   } catch (error) {

@@ -418,6 +418,26 @@ describe('runOnce', () => {
     assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2', 'local-only']);
   });
 
+  test('a replica emptied by zfs promote of a clone (a restore) says where its snapshots went and the way back', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    // zfs clone backup/copy/src@s2 backup/restore; zfs promote backup/restore
+    local.create('backup/restore');
+    local.datasets.get('backup/restore')!.snapshots = local.datasets.get('backup/copy/src')!.snapshots;
+    local.datasets.get('backup/copy/src')!.snapshots = [];
+    await local.setProperty('backup/copy/src', 'origin', 'backup/restore@s2');
+    await assert.rejects(runOnce(settings, context), (error: unknown) => {
+      assert.ok(error instanceof ConflictError);
+      assert.equal(error.code, 'ENOTREPLICA');
+      assert.match(
+        error.message,
+        /zfs promote gave them to backup\/restore .*; zfs promote backup\/copy\/src takes them back/,
+      );
+      return true;
+    });
+  });
+
   test('a diverged replica is a conflict, and nothing changes on either side', async () => {
     const { remote, local, context, settings } = setup();
     series(remote, 2);
@@ -520,7 +540,11 @@ describe('never harm the source or another replica', () => {
       throw new CommandError({ command: 'zfs get', where: 'alpha', exitStatus: 126, stderr: outside });
     };
     await assert.rejects(runOnce(settings, context), /outside the allowed datasets/);
-    assert.equal(log.lines.filter((line) => /predates the question/.test(line)).length, 1, 'only for the older wrapper');
+    assert.equal(
+      log.lines.filter((line) => /predates the question/.test(line)).length,
+      1,
+      'only for the older wrapper',
+    );
   });
 
   test("a changed tag is said once: the old tag's holds are left to the operator", async () => {

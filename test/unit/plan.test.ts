@@ -92,7 +92,10 @@ test('the base is matched by guid, never by name', () => {
   assert.equal(result.kind, 'conflict');
   assert.ok(result.kind === 'conflict');
   assert.equal(result.code, 'EDIVERGED');
-  assert.match(result.message, /@b is newer than the common snapshot @a/);
+  assert.match(
+    result.message,
+    /@b is newer than the common snapshot @a and not on the remote \(@b on the remote is another snapshot of the same name\);/,
+  );
 });
 
 test('a renamed snapshot still counts as common (same guid)', () => {
