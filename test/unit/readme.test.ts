@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { test } from 'node:test';
@@ -18,4 +19,17 @@ test("the README's exit-code table says what --help says, code for code", () => 
   const parsed = parseArgs(['--help']);
   assert.ok('help' in parsed);
   for (const [code, meaning] of EXIT_CODE_MEANINGS) assert.ok(parsed.help.includes(`  ${code}  ${meaning}\n`), meaning);
+});
+
+test("the bin's --help wraps at word boundaries, for the run and for status and check", () => {
+  const bin = resolve(dirname(fileURLToPath(import.meta.url)), '../../zfs_replicate.mjs');
+  const help = (...argv: string[]) => {
+    const run = spawnSync(process.execPath, [bin, ...argv, '--help'], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    return run.stdout.replace(/\s+/g, ' ');
+  };
+  // yargs' ESM build cuts lines mid-word ("longe r"); the bundle uses its CommonJS cliui, which does not.
+  assert.ok(help().includes('when the lock holder has run longer than this'), help());
+  assert.ok(help().includes('where each run leaves its record (read by status, check and --metrics-file)'));
+  assert.ok(help('check').includes('WARNING at this lag (a duration such as 26h, or seconds)'));
 });
