@@ -7,6 +7,7 @@
 #   e.g. sh setup-source.sh "$(cat backup1.pub)" 192.0.2.10 tank/vm tank/db
 #   ZR_USER=name   another user name (default zfs_replicate)
 #   ZR_SERVE=path  where zfs_replicate-serve is (default /usr/local/bin/zfs_replicate-serve)
+#   ZR_TAG=tag     the backup host's hold tag (its -t): the key may then hold and release no other (--tag)
 set -eu
 
 KEY=${1:?usage: setup-source.sh PUBLIC_KEY BACKUP_ADDRESS DATASET...}
@@ -15,6 +16,14 @@ shift 2
 [ "$#" -gt 0 ] || { echo "setup-source.sh: name the datasets the backup host may pull" >&2; exit 2; }
 ZR_USER=${ZR_USER:-zfs_replicate}
 SERVE=${ZR_SERVE:-/usr/local/bin/zfs_replicate-serve}
+TAG_OPTION=
+if [ -n "${ZR_TAG-}" ]; then
+  case $ZR_TAG in -* | *[!A-Za-z0-9_.:-]*)
+    echo "setup-source.sh: ZR_TAG '$ZR_TAG': write this line by hand (such a tag needs quotes in command=)" >&2
+    exit 2 ;;
+  esac
+  TAG_OPTION="--tag $ZR_TAG "
+fi
 [ -x "$SERVE" ] || { echo "setup-source.sh: $SERVE is missing: copy bin/zfs_replicate-serve there first" >&2; exit 1; }
 for dataset; do
   case $dataset in *[!A-Za-z0-9_.:/-]*)
@@ -30,7 +39,7 @@ home=$(getent passwd "$ZR_USER" | cut -d: -f6)
 install -d -m 700 -o "$ZR_USER" -g "$ZR_USER" "$home/.ssh"
 
 # 2. The key may run zfs_replicate-serve only, from the backup host only, with no forwarding and no terminal.
-line="restrict,from=\"$FROM\",command=\"$SERVE $*\" $KEY"
+line="restrict,from=\"$FROM\",command=\"$SERVE $TAG_OPTION$*\" $KEY"
 keys=$home/.ssh/authorized_keys
 touch "$keys"
 { grep -vF -- "$KEY" "$keys" || true; printf '%s\n' "$line"; } >"$keys.new"

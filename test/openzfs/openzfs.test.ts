@@ -266,7 +266,7 @@ for (const version of ['2.3', '2.1'] as const) {
         zfs create src/u && zfs create src/u/app && zfs create src/other && zfs snapshot src/other@x && zfs create backup/keep
         for s in a b; do head -c 100000 /dev/urandom > /src/u/app/$s; zfs snapshot src/u/app@$s; done
         ZR_USER=zrbak sh examples/setup-backup.sh backup/zr >/dev/null
-        ZR_USER=zrsrc ZR_SERVE=${shellJoin([join(PROJECT_ROOT, 'bin/zfs_replicate-serve')])} sh examples/setup-source.sh "$(cat /home/zrbak/.ssh/id_ed25519.pub)" ${HOST_FROM_GUEST} src/u >/dev/null
+        ZR_USER=zrsrc ZR_TAG=bk ZR_SERVE=${shellJoin([join(PROJECT_ROOT, 'bin/zfs_replicate-serve')])} sh examples/setup-source.sh "$(cat /home/zrbak/.ssh/id_ed25519.pub)" ${HOST_FROM_GUEST} src/u >/dev/null
         su zrbak -s /bin/sh -c ${shellJoin([keyscan])} 2>/dev/null`);
       const unprivileged = (extra: string[] = []) =>
         guest.cli(
@@ -346,10 +346,14 @@ for (const version of ['2.3', '2.1'] as const) {
       const attempts = await guest.run(`su zrbak -s /bin/sh -c 'zfs destroy backup/keep'; echo "backup: $?"
         su zrsrc -s /bin/sh -c 'zfs destroy src/other@x'; echo "source: $?"
         su zrbak -s /bin/sh -c 'ssh -p ${guest.port} zrsrc@${HOST_FROM_GUEST} zfs destroy src/other@x'; echo "key, outside: $?"
-        su zrbak -s /bin/sh -c 'ssh -p ${guest.port} zrsrc@${HOST_FROM_GUEST} zfs destroy src/u/app@f'; echo "key, a snapshot: $?"`);
-      assert.match(attempts.stdout, /^backup: [1-9]\d*\nsource: [1-9]\d*\nkey, outside: 126\nkey, a snapshot: 126$/);
+        su zrbak -s /bin/sh -c 'ssh -p ${guest.port} zrsrc@${HOST_FROM_GUEST} zfs destroy src/u/app@f'; echo "key, a snapshot: $?"
+        su zrbak -s /bin/sh -c 'ssh -p ${guest.port} zrsrc@${HOST_FROM_GUEST} zfs release -- other src/u/app@g'; echo "key, another tag: $?"`);
+      assert.match(
+        attempts.stdout,
+        /^backup: [1-9]\d*\nsource: [1-9]\d*\nkey, outside: 126\nkey, a snapshot: 126\nkey, another tag: 126$/,
+      );
       assert.equal(attempts.stderr.match(/permission denied/g)?.length, 2, attempts.stderr);
-      assert.equal(attempts.stderr.match(/^zfs_replicate-serve: refused: /gm)?.length, 2, attempts.stderr);
+      assert.equal(attempts.stderr.match(/^zfs_replicate-serve: refused: /gm)?.length, 3, attempts.stderr);
       await guest.sh('zfs list backup/keep src/other@x src/u/app@f >/dev/null');
     });
   });

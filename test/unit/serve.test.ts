@@ -303,6 +303,42 @@ for (const shell of SHELLS) {
       },
     );
 
+    test(
+      'with --tag, every command of a run under that tag runs; another tag cannot be held or released',
+      TIMEOUT,
+      async () => {
+        const prefixes = ['--tag', HOSTILE_TAG, '--tag', 'second', 'tank/vm'];
+        for (const features of [OPENZFS, ZFS_FUSE]) {
+          for (const argv of await hostCommands('tank/vm', HOSTILE_TAG, features)) {
+            assertRuns(
+              serve(shell, shellJoin(argv), { prefixes, env: { FAKE_TONAME: 'tank/vm@c' } }),
+              argv,
+              argv.join(' '),
+            );
+          }
+        }
+        const gathered = ['zfs', 'release', '--', 'second', 'tank/vm@a', 'tank/vm@b'];
+        assertRuns(serve(shell, shellJoin(gathered), { prefixes }), gathered, 'the second tag, gathered');
+        for (const subcommand of ['hold', 'release']) {
+          for (const tag of ['other', `${HOSTILE_TAG}x`, 'secon', 'backup']) {
+            const outcome = serve(shell, shellJoin(['zfs', subcommand, '--', tag, 'tank/vm@a']), { prefixes });
+            assertRefused(outcome, `${subcommand} ${tag}`, /may hold and release only the tags given with --tag/);
+          }
+        }
+      },
+    );
+
+    test('an invalid --tag in authorized_keys refuses everything', TIMEOUT, () => {
+      const listing = shellJoin(listArgv('tank/vm', 'dataset'));
+      for (const prefixes of [['--tag'], ['--tag', '-r', 'tank/vm'], ['--tag', '', 'tank/vm'], ['--tag', 'a']]) {
+        assertRefused(
+          serve(shell, listing, { prefixes }),
+          prefixes.join(' '),
+          /--tag in authorized_keys needs a tag|invalid --tag in authorized_keys|no datasets configured/,
+        );
+      }
+    });
+
     test('the listings of OpenZFS and zfs-fuse, for one level and for the tree', TIMEOUT, () => {
       for (const argv of [
         listArgv('tank/vm', 'dataset'),
