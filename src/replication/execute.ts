@@ -1,4 +1,4 @@
-import { ConflictError, FailureError } from '../errors/errors.js';
+import { ConflictError, FailureError, errorMessage } from '../errors/errors.js';
 import type { ZfsOperations } from '../zfs/host.js';
 import { parentOf } from '../zfs/names.js';
 import { receiveArgv, replicaProperties } from '../zfs/stream-args.js';
@@ -126,17 +126,20 @@ async function pull(
   const remoteType = prepared.pair.remote.type;
   let bytes = 0;
   for (const send of plannedSends(plan, settings.remoteDataset)) {
-    bytes += await transfer(
-      {
-        sendArguments: [...flags, ...send.arguments],
-        recvArgv: receiveArgv(local.features, settings.localDataset, send.full ? remoteType : undefined),
-        what: send.what,
-        snapshots: send.snapshots,
-        remoteDataset: settings.remoteDataset,
-        localDataset: settings.localDataset,
-      },
-      context,
-    );
+    const request = {
+      sendArguments: [...flags, ...send.arguments],
+      recvArgv: receiveArgv(local.features, settings.localDataset, send.full ? remoteType : undefined),
+      what: send.what,
+      snapshots: send.snapshots,
+      remoteDataset: settings.remoteDataset,
+      localDataset: settings.localDataset,
+    };
+    try {
+      bytes += await transfer(request, context);
+    } catch (error) {
+      if (plan.kind === 'initial' && send.full) await releaseIfNothingArrived(plan, settings, context);
+      throw error;
+    }
     if (send.full && !local.features.openzfs) {
       for (const [property, value] of replicaProperties(remoteType)) {
         await local.setProperty(settings.localDataset, property, value);
@@ -150,6 +153,25 @@ async function pull(
     }
   }
   return { state: await verify(plan.incoming, settings, context), bytes };
+}
+
+/**
+ * An initial sync whose full stream failed with nothing of it kept (no replica: a resumable partial receive
+ * keeps one, and then the hold stays for the resume) leaves nothing behind: not even its hold at the source.
+ */
+async function releaseIfNothingArrived(
+  plan: InitialPlan,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<void> {
+  try {
+    if ((await context.local.state(settings.localDataset)).exists) return;
+    await context.remote.release(settings.tag, settings.remoteDataset, plan.first.name);
+  } catch (error) {
+    context.log.warn(
+      `could not release hold "${settings.tag}" on ${context.remote.label}:${settings.remoteDataset}@${plan.first.name}, which nothing needs after the failed initial sync: ${errorMessage(error)}`,
+    );
+  }
 }
 
 /** Moves the tag to `snapshot` on both sides (hold first, then release elsewhere). */

@@ -148,7 +148,7 @@ describe("zfs_replicate-serve as the forced command of beta's key on alpha", () 
       assert.equal(lines.length, 1, run.stderr);
       assert.match(
         lines[0]!,
-        /zfs_replicate-serve: refused: tank\/outside is outside the allowed datasets \(tank\/src\)$/,
+        /zfs_replicate-serve: refused: tank\/outside is outside the allowed datasets \(tank\/src\) \(ECOMMAND\)$/,
       );
       assert.equal(await poolSnapshot(tb, 'alpha'), before);
     },

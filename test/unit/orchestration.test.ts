@@ -269,6 +269,24 @@ describe('runOnce', () => {
     assert.equal(log.lines.filter((line) => /^warn: set readonly=on/.test(line)).length, 1, 'once only');
   });
 
+  test('an initial sync whose full stream fails with nothing kept leaves no hold at the source', async () => {
+    const { remote, local, streams, context, settings } = setup();
+    series(remote, 2);
+    const failing = {
+      ...context,
+      streams: {
+        summary: streams.summary,
+        run: async () => {
+          throw streamError('send', 'Connection reset by peer');
+        },
+      },
+    };
+    await assert.rejects(runOnce(settings, failing), /Connection reset/);
+    assert.deepEqual(tagged(remote, 'tank/src'), []);
+    assert.ok(remote.events.includes(`alpha: hold ${TAG} tank/src@s1`), 'it was held while it travelled');
+    assert.equal(local.datasets.has('backup/copy/src'), false);
+  });
+
   test('a run interrupted while its holds moved neither bookmarks nor expires', async () => {
     const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
     series(remote, 3);
