@@ -38,8 +38,12 @@ export function judge(row: StatusRow, thresholds: Thresholds): Verdict {
   if (row.newest === undefined) {
     // A first run locked out by another: the initial sync is under way (a long one is normal). The locked-out
     // runs themselves warn in cron mail once the holder has run past --lock-warn.
-    if (row.lastRun?.exitCode === 3)
-      return { state: CheckState.Warning, reason: `${row.dataset} initial sync in progress (no snapshot yet)` };
+    // Past crit it is stuck, or its job is gone, however it began.
+    if (row.lastRun?.exitCode === 3) {
+      const since = row.lastRun.ageSeconds;
+      const reason = `${row.dataset} initial sync in progress for ${formatAge(since)} (no snapshot yet)`;
+      return { state: since >= thresholds.critSeconds ? CheckState.Critical : CheckState.Warning, reason };
+    }
     const why = row.remote === undefined ? 'no run recorded' : `last run ${row.lastRun?.result}`;
     return { state: CheckState.Critical, reason: `${row.dataset} never replicated (${why})` };
   }

@@ -10,7 +10,15 @@ export interface StatusRow {
   newest?: { name: string; creation: number; ageSeconds: number } | undefined;
   tagAt?: string | undefined;
   lastRun?:
-    | { startedAt: number; endedAt: number; exitCode: number; result: string; error?: string | undefined }
+    | {
+        startedAt: number;
+        endedAt: number;
+        /** Seconds since it ended (for a first run locked out: since the first lock-out, which later ones keep). */
+        ageSeconds: number;
+        exitCode: number;
+        result: string;
+        error?: string | undefined;
+      }
     | undefined;
   lastSuccess?: { at: number; ageSeconds: number } | undefined;
   /** A tree's root with no snapshots of its own: replicated through its children, it has no lag. */
@@ -52,6 +60,7 @@ export function statusRow(
     lastRun: {
       startedAt: lastRun.startedAt,
       endedAt: lastRun.endedAt,
+      ageSeconds: age(lastRun.endedAt),
       exitCode: lastRun.exitCode,
       result: resultWord(lastRun.exitCode, lastRun.errorCode),
       error: lastRun.error,

@@ -38,6 +38,6 @@ export async function refuseRollbackOverClones(
   const dependents = cloned.flatMap((snapshot) => clones.get(snapshot.name) ?? []);
   throw new ConflictError(
     'ECLONED',
-    `cannot roll back ${localDataset} to @${plan.base.local.name}: ${dependents.join(', ')} ${dependents.length === 1 ? 'depends' : 'depend'} on ${describeSnapshots(cloned)}, which the rollback would destroy; destroy the clone or zfs promote it first (nothing was changed)`,
+    `cannot roll back ${localDataset} to @${plan.base.local.name}: ${dependents.join(', ')} ${dependents.length === 1 ? 'depends' : 'depend'} on ${describeSnapshots(cloned)}, which the rollback would destroy; copy what you need out of the clone and destroy it first (not zfs promote: that would move the replica's history into the clone) (nothing was changed)`,
   );
 }

@@ -156,8 +156,8 @@ async function pull(
 }
 
 /**
- * An initial sync whose full stream failed with nothing of it kept (no replica: a resumable partial receive
- * keeps one, and then the hold stays for the resume) leaves nothing behind: not even its hold at the source.
+ * An initial sync whose full stream failed with nothing of it kept (no snapshot received, and no resumable
+ * partial receive, for which the hold stays) leaves nothing behind: not even its hold at the source.
  */
 async function releaseIfNothingArrived(
   plan: InitialPlan,
@@ -165,7 +165,10 @@ async function releaseIfNothingArrived(
   context: ReplicationContext,
 ): Promise<void> {
   try {
-    if ((await context.local.state(settings.localDataset)).exists) return;
+    // zfs-fuse may show the killed receive's new dataset for a moment: with no snapshot nor resume token it
+    // holds nothing of the stream.
+    const replica = await context.local.state(settings.localDataset);
+    if (replica.snapshots.length > 0 || replica.resumeToken !== undefined) return;
     await context.remote.release(settings.tag, settings.remoteDataset, plan.first.name);
   } catch (error) {
     context.log.warn(

@@ -8,7 +8,8 @@ import type { ReplicationContext } from './types.js';
  * full receive as commands of their own, so a run stopped in between leaves them unset for good (a writable
  * replica mounted at boot, then "modified"); so does a replica received by hand before this tool took it over.
  * Asked only until the replica's claim is recorded (its first whole run): one `zfs get` then, none after. A
- * value someone set, or one inherited from a parent, is left as it is.
+ * value someone set on the replica itself is left as it is; an inherited one is replaced, as the initial
+ * sync would have done (a pool's com.sun:auto-snapshot=true would otherwise fork the replica's history).
  */
 export async function unsetReplicaProperties(
   replica: DatasetState,
@@ -21,5 +22,6 @@ export async function unsetReplicaProperties(
     replica.dataset,
     wanted.map(([property]) => property),
   );
-  return wanted.filter(([property]) => ['default', '-', undefined].includes(sources.get(property)));
+  // An inherited value is not the replica's own: a whole initial sync sets all three on the replica itself.
+  return wanted.filter(([property]) => !['local', 'received'].includes(sources.get(property) ?? '-'));
 }

@@ -155,18 +155,18 @@ async function settleAfterFailure(
 }
 
 /**
- * A replica emptied by `zfs promote` of a clone of it (a restore) looks like no replica at all: its origin
- * tells where its snapshots went, and the way back.
+ * A replica whose history `zfs promote` of a clone of it (a restore) took away looks like no replica, or one
+ * with no common snapshot: its origin tells where its snapshots went, and the way back.
  */
 async function conflictMessage(
   plan: Extract<Plan, { kind: 'conflict' }>,
   settings: ReplicationSettings,
   context: ReplicationContext,
 ): Promise<string> {
-  if (plan.code !== 'ENOTREPLICA') return plan.message;
+  if (plan.code !== 'ENOTREPLICA' && plan.code !== 'ENOCOMMON') return plan.message;
   const origin = await context.local.propertyOf(settings.localDataset, 'origin');
   if (origin === undefined) return plan.message;
-  return `local dataset ${settings.localDataset} has no snapshots of its own: zfs promote gave them to ${origin.split('@')[0]} (a restore?); zfs promote ${settings.localDataset} takes them back (nothing was changed)`;
+  return `local dataset ${settings.localDataset} shares no snapshot with its source any more: zfs promote gave its history to ${origin.split('@')[0]} (a restore?); zfs promote ${settings.localDataset} takes it back (nothing was changed)`;
 }
 
 /**

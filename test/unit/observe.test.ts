@@ -265,9 +265,16 @@ describe('check: verdict and plugin line', () => {
     });
     assert.equal(judge(row(undefined), THRESHOLDS).reason, 'backup/vm never replicated (no run recorded)');
     const initial = nextRecord(undefined, failure({ exitCode: 3, errorCode: 'ELOCKED' }));
-    assert.deepEqual(judge(row(initial), THRESHOLDS), {
+    const lockedOutAt = initial.lastRun.endedAt;
+    assert.deepEqual(judge(row(initial, lockedOutAt + HOUR), THRESHOLDS), {
       state: CheckState.Warning,
-      reason: 'backup/vm initial sync in progress (no snapshot yet)',
+      reason: 'backup/vm initial sync in progress for 1h00m (no snapshot yet)',
+    });
+    // Later lock-outs keep the first one's time: past crit, the initial sync is stuck (or its job is gone).
+    const later = nextRecord(initial, failure({ exitCode: 3, errorCode: 'ELOCKED', endedAt: lockedOutAt + 49 * HOUR }));
+    assert.deepEqual(judge(row(later, lockedOutAt + 50 * HOUR), THRESHOLDS), {
+      state: CheckState.Critical,
+      reason: 'backup/vm initial sync in progress for 2d02h (no snapshot yet)',
     });
     // The source's clock 2 days ahead: the lag is read by its clock, and expiry being off is a WARNING.
     const ahead = nextRecord(undefined, report({ clock: { offsetSeconds: 2 * DAY, expiryWithheld: true } }));

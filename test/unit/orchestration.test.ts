@@ -450,8 +450,16 @@ describe('runOnce', () => {
       assert.equal(error.code, 'ENOTREPLICA');
       assert.match(
         error.message,
-        /zfs promote gave them to backup\/restore .*; zfs promote backup\/copy\/src takes them back/,
+        /zfs promote gave its history to backup\/restore .*; zfs promote backup\/copy\/src takes it back/,
       );
+      return true;
+    });
+    // With a local-only snapshot left on it (a clone of that was promoted), it is ENOCOMMON: the same way back.
+    local.snapshot('backup/copy/src', 'local2', NOW);
+    await assert.rejects(runOnce(settings, context), (error: unknown) => {
+      assert.ok(error instanceof ConflictError);
+      assert.equal(error.code, 'ENOCOMMON');
+      assert.match(error.message, /zfs promote backup\/copy\/src takes it back/);
       return true;
     });
   });
