@@ -395,6 +395,7 @@ function environmentOptions(
   onCommandLine: ReadonlySet<string>,
 ): Record<string, unknown> {
   const values: Record<string, unknown> = {};
+  const setBy = new Map<string, string>();
   for (const [name, value = ''] of Object.entries(environment)) {
     if (!name.startsWith(ENV_PREFIX)) continue;
     const spelt = name.slice(ENV_PREFIX.length).toLowerCase().replace(/_/g, '-');
@@ -404,6 +405,10 @@ function environmentOptions(
     // An alias (ZFS_REPLICATE_NO_PIGZ, ..._REMOTE_FS) means its option, which is what the rest reads.
     const option = Object.entries(kinds.alias).find(([, aliases]) => aliases.includes(spelt))?.[0] ?? spelt;
     const key = camel(option);
+    // Two spellings of one option: which one wins would depend on the environment's order.
+    const other = setBy.get(key);
+    if (other !== undefined) throw new UsageError(`${other} and ${name} both set --${option}: keep one`);
+    setBy.set(key, name);
     if (NOT_FROM_ENVIRONMENT.has(key)) throw new UsageError(`${name}: --${option} cannot come from the environment`);
     const group = OPTION_GROUPS.find((members) => members.includes(key)) ?? [key];
     if (group.some((member) => onCommandLine.has(member))) continue;
@@ -463,7 +468,8 @@ function readableFile(path: string, flag: string): string {
 }
 
 /** yargs' `choices` is not enforced under strip-dashed, and the environment bypasses it anyway. */
-function oneOf<Choice extends string>(value: string, choices: readonly Choice[], flag: string): Choice {
+function oneOf<Choice extends string>(value: unknown, choices: readonly Choice[], flag: string): Choice {
+  if (typeof value !== 'string') throw new UsageError(`${flag} needs a value: ${choices.join(' or ')}`);
   if (!(choices as readonly string[]).includes(value))
     throw new UsageError(`${flag}: ${JSON.stringify(value)} is not one of ${choices.join(', ')}`);
   return value as Choice;

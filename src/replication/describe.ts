@@ -26,7 +26,7 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
       const lines: string[] = [];
       if (context.parentMissing) lines.push(`would create parent dataset ${context.parentMissing} (zfs create -p)`);
       lines.push(
-        `would receive a full stream of ${source}@${plan.first.name} into the new dataset ${context.localDataset} (unmounted), then set readonly=on; it holds "${context.tag}" on ${source}@${plan.first.name} before sending it`,
+        `would receive a full stream of ${source}@${plan.first.name} into the new dataset ${context.localDataset} (unmounted), then set readonly=on, canmount=noauto and com.sun:auto-snapshot=false; it holds "${context.tag}" on ${source}@${plan.first.name} before sending it`,
       );
       const rest = plan.incoming.slice(1);
       if (rest.length > 0)

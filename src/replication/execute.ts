@@ -50,7 +50,7 @@ export async function executePlan(
     log,
   });
   // A tree's member may have waited for its holds past an interruption: no bookmark, no expiry after one.
-  context.cancelSignal.throwIfAborted();
+  stopIfInterrupted(context, 'after moving the holds (no bookmark, no expiry)');
   await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);
   return { localState: received, base: { local: localBase, remote: target }, receivedBytes: bytes };
 }
@@ -111,14 +111,18 @@ async function pull(
   const { local, log } = context;
   if (plan.kind === 'initial') {
     const parent = await missingParent(local, settings.localDataset);
-    if (parent !== undefined) {
-      // Only the parents: the replica itself must come from the full stream, never from `zfs create`.
-      await local.createParents(parent);
-      log.info(`created parent dataset ${parent}`);
-    }
     // Held before it travels: a run killed (SIGKILL, a reboot) after the stream landed leaves it to the next
     // run to hold the replica's side, and meanwhile the source's pruning must not take the only common snapshot.
+    // First of all changes, so that a key refused this tag (zfs_replicate-serve --tag) creates nothing.
     await context.remote.hold(settings.tag, settings.remoteDataset, plan.first.name);
+    if (parent !== undefined) {
+      // Only the parents: the replica itself must come from the full stream, never from `zfs create`.
+      await local.createParents(parent).catch(async (error: unknown) => {
+        await releaseIfNothingArrived(plan, settings, context);
+        throw error;
+      });
+      log.info(`created parent dataset ${parent}`);
+    }
   } else if (settings.rollback) {
     await rollBack(plan, settings, context);
   }
@@ -135,6 +139,7 @@ async function pull(
       localDataset: settings.localDataset,
     };
     try {
+      stopIfInterrupted(context, `before sending ${send.what}`);
       bytes += await transfer(request, context);
     } catch (error) {
       if (plan.kind === 'initial' && send.full) await releaseIfNothingArrived(plan, settings, context);
@@ -153,6 +158,11 @@ async function pull(
     }
   }
   return { state: await verify(plan.incoming, settings, context), bytes };
+}
+
+/** A stop (SIGTERM) asked for while the run worked: it ends here, saying where. */
+function stopIfInterrupted(context: ReplicationContext, where: string): void {
+  if (context.cancelSignal.aborted) throw new FailureError('EINTERRUPTED', `stopped ${where}`);
 }
 
 /**

@@ -230,7 +230,7 @@ async function replicateMembers(
       return;
     }
     if (refusal !== undefined) {
-      log.error(`${member.localDataset}: ${errorMessage(refusal)}`);
+      log.error(...memberErrorLine(member, refusal));
       context.memberDone?.(member, { error: refusal }, context.now().getTime() / 1000);
       if (!member.local.exists) failed.add(member.localDataset);
       problems.push({ member, problem: 'failed', detail: codeOf(refusal) });
@@ -274,7 +274,7 @@ async function replicateMembers(
           return;
         }
         if (quiet) return;
-        log.error(`${member.localDataset}: ${errorMessage(error)}`);
+        log.error(...memberErrorLine(member, error));
         if (!member.local.exists) failed.add(member.localDataset);
         problems.push({
           member,
@@ -410,6 +410,13 @@ function nearestAncestor(dataset: string, candidates: readonly string[]): string
       (nearest, candidate) => (nearest && nearest.length > candidate.length ? nearest : candidate),
       undefined,
     );
+}
+
+/** A member's error line, with its code as a single run's line has it, and the member for JSON lines. */
+function memberErrorLine(member: TreeMember, error: unknown): [string, Record<string, string>] {
+  const fields: Record<string, string> = { member: member.localDataset };
+  if (error instanceof ReplicateError) fields.code = error.code;
+  return [`${member.localDataset}: ${errorMessage(error)}`, fields];
 }
 
 function codeOf(error: unknown): string {

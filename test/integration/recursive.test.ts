@@ -166,7 +166,7 @@ describe('recursive replication (-R) on real zfs-fuse hosts', () => {
       await tb.zfs('alpha', 'snapshot', '-r', `${SOURCE}@r4`);
       const run = await pullTree(tree);
       assertExit(run, 4);
-      assert.match(run.stderr, rx`${REPLICA}/web: local dataset ${REPLICA}/web has diverged`);
+      assert.match(run.stderr, rx`${REPLICA}/web: local dataset ${REPLICA}/web has diverged .* \(EDIVERGED\)\n`);
       assert.match(run.stderr, rx`1 of 5 datasets not replicated: ${REPLICA}/web \(conflict EDIVERGED\)`);
       for (const member of ['', '/db', '/web/data dir', '/new']) await assertReplicated(tree, member);
       assert.equal((await tb.snapshots('beta', `${REPLICA}/web`)).has('r4'), false);

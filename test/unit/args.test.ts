@@ -231,7 +231,22 @@ test("a variable may use an option's other name (the ancestor's): ZFS_REPLICATE_
   }
 });
 
+test('one option set by two of its spellings in the environment is a usage error, not a matter of order', () => {
+  process.env.ZFS_REPLICATE_REMOTE = 'tank/c5';
+  process.env.ZFS_REPLICATE_REMOTE_FS = 'tank/c4';
+  try {
+    usageError(
+      ['-h', 'x', '-l', 'c/d', '-t', 'x', '-k', '1'],
+      /^ZFS_REPLICATE_REMOTE(_FS)? and ZFS_REPLICATE_REMOTE(_FS)? both set --remote: keep one$/,
+    );
+  } finally {
+    delete process.env.ZFS_REPLICATE_REMOTE;
+    delete process.env.ZFS_REPLICATE_REMOTE_FS;
+  }
+});
+
 test('--log-format is text or json, on the command line and from the environment', () => {
+  usageError([...base, '--log-format'], /^--log-format needs a value: text or json$/);
   assert.equal(settings([...base, '--log-format', 'json']).logFormat, 'json');
   usageError([...base, '--log-format', 'xml'], /^--log-format: "xml" is not one of text, json$/);
   usageError([...base, '--log-format=JSON'], /^--log-format: "JSON" is not one of text, json$/);

@@ -45,7 +45,7 @@ describe('describePlan (the dry-run lines of a plan)', () => {
     };
     assert.deepEqual(describePlan(plan, { ...describeContext, parentMissing: 'backup' }), [
       'would create parent dataset backup (zfs create -p)',
-      'would receive a full stream of alpha:tank/vm@b into the new dataset backup/vm (unmounted), then set readonly=on; it holds "offsite" on alpha:tank/vm@b before sending it',
+      'would receive a full stream of alpha:tank/vm@b into the new dataset backup/vm (unmounted), then set readonly=on, canmount=noauto and com.sun:auto-snapshot=false; it holds "offsite" on alpha:tank/vm@b before sending it',
       'would then send alpha:tank/vm@b..@d as one incremental stream (2 snapshots: @c, @d)',
       'would not send 1 older snapshot outside keep (@a)',
       'would hold "offsite" on @d on both sides',
