@@ -79,6 +79,8 @@ async function describeReleases(
     { zfs: context.local, dataset: settings.localDataset, keep, snapshots: pair.local.snapshots },
   ];
   const parts: string[] = [];
+  if (plan.kind === 'initial' && plan.first.guid !== plan.target.guid)
+    parts.push(`from @${plan.first.name} on both sides (held while the rest of the initial sync travels)`);
   for (const side of sides) {
     const carrying = await snapshotsCarrying(settings.tag, side);
     if (carrying.length === 0) continue;

@@ -516,6 +516,15 @@ describe('runOnce', () => {
     assert.ok(printed.includes('would create parent dataset backup/copy (zfs create -p)'), printed.join('\n'));
     assert.ok(printed.some((line) => line.startsWith('would receive a full stream of alpha:tank/src@s3')));
     assert.ok(printed.some((line) => /^keeps @s3: the newest common snapshot/.test(line)));
+    // An initial sync of several snapshots holds the first while the rest travels, then releases it.
+    const several = setup();
+    series(several.remote, 3);
+    await runOnce({ ...several.settings, dryRun: true }, several.context);
+    const release = `would release "${TAG}" from @s1 on both sides (held while the rest of the initial sync travels)`;
+    assert.ok(several.printed.includes(release), several.printed.join('\n'));
+    await runOnce(several.settings, several.context);
+    assert.ok(several.remote.events.includes(`alpha: release ${TAG} tank/src@s1`));
+    assert.ok(several.local.events.includes(`local: release ${TAG} backup/copy/src@s1`));
   });
 });
 
