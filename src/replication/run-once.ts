@@ -55,7 +55,7 @@ export async function runOnce(
   });
   if (plan.kind === 'conflict') {
     if (plan.base !== undefined && !settings.dryRun) await holdThroughConflict(plan.base, settings, context);
-    throw new ConflictError(plan.code, await conflictMessage(plan, settings, context));
+    throw new ConflictError(plan.code, await conflictMessage(plan, pair, settings, context));
   }
   if (plan.kind === 'incremental' && settings.rollback)
     await refuseRollbackOverClones(plan, context.local, settings.localDataset);
@@ -160,12 +160,17 @@ async function settleAfterFailure(
  */
 async function conflictMessage(
   plan: Extract<Plan, { kind: 'conflict' }>,
+  pair: ListedPair,
   settings: ReplicationSettings,
   context: ReplicationContext,
 ): Promise<string> {
   if (plan.code !== 'ENOTREPLICA' && plan.code !== 'ENOCOMMON') return plan.message;
   const origin = await context.local.propertyOf(settings.localDataset, 'origin');
   if (origin === undefined) return plan.message;
+  // Only if taking the history back would give a common snapshot: the source may have lost those too.
+  const history = await context.local.state(origin.split('@')[0]!);
+  const onSource = new Set(pair.remote.snapshots.map((snapshot) => snapshot.guid));
+  if (!history.snapshots.some((snapshot) => onSource.has(snapshot.guid))) return plan.message;
   return `local dataset ${settings.localDataset} shares no snapshot with its source any more: zfs promote gave its history to ${origin.split('@')[0]} (a restore?); zfs promote ${settings.localDataset} takes it back (nothing was changed)`;
 }
 

@@ -321,7 +321,10 @@ function quietConflict(
 ): boolean {
   const source = `${context.remote.label}:${member.remoteDataset}`;
   if (error.code === 'EREMOTEEMPTY') {
-    const containerRoot = isRoot && member.local.snapshots.length === 0;
+    // A replica with snapshots whose source now has none (destroyed, or moved away by zfs promote) is stalled:
+    // a conflict for a human, as for a single dataset. Only a member not replicated yet is normal.
+    if (member.local.snapshots.length > 0) return false;
+    const containerRoot = isRoot;
     const line = `${member.localDataset}: not replicated: ${source} has no snapshots${containerRoot ? ' (only its children are)' : ''}`;
     if (containerRoot) context.log.info(line);
     else context.log.warn(line);

@@ -462,6 +462,15 @@ describe('runOnce', () => {
       assert.match(error.message, /zfs promote backup\/copy\/src takes it back/);
       return true;
     });
+    // The source lost those snapshots too: taking the history back would not help, and it is not said.
+    remote.datasets.get('tank/src')!.snapshots = [];
+    remote.snapshot('tank/src', 's9', NOW);
+    await assert.rejects(runOnce(settings, context), (error: unknown) => {
+      assert.ok(error instanceof ConflictError);
+      assert.equal(error.code, 'ENOCOMMON');
+      assert.doesNotMatch(error.message, /zfs promote/);
+      return true;
+    });
   });
 
   test('a diverged replica is a conflict, and nothing changes on either side', async () => {
@@ -894,6 +903,19 @@ describe('runTree', () => {
     assert.deepEqual(local.events, []);
     await runTree({ ...treeSettings, tag: 'downstream' }, treeContext);
     assert.deepEqual(local.tagsOf('backup/copy/src/a/x', 'r1'), ['downstream']);
+  });
+
+  test('a member whose source lost every snapshot after it was replicated is a conflict, not "not yet"', async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    await runTree(treeSettings, treeContext);
+    remote.datasets.get('tank/src/b')!.snapshots = [];
+    remote.create('tank/src/new');
+    await assert.rejects(runTree(treeSettings, treeContext), (error: unknown) => {
+      assert.ok(error instanceof ConflictError, String(error));
+      assert.match(error.message, /^1 of \d+ datasets not replicated: backup\/copy\/src\/b \(conflict EREMOTEEMPTY\)$/);
+      return true;
+    });
+    assert.deepEqual(local.snapshotNames('backup/copy/src/b'), ['r1'], 'nothing changed on the stalled replica');
   });
 
   test('every member replicates from its own base, parents first, and a no-op run lists each side once', async () => {
