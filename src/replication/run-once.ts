@@ -167,11 +167,12 @@ async function conflictMessage(
   if (plan.code !== 'ENOTREPLICA' && plan.code !== 'ENOCOMMON') return plan.message;
   const origin = await context.local.propertyOf(settings.localDataset, 'origin');
   if (origin === undefined) return plan.message;
+  const holder = origin.split('@')[0]!;
   // Only if taking the history back would give a common snapshot: the source may have lost those too.
-  const history = await context.local.state(origin.split('@')[0]!);
+  const history = await context.local.state(holder);
   const onSource = new Set(pair.remote.snapshots.map((snapshot) => snapshot.guid));
   if (!history.snapshots.some((snapshot) => onSource.has(snapshot.guid))) return plan.message;
-  return `local dataset ${settings.localDataset} shares no snapshot with its source any more: zfs promote gave its history to ${origin.split('@')[0]} (a restore?); zfs promote ${settings.localDataset} takes it back (nothing was changed)`;
+  return `local dataset ${settings.localDataset} shares no snapshot with its source any more: zfs promote gave its history to ${holder} (a restore?); zfs promote ${settings.localDataset} takes it back (nothing was changed)`;
 }
 
 /**
