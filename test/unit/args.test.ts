@@ -93,12 +93,15 @@ test('--help and --version are long options only', () => {
   assert.ok('version' in parseArgs(['--version']));
 });
 
-test('--ssh-option repeats; other options given twice are an error', () => {
+test('--ssh-option repeats; other options with a value given twice are an error; a switch twice is itself once', () => {
   assert.deepEqual(
     settings([...base, '--ssh-option', 'ServerAliveInterval=1', '--ssh-option', 'ConnectTimeout=2']).sshOptions,
     ['ServerAliveInterval=1', 'ConnectTimeout=2'],
   );
   usageError([...base, '-t', 'other'], /option --tag was given more than once/);
+  const twice = settings([...base, '-q', '-q', '--rollback', '--rollback']);
+  assert.equal(twice.verbosity, 'error');
+  assert.equal(twice.rollback, true);
 });
 
 test('--keep takes durations and overrides -k', () => {
