@@ -95,38 +95,40 @@ interface DatasetRows {
   own?: Row;
   snapshots: Snapshot[];
   bookmarks: Snapshot[];
+  /** Its snapshots' guids so far. */
+  guids: Set<string>;
 }
 
 /**
  * Groups rows by the dataset they belong to in one pass, so a tree of any size costs one walk over its rows.
  * A listing is acted on (holds, destroys), so one that cannot be what was asked for is refused whole: a row
- * outside the requested dataset, or two snapshots with one guid (guids are unique in a pool).
+ * outside the requested dataset, or two snapshots of one dataset with one guid. Across datasets a guid may
+ * repeat: a received copy keeps it (`zfs send web@x | zfs recv web-restore` inside a replicated tree).
  */
 function listingFromRows(rows: Map<string, Row>, root: string): Listing {
   const datasets = new Map<string, DatasetRows>();
   const entry = (dataset: string) => {
     const found = datasets.get(dataset);
     if (found !== undefined) return found;
-    const created: DatasetRows = { snapshots: [], bookmarks: [] };
+    const created: DatasetRows = { snapshots: [], bookmarks: [], guids: new Set() };
     datasets.set(dataset, created);
     return created;
   };
-  const seenGuids = new Set<string>();
   for (const [name, row] of rows) {
     const separator = name.search(/[@#]/);
     const dataset = separator < 0 ? name : name.slice(0, separator);
     if (dataset !== root && !dataset.startsWith(`${root}/`)) {
       throw new ListingParseError(`${JSON.stringify(name.slice(0, 200))} is not under the requested ${root}`);
     }
-    if (name[separator] === '@' && row.guid !== undefined) {
-      if (seenGuids.has(row.guid)) throw new ListingParseError(`two snapshots have the guid ${row.guid} (${name})`);
-      seenGuids.add(row.guid);
-    }
     if (separator < 0) {
       entry(name).own = row;
       continue;
     }
     const owner = entry(dataset);
+    if (name[separator] === '@' && row.guid !== undefined) {
+      if (owner.guids.has(row.guid)) throw new ListingParseError(`two snapshots have the guid ${row.guid} (${name})`);
+      owner.guids.add(row.guid);
+    }
     (name[separator] === '@' ? owner.snapshots : owner.bookmarks).push(snapshotFromRow(name, separator + 1, row));
   }
   const listing = new Map<string, DatasetState>();

@@ -113,7 +113,7 @@ test('a tree listing (`-r`) gives every dataset its own snapshots, volumes inclu
 test('malformed output is an error, never a silently empty listing', () => {
   assert.throws(() => parseListOutput('tank/a\tfilesystem\n', 'tank/a'), ListingParseError);
   assert.throws(() => parseGetOutput('tank/a@x\tguid\t1.31E\n', 'tank/a'), /expected a number/);
-  // A hostile or broken remote: rows outside what was asked for, or two snapshots claiming one guid.
+  // A hostile or broken remote: rows outside what was asked for, or two snapshots of one dataset claiming one guid.
   const row = (name: string, guid: string) => `${name}\tsnapshot\t${guid}\t5\t100\t0\t-\toff`;
   const own = 'tank/a\tfilesystem\t1\t1\t1\t-\t-\toff';
   assert.throws(
@@ -122,9 +122,26 @@ test('malformed output is an error, never a silently empty listing', () => {
   );
   assert.throws(() => parseListOutput([own, row('tank/ab@x', '7')].join('\n'), 'tank/a'), /not under the requested/);
   assert.throws(
-    () => parseListOutput([own, row('tank/a@x', '7'), row('tank/a/c@y', '7')].join('\n'), 'tank/a'),
-    /two snapshots have the guid 7/,
+    () => parseListOutput([own, row('tank/a@x', '7'), row('tank/a@y', '7')].join('\n'), 'tank/a'),
+    /two snapshots have the guid 7 \(tank\/a@y\)/,
   );
+});
+
+test("a guid may repeat across datasets of a tree: a received copy keeps its snapshots' guids", () => {
+  const own = (name: string, guid: string) => `${name}\tfilesystem\t${guid}\t1\t1\t-\t-\toff`;
+  const snapshot = (name: string, guid: string) => `${name}\tsnapshot\t${guid}\t5\t100\t0\t-\toff`;
+  const listing = parseListOutput(
+    [
+      own('tank/vm', '1'),
+      own('tank/vm/web', '2'),
+      snapshot('tank/vm/web@daily-1', '999'),
+      own('tank/vm/web-restore', '3'),
+      snapshot('tank/vm/web-restore@daily-1', '999'),
+    ].join('\n'),
+    'tank/vm',
+  );
+  assert.equal(datasetState(listing, 'tank/vm/web').snapshots[0]?.guid, '999');
+  assert.equal(datasetState(listing, 'tank/vm/web-restore').snapshots[0]?.guid, '999');
 });
 
 test('probe output: zfs-fuse has no version, no list -p, no holds', () => {
