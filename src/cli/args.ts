@@ -399,7 +399,8 @@ function environmentOptions(
   for (const [name, value = ''] of Object.entries(environment)) {
     if (!name.startsWith(ENV_PREFIX)) continue;
     const spelt = name.slice(ENV_PREFIX.length).toLowerCase().replace(/_/g, '-');
-    if (!(spelt in kinds.key) && !(camel(spelt) in kinds.key)) {
+    // hasOwn: `in` would take ZFS_REPLICATE_CONSTRUCTOR for an option (Object.prototype's).
+    if (!Object.hasOwn(kinds.key, spelt) && !Object.hasOwn(kinds.key, camel(spelt))) {
       throw new UsageError(`unknown environment variable ${name}: no option --${spelt}`);
     }
     // An alias (ZFS_REPLICATE_NO_PIGZ, ..._REMOTE_FS) means its option, which is what the rest reads.

@@ -1,6 +1,6 @@
 /**
  * ZFS naming rules (zfs_namecheck.c): components of letters, digits and `_ - . : ` (space); no empty component,
- * no `.` or `..`, at most 255 bytes in all. Checked before anything runs, so a typo in a crontab line is a usage
+ * no `.` or `..`, a pool name that begins with a letter, at most 255 bytes in all. Checked before anything runs, so a typo in a crontab line is a usage
  * error, not a zfs error halfway through a run.
  */
 const COMPONENT = /^[A-Za-z0-9_.: -]+$/;
@@ -12,6 +12,8 @@ export function datasetNameProblem(name: string): string | undefined {
   if (Buffer.byteLength(name) > MAX_NAME_LENGTH) return `is longer than ${MAX_NAME_LENGTH} bytes`;
   if (name.includes('@') || name.includes('#')) return 'must name a filesystem, not a snapshot or bookmark';
   if (name.startsWith('/') || name.endsWith('/')) return 'must not start or end with "/"';
+  // Also what keeps a name like "-rf" from being read as options by zfs.
+  if (!/^[A-Za-z]/.test(name)) return 'must begin with a pool name, and a pool name begins with a letter';
   for (const component of name.split('/')) {
     if (component.length === 0) return 'has an empty component ("//")';
     if (component === '.' || component === '..') return `has a "${component}" component`;

@@ -133,6 +133,12 @@ test('bad input is one clear line', () => {
     ['-h', 'x', '-r', 'a/b@snap', '-l', 'c/d', '-t', 'x', '-k', '1'],
     /must name a filesystem, not a snapshot/,
   );
+  // A pool name begins with a letter: "-rf" is no dataset, and must not reach zfs as options.
+  for (const name of ['-rf', '1pool/a', '_x/y'])
+    usageError(
+      ['-h', 'x', '-r', 'a/b', `--local=${name}`, '-t', 'x', '-k', '1'],
+      /-l\/--local: dataset name .* must begin with a pool name, and a pool name begins with a letter/,
+    );
   usageError(
     ['-h', '-oProxyCommand=evil', '-r', 'a/b', '-l', 'c/d', '-t', 'x', '-k', '1'],
     /invalid host|Unknown argument/,
@@ -272,6 +278,15 @@ test('an unknown ZFS_REPLICATE_* variable is named in a usage error', () => {
     usageError(base, /unknown environment variable ZFS_REPLICATE_KEEP_DAZE: no option --keep-daze/);
   } finally {
     delete process.env.ZFS_REPLICATE_KEEP_DAZE;
+  }
+  // Names of Object.prototype's members are no options either.
+  for (const name of ['CONSTRUCTOR', 'TO_STRING', 'HAS_OWN_PROPERTY']) {
+    process.env[`ZFS_REPLICATE_${name}`] = '1';
+    try {
+      usageError(base, new RegExp(`unknown environment variable ZFS_REPLICATE_${name}`));
+    } finally {
+      delete process.env[`ZFS_REPLICATE_${name}`];
+    }
   }
 });
 
