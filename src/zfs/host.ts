@@ -163,14 +163,31 @@ export class ZfsHost implements ZfsOperations {
   async tagsOn(snapshots: readonly string[]): Promise<Map<string, string[]>> {
     const tags = new Map<string, string[]>(snapshots.map((snapshot) => [snapshot, []]));
     // In batches: sshd, and zfs_replicate-serve's 64 KiB cap, refuse one command naming thousands of snapshots.
-    for (const batch of batches(snapshots, COMMAND_CHARACTERS)) {
-      const { stdout } = await this.run(['zfs', 'holds', '-H', ...batch]);
-      for (const line of stdout.split('\n')) {
-        const [name, tag] = line.split('\t');
-        if (name !== undefined && tag !== undefined) tags.get(name)?.push(tag);
-      }
-    }
+    for (const batch of batches(snapshots, COMMAND_CHARACTERS)) await this.readTags(batch, tags);
     return tags;
+  }
+
+  /**
+   * The names come from a listing that may be hours old (taken before a long transfer): a snapshot destroyed
+   * since (the source's own pruning) makes OpenZFS's `zfs holds` fail whole. It carries no tag; the rest are
+   * asked again. Any other failure stays one.
+   */
+  private async readTags(batch: readonly string[], tags: Map<string, string[]>): Promise<void> {
+    const argv = ['zfs', 'holds', '-H', ...batch];
+    const result = await this.runner.attempt(this.endpoint, argv);
+    if (!succeeded(result)) {
+      const goneLines = new Map(batch.map((name) => [`cannot open '${name}': dataset does not exist`, name]));
+      const lines = result.stderr.split('\n').filter((line) => line.trim() !== '');
+      const gone = new Set(lines.map((line) => goneLines.get(line)));
+      if (lines.length === 0 || gone.has(undefined)) throw commandError(this.endpoint, argv, result);
+      const rest = batch.filter((name) => !gone.has(name));
+      if (rest.length > 0) await this.readTags(rest, tags);
+      return;
+    }
+    for (const line of result.stdout.split('\n')) {
+      const [name, tag] = line.split('\t');
+      if (name !== undefined && tag !== undefined) tags.get(name)?.push(tag);
+    }
   }
 
   async holdAll(tag: string, snapshots: readonly string[]): Promise<void> {
