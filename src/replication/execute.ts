@@ -34,15 +34,10 @@ export async function executePlan(
   const target = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
   const localBase = received.snapshots.find((snapshot) => snapshot.guid === target.guid);
   if (localBase === undefined) throw verifyError(settings, remote.label, [target]);
-  // The remote was listed before pull() held the first snapshot of an initial sync: count that hold in.
-  const heldMeanwhile = plan.kind === 'initial' ? plan.first.guid : undefined;
-  const remoteSnapshots = pair.remote.snapshots.map((snapshot) =>
-    snapshot.guid === heldMeanwhile ? { ...snapshot, userrefs: snapshot.userrefs + 1 } : snapshot,
-  );
   await (context.holdMover ?? moveHolds)({
     tag: settings.tag,
     sides: [
-      { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteSnapshots },
+      { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteAsHeld(prepared) },
       { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots },
     ],
     // After a resumed receive the new base is new, not a hold that someone removed.
@@ -187,6 +182,18 @@ async function releaseIfNothingArrived(
   }
 }
 
+/**
+ * The remote was listed before pull() held an initial sync's first snapshot: that hold is counted in, or the
+ * tag moved on from it (a cut rest, the full run) would stay behind on the source.
+ */
+function remoteAsHeld(prepared: PreparedRun): Snapshot[] {
+  const { plan, pair } = prepared;
+  const heldMeanwhile = plan.kind === 'initial' ? plan.first.guid : undefined;
+  return pair.remote.snapshots.map((snapshot) =>
+    snapshot.guid === heldMeanwhile ? { ...snapshot, userrefs: snapshot.userrefs + 1 } : snapshot,
+  );
+}
+
 /** Moves the tag to `snapshot` on both sides (hold first, then release elsewhere). */
 export async function holdOnBothSides(
   snapshot: Snapshot,
@@ -196,17 +203,13 @@ export async function holdOnBothSides(
   context: ReplicationContext,
 ): Promise<void> {
   const localTwin = localState.snapshots.find((candidate) => candidate.guid === snapshot.guid);
-  const remoteTwin = prepared.pair.remote.snapshots.find((candidate) => candidate.guid === snapshot.guid);
+  const remoteSnapshots = remoteAsHeld(prepared);
+  const remoteTwin = remoteSnapshots.find((candidate) => candidate.guid === snapshot.guid);
   if (localTwin === undefined || remoteTwin === undefined) return;
   await moveHolds({
     tag: settings.tag,
     sides: [
-      {
-        zfs: context.remote,
-        dataset: settings.remoteDataset,
-        keep: remoteTwin,
-        snapshots: prepared.pair.remote.snapshots,
-      },
+      { zfs: context.remote, dataset: settings.remoteDataset, keep: remoteTwin, snapshots: remoteSnapshots },
       { zfs: context.local, dataset: settings.localDataset, keep: localTwin, snapshots: localState.snapshots },
     ],
     expectNew: true,

@@ -381,6 +381,22 @@ describe('runOnce', () => {
     assert.deepEqual(tagged(remote, 'tank/src'), ['s1']);
   });
 
+  test('an initial sync whose incremental rest is cut after some snapshots leaves the tag only on the newest that arrived', async () => {
+    const { remote, local, streams, context, settings } = setup();
+    series(remote, 4);
+    const cut = streams.run.bind(streams);
+    let calls = 0;
+    streams.run = async (send, recv, options) => {
+      calls++;
+      if (calls === 2) streams.failAfterSnapshots = 1;
+      return cut(send, recv, options);
+    };
+    await assert.rejects(runOnce(settings, context), /transfer failed/);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s2']);
+  });
+
   test('when the source loses our base, the newest common snapshot is held on both sides before the conflict', async () => {
     const { remote, local, context, settings } = setup();
     series(remote, 5);
