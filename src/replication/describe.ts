@@ -1,5 +1,5 @@
 import type { Snapshot } from '../zfs/types.js';
-import type { Plan } from './plan.js';
+import { type IncrementalPlan, type Plan, type UpToDatePlan, sourceKeepsOnlyBookmark } from './plan.js';
 
 export interface DescribeContext {
   remoteHost: string;
@@ -18,6 +18,7 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
     case 'conflict':
       return [`conflict (${plan.code}): ${plan.message}`];
     case 'up-to-date':
+      if (plan.base.viaBookmark) return [bookmarkOnlyLine(plan, context), bookmarkOnlyHoldLine(plan, context)];
       return [
         `up to date: ${source}@${plan.base.remote.name} is the newest snapshot and ${context.localDataset} has it; nothing to send`,
         `would hold "${context.tag}" on ${source}@${plan.base.remote.name} and ${context.localDataset}@${plan.base.local.name} (repairing it if missing)`,
@@ -56,10 +57,20 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
           `would send ${source}@${plan.base.remote.name}..@${plan.target.name} into ${context.localDataset} as one incremental stream (${plan.incoming.length} snapshot${plan.incoming.length === 1 ? '' : 's'}: ${names(plan.incoming)})`,
         );
       }
-      lines.push(`would hold "${context.tag}" on @${plan.target.name} on both sides`);
+      if (sourceKeepsOnlyBookmark(plan))
+        lines.push(bookmarkOnlyLine(plan, context), bookmarkOnlyHoldLine(plan, context));
+      else lines.push(`would hold "${context.tag}" on @${plan.target.name} on both sides`);
       return lines;
     }
   }
+}
+
+function bookmarkOnlyLine(plan: UpToDatePlan | IncrementalPlan, context: DescribeContext): string {
+  return `up to date: ${context.remoteHost}:${context.remoteDataset} keeps the common snapshot @${plan.base.local.name} only as the bookmark #${plan.base.remote.name} (the snapshot was destroyed there) and has nothing newer; the next snapshot will be sent from the bookmark`;
+}
+
+function bookmarkOnlyHoldLine(plan: UpToDatePlan | IncrementalPlan, context: DescribeContext): string {
+  return `would hold "${context.tag}" on ${context.localDataset}@${plan.base.local.name} (repairing it if missing; a bookmark takes no hold)`;
 }
 
 /** Held snapshots a rollback would destroy: ours is released first, another tag refuses the rollback. */

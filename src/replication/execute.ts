@@ -6,7 +6,7 @@ import type { DatasetState, Snapshot } from '../zfs/types.js';
 import { keepBookmark } from './bookmarks.js';
 import { snapshotList } from './format.js';
 import { moveHolds } from './holds.js';
-import { type IncrementalPlan, type InitialPlan, describeSnapshots } from './plan.js';
+import { type IncrementalPlan, type InitialPlan, describeSnapshots, sourceKeepsOnlyBookmark } from './plan.js';
 import { plannedSends, runSendFlags } from './sends.js';
 import { transfer } from './transfer.js';
 import type { PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
@@ -34,19 +34,26 @@ export async function executePlan(
   const target = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
   const localBase = received.snapshots.find((snapshot) => snapshot.guid === target.guid);
   if (localBase === undefined) throw verifyError(settings, remote.label, [target]);
+  const onlyBookmark = plan.kind !== 'initial' && sourceKeepsOnlyBookmark(plan);
+  if (onlyBookmark) {
+    log.info(
+      `${remote.label}:${settings.remoteDataset} keeps the common snapshot @${localBase.name} only as the bookmark #${target.name} (the snapshot was destroyed there) and has nothing newer: up to date; the next snapshot will be sent from the bookmark`,
+    );
+  }
+  const remoteSide = { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteAsHeld(prepared) };
+  const localSide = { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots };
   await (context.holdMover ?? moveHolds)({
     tag: settings.tag,
-    sides: [
-      { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteAsHeld(prepared) },
-      { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots },
-    ],
+    // A bookmark takes no hold: the source's side waits for the next snapshot sent from it.
+    sides: onlyBookmark ? [localSide] : [remoteSide, localSide],
     // After a resumed receive the new base is new, not a hold that someone removed.
     expectNew: plan.kind !== 'up-to-date' || prepared.settled,
     log,
   });
   // A tree's member may have waited for its holds past an interruption: no bookmark, no expiry after one.
   stopIfInterrupted(context, 'after moving the holds (no bookmark, no expiry)');
-  await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);
+  if (!onlyBookmark)
+    await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);
   return { localState: received, base: { local: localBase, remote: target }, receivedBytes: bytes };
 }
 

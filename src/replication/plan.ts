@@ -84,7 +84,7 @@ export function planReplication(input: PlanInput): Plan {
     );
   }
 
-  const base = commonBase(local.snapshots, remote);
+  const base = newestCommon(local.snapshots, remote.snapshots, remote.bookmarks);
   if (base === undefined) {
     return conflict(
       'ENOCOMMON',
@@ -111,18 +111,24 @@ export function planReplication(input: PlanInput): Plan {
     };
   }
 
-  if (base.remote.guid === target.guid) {
+  const incoming = remote.snapshots.filter((snapshot) => snapshot.createtxg > base.remote.createtxg);
+  // Nothing newer than the base, which the source may keep as a bookmark only (see sourceKeepsOnlyBookmark).
+  if (incoming.length === 0) {
     return newerLocal.length > 0
-      ? { kind: 'incremental', base, target, incoming: [], discard: newerLocal }
+      ? { kind: 'incremental', base, target: base.remote, incoming: [], discard: newerLocal }
       : { kind: 'up-to-date', base };
   }
-  return {
-    kind: 'incremental',
-    base,
-    target,
-    incoming: remote.snapshots.filter((snapshot) => snapshot.createtxg > base.remote.createtxg),
-    discard: newerLocal,
-  };
+  return { kind: 'incremental', base, target, incoming, discard: newerLocal };
+}
+
+/**
+ * The source destroyed the base snapshot (our tag released by hand) and has taken no newer one, but keeps the
+ * base as a bookmark: the replica is up to date, and the next snapshot will be sent from the bookmark. Nothing
+ * can be held there (a bookmark takes no hold), and the replica's copy is the only one left: falling back to an
+ * older common snapshot would call it diverged, and --rollback would destroy it.
+ */
+export function sourceKeepsOnlyBookmark(plan: UpToDatePlan | IncrementalPlan): boolean {
+  return plan.base.viaBookmark && (plan.kind === 'up-to-date' || plan.incoming.length === 0);
 }
 
 function planInitial(input: PlanInput, target: Snapshot): InitialPlan {
@@ -153,17 +159,8 @@ export function describeSnapshots(snapshots: readonly Snapshot[]): string {
 
 /**
  * The newest local snapshot (by createtxg) whose guid the remote still has as a snapshot or, where the admin
- * destroyed that snapshot, as a bookmark: an incremental from a bookmark beats a full resend. A bookmark is
- * only useful with newer remote snapshots to send from it.
+ * destroyed that snapshot, as a bookmark: an incremental from a bookmark beats a full resend.
  */
-function commonBase(local: readonly Snapshot[], remote: DatasetState): CommonSnapshot | undefined {
-  const base = newestCommon(local, remote.snapshots, remote.bookmarks);
-  if (base?.viaBookmark && !remote.snapshots.some((snapshot) => snapshot.createtxg > base.remote.createtxg)) {
-    return newestCommon(local, remote.snapshots, []);
-  }
-  return base;
-}
-
 function newestCommon(
   local: readonly Snapshot[],
   remote: readonly Snapshot[],

@@ -7,6 +7,7 @@ import { describePlan } from './describe.js';
 import { missingParent } from './execute.js';
 import { formatBytes, snapshotList } from './format.js';
 import { snapshotsCarrying } from './holds.js';
+import { sourceKeepsOnlyBookmark } from './plan.js';
 import { plannedSends, runSendFlags } from './sends.js';
 import type { PreparedRun, ReplicationContext, ReplicationSettings } from './types.js';
 
@@ -74,10 +75,9 @@ async function describeReleases(
 ): Promise<string> {
   const { plan, pair } = prepared;
   const keep = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
-  const sides = [
-    { zfs: context.remote, dataset: settings.remoteDataset, keep, snapshots: pair.remote.snapshots },
-    { zfs: context.local, dataset: settings.localDataset, keep, snapshots: pair.local.snapshots },
-  ];
+  const remoteSide = { zfs: context.remote, dataset: settings.remoteDataset, keep, snapshots: pair.remote.snapshots };
+  const localSide = { zfs: context.local, dataset: settings.localDataset, keep, snapshots: pair.local.snapshots };
+  const sides = plan.kind !== 'initial' && sourceKeepsOnlyBookmark(plan) ? [localSide] : [remoteSide, localSide];
   const parts: string[] = [];
   if (plan.kind === 'initial' && plan.first.guid !== plan.target.guid)
     parts.push(`from @${plan.first.name} on both sides (held while the rest of the initial sync travels)`);

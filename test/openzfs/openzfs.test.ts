@@ -148,10 +148,15 @@ for (const version of ['2.3', '2.1'] as const) {
         'zfs create src/t4 && echo a > /src/t4/a && zfs snapshot src/t4@a && echo b > /src/t4/b && zfs snapshot src/t4@b',
       );
       assertExit(await pull(guest, guest, 'src/t4', 'backup/t4', 'tag4'), 0);
-      // An admin releases our hold and destroys the base anyway.
-      await guest.sh(
-        'zfs release tag4 src/t4@b && zfs destroy src/t4@b && echo c > /src/t4/c && zfs snapshot src/t4@c && echo d > /src/t4/d && zfs snapshot src/t4@d',
-      );
+      // An admin releases our hold and destroys the base anyway. Until the source snapshots again the bookmark is
+      // the base: up to date, and --rollback must not take the replica's @b, the only copy left.
+      await guest.sh('zfs release tag4 src/t4@b && zfs destroy src/t4@b');
+      const meanwhile = await pull(guest, guest, 'src/t4', 'backup/t4', 'tag4', ['--rollback', '-v']);
+      assertExit(meanwhile, 0, 'up to date on the bookmark');
+      assert.match(meanwhile.stderr, /keeps the common snapshot @b only as the bookmark/);
+      assert.deepEqual([...(await guest.guids('backup/t4')).keys()], ['a', 'b']);
+      assert.deepEqual([...(await guest.holds('backup/t4')).entries()], [['b', ['tag4']]]);
+      await guest.sh('echo c > /src/t4/c && zfs snapshot src/t4@c && echo d > /src/t4/d && zfs snapshot src/t4@d');
       const dry = await pull(guest, guest, 'src/t4', 'backup/t4', 'tag4', ['--dry-run']);
       assert.match(dry.stdout, /incrementally from the bookmark \(the common snapshot @b is gone on 10.0.2.2\)/);
       const run = await pull(guest, guest, 'src/t4', 'backup/t4', 'tag4', ['-vv']);

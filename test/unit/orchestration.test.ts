@@ -751,6 +751,46 @@ describe('bookmarks (OpenZFS)', () => {
     assert.deepEqual(streams.sent.at(-2)?.slice(-3), ['-i', `tank/src#${prefix}2`, 'tank/src@s3']);
     assert.equal(remote.dataset('tank/src').bookmarks.length, 1, 'one bookmark per tag');
   });
+
+  test('a base the source keeps only as a bookmark, nothing newer: up to date, and --rollback destroys nothing', async () => {
+    const { remote, local, streams, log, printed, context, settings } = setup(OPENZFS_FEATURES);
+    remote.snapshot('tank/src', 's1', NOW - 2 * DAY);
+    remote.snapshot('tank/src', 's2', NOW - DAY);
+    await runOnce(settings, context);
+    // An admin releases our tag and destroys the base on the source, before the source snapshots again.
+    await remote.release(TAG, 'tank/src', 's2');
+    await remote.destroySnapshots('tank/src', ['s2']);
+    await runOnce({ ...settings, dryRun: true, rollback: true }, context);
+    assert.match(printed.join('\n'), /up to date: alpha:tank\/src keeps the common snapshot @s2 only as the bookmark/);
+    assert.match(printed.join('\n'), /would hold "offsite" on backup\/copy\/src@s2 \(.*a bookmark takes no hold\)/);
+    assert.doesNotMatch(printed.join('\n'), /roll .* back|would destroy|on alpha:tank\/src@/);
+    for (const rollback of [false, true]) {
+      const outcome = await runOnce({ ...settings, rollback }, context);
+      assert.equal(outcome.receivedSnapshots, 0);
+      assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2'], 'the only copy of @s2 stays');
+      assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
+    }
+    assert.ok(log.lines.some((line) => /^info: .*keeps the common snapshot @s2 only as the bookmark/.test(line)));
+    // The source's next snapshot comes from the bookmark, and the tag is on a snapshot there again.
+    remote.snapshot('tank/src', 's3', NOW);
+    await runOnce(settings, context);
+    assert.deepEqual(streams.sent.at(-1)?.slice(-3), ['-i', `tank/src#${bookmarkPrefix(TAG)}2`, 'tank/src@s3']);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s3']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s3']);
+  });
+
+  test('a base kept only as a bookmark, and no older common snapshot: up to date, not ENOCOMMON', async () => {
+    const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
+    remote.snapshot('tank/src', 's1', NOW - 40 * DAY);
+    remote.snapshot('tank/src', 's2', NOW - DAY);
+    await runOnce(settings, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s2'], 's1 is outside keep: never sent');
+    await remote.release(TAG, 'tank/src', 's2');
+    await remote.destroySnapshots('tank/src', ['s2']);
+    const outcome = await runOnce(settings, context);
+    assert.equal(outcome.receivedSnapshots, 0);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s2']);
+  });
 });
 
 describe("holds moved together (a tree gathers its members' moves)", () => {

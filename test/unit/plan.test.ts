@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Plan, type PlanInput, planReplication } from '../../src/replication/plan.js';
+import { type Plan, type PlanInput, planReplication, sourceKeepsOnlyBookmark } from '../../src/replication/plan.js';
 import { plannedSends } from '../../src/replication/sends.js';
 import type { DatasetState, Snapshot } from '../../src/zfs/types.js';
 
@@ -245,10 +245,34 @@ test('a snapshot beats a bookmark of the same guid, and a newer bookmark beats a
   assert.ok(newer.kind === 'incremental' && newer.base.viaBookmark);
 });
 
-test('a bookmark with nothing newer on the remote is no base: the plan falls back to snapshots', () => {
-  const result = plan([snap('a')], [snap('a'), snap('b')], {}, [snap('b', { name: 'bm' })]);
-  assert.ok(result.kind === 'conflict');
-  assert.equal(result.code, 'EDIVERGED');
+test('a base the remote keeps only as a bookmark, with nothing newer, is up to date: never diverged, never discarded', () => {
+  // The admin destroyed @b at the source; falling back to @a would call the replica's only copy of @b
+  // diverged, and --rollback would destroy it.
+  for (const rollback of [false, true]) {
+    const result = plan([snap('a')], [snap('a'), snap('b')], { rollback }, [snap('b', { name: 'bm' })]);
+    assert.ok(result.kind === 'up-to-date', `rollback ${rollback}`);
+    assert.equal(result.base.local.name, 'b');
+    assert.equal(result.base.remote.name, 'bm');
+    assert.equal(result.base.viaBookmark, true);
+    assert.ok(sourceKeepsOnlyBookmark(result));
+  }
+  // Where the replica shares no older snapshot either, the same (not ENOCOMMON and a full resend).
+  const gone = plan([snap('a')], [snap('b')], {}, [snap('b', { name: 'bm' })]);
+  assert.equal(gone.kind, 'up-to-date');
+  // Snapshots of the replica's own after that base are still diverged; --rollback takes only those.
+  const diverged = plan([snap('a')], [snap('a'), snap('b'), snap('c')], {}, [snap('b', { name: 'bm' })]);
+  assert.ok(diverged.kind === 'conflict');
+  assert.equal(diverged.code, 'EDIVERGED');
+  assert.equal(diverged.base?.local.name, 'b');
+  const rolled = plan([snap('a')], [snap('a'), snap('b'), snap('c')], { rollback: true }, [snap('b', { name: 'bm' })]);
+  assert.ok(rolled.kind === 'incremental');
+  assert.deepEqual(
+    rolled.discard.map((snapshot) => snapshot.name),
+    ['c'],
+  );
+  assert.deepEqual(rolled.incoming, []);
+  assert.equal(rolled.target.name, 'bm');
+  assert.ok(sourceKeepsOnlyBookmark(rolled));
 });
 
 test('plannedSends: initial is a full stream then one -I; incremental is one -I; up to date sends nothing', () => {
