@@ -263,6 +263,13 @@ async function replicateMembers(
         total.expiredSnapshots += outcome.expiredSnapshots;
         context.memberDone?.(member, { outcome }, startedAt);
       } catch (error) {
+        // Its source lost its snapshots since the tree listing: as for a member listed without any, it and the
+        // members under it wait (a child's `zfs create -p` would make it a plain dataset, no replica ever after).
+        if (!context.cancelSignal.aborted && lostItsSnapshots(error, member, isRoot)) {
+          waiting.set(member.localDataset, []);
+          notYet(`${remote.label}:${member.remoteDataset} has no snapshot`);
+          return;
+        }
         const quiet =
           !context.cancelSignal.aborted &&
           (error instanceof ConflictError
@@ -336,6 +343,10 @@ function quietConflict(
     return true;
   }
   return false;
+}
+
+function lostItsSnapshots(error: unknown, member: TreeMember, isRoot: boolean): boolean {
+  return error instanceof ConflictError && error.code === 'EREMOTEEMPTY' && !isRoot && !member.local.exists;
 }
 
 /**

@@ -1041,6 +1041,40 @@ describe('runTree', () => {
     }
   });
 
+  test('a new member whose source lost its snapshots since the tree listing waits with its children, not created by zfs create', async () => {
+    const { remote, local, log, treeContext, treeSettings } = tree();
+    let clock = NOW * 1000;
+    const streams = new FakeStreams(remote, local);
+    const slowRoot = {
+      summary: streams.summary,
+      run: async (...args: Parameters<FakeStreams['run']>) => {
+        if (args[1].at(-1) === 'backup/copy/src') {
+          // While the root transfers, the admin destroys a's snapshots (not its child's).
+          clock += TREE_LISTING_REUSE_MS;
+          remote.dataset('tank/src/a').snapshots = [];
+        }
+        return streams.run(...args);
+      },
+    };
+    await runTree({ ...treeSettings, jobs: 1 }, { ...treeContext, streams: slowRoot, now: () => new Date(clock) });
+    assert.equal(local.datasets.has('backup/copy/src/a'), false, 'a is not made a plain dataset');
+    assert.equal(local.datasets.has('backup/copy/src/a/x'), false);
+    assert.deepEqual(local.snapshotNames('backup/copy/src/b'), ['r1']);
+    assert.ok(
+      log.lines.some((line) =>
+        /^warn: backup\/copy\/src\/a: not replicated yet: its source has no snapshot .*backup\/copy\/src\/a\/x/.test(
+          line,
+        ),
+      ),
+      log.lines.join('\n'),
+    );
+    // Once it has a snapshot again, it and its child replicate.
+    remote.snapshot('tank/src/a', 'r2', NOW);
+    await runTree(treeSettings, treeContext);
+    assert.deepEqual(local.snapshotNames('backup/copy/src/a'), ['r2']);
+    assert.deepEqual(local.snapshotNames('backup/copy/src/a/x'), ['r1']);
+  });
+
   test('a member whose new replica failed blocks its children, which are not created by zfs create', async () => {
     const { remote, local, treeContext, treeSettings } = tree();
     remote.dataset('tank/src/a').snapshots = [];
