@@ -761,6 +761,12 @@ describe('bookmarks (OpenZFS)', () => {
       assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
     }
     assert.ok(log.lines.some((line) => /^info: .*keeps the common snapshot @s2 only as the bookmark/.test(line)));
+    // A snapshot of the replica's own after that base is diverged; --rollback takes it, and only it.
+    local.snapshot('backup/copy/src', 'mine', NOW);
+    await assert.rejects(runOnce(settings, context), { code: 'EDIVERGED' });
+    await runOnce({ ...settings, rollback: true }, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
     // The source's next snapshot comes from the bookmark, and the tag is on a snapshot there again.
     remote.snapshot('tank/src', 's3', NOW);
     await runOnce(settings, context);
