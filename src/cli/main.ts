@@ -150,6 +150,7 @@ async function runLocked(
       settings.host,
     );
     if (clocks.expiryWithheld !== undefined) log.warn(clocks.expiryWithheld);
+    if (clocks.sourceClockUnknown !== undefined) log.warn(clocks.sourceClockUnknown);
     recorder.clocksJudged({
       offsetSeconds: Math.round(clocks.sourceClockOffsetSeconds),
       expiryWithheld: clocks.expiryWithheld !== undefined,

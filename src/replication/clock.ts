@@ -6,6 +6,8 @@ export interface ClockJudgement {
   sourceClockOffsetSeconds: number;
   /** Why expiry must wait, when the two clocks disagree by more than the tolerance. */
   expiryWithheld?: string;
+  /** Why ages are judged by this host's clock alone: the source's could not be read. */
+  sourceClockUnknown?: string;
 }
 
 /** How far the offset's measurement may be off: `date +%s` drops the fraction, plus the probe's round trip. */
@@ -22,7 +24,12 @@ export function judgeClocks(
   toleranceSeconds: number,
   sourceHost: string,
 ): ClockJudgement {
-  if (sourceClock === undefined) return { sourceClockOffsetSeconds: 0 };
+  // Said on every run: the skew check this option promises is off, and only the source's `date` can mend it.
+  if (sourceClock === undefined)
+    return {
+      sourceClockOffsetSeconds: 0,
+      sourceClockUnknown: `cannot read the clock of ${sourceHost} (its \`date +%s\` printed no number): snapshot ages are judged by this host's clock, and --max-clock-skew is not checked`,
+    };
   // `date +%s` drops the fraction, so the source's clock was half a second past it on average; rounding the
   // offset to whole seconds as well made snapshots up to two seconds younger than they are.
   const offset = sourceClock + 0.5 - localClock;

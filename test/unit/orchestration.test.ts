@@ -705,6 +705,10 @@ describe('never harm the source or another replica', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3', 's4'], 'nothing expired');
     assert.ok(!log.lines.some((line) => /expired/.test(line)));
     assert.deepEqual(judgeClocks(NOW + 100, NOW, 300, 'alpha'), { sourceClockOffsetSeconds: 100.5 });
+    // A source whose clock cannot be read is judged by ours, and that is said: the skew check is off.
+    const unread = judgeClocks(undefined, NOW, 300, 'alpha');
+    assert.equal(unread.sourceClockOffsetSeconds, 0);
+    assert.match(unread.sourceClockUnknown ?? '', /^cannot read the clock of alpha .*--max-clock-skew is not checked$/);
   });
 
   test('a source clock that agrees with ours shifts ages by at most half a second, whatever its fraction', () => {
