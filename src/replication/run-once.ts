@@ -58,7 +58,9 @@ export async function runOnce(
     throw new ConflictError(plan.code, await conflictMessage(plan, pair, settings, context));
   }
   if (plan.kind === 'incremental' && settings.rollback)
-    await refuseRollbackOverClones(plan, context.local, settings.localDataset);
+    await refuseRollbackOverClones(plan, context.local, settings.localDataset).catch((error: unknown) =>
+      holdBaseThroughConflict(error, plan, settings, context),
+    );
   const prepared: PreparedRun = { plan, pair, settled: pair !== listed };
   const received = plan.kind !== 'up-to-date' || prepared.settled;
   const unset = await unsetReplicaProperties(pair.local, claims, context);
@@ -83,7 +85,7 @@ export async function runOnce(
     after = { local: executed.localState, bases: new Set([executed.base.local.guid]) };
     await recordClaim(pair, claims, settings, context);
   } catch (error) {
-    if (error instanceof ConflictError) throw error;
+    if (error instanceof ConflictError) return holdBaseThroughConflict(error, plan, settings, context);
     if (context.cancelSignal.aborted) {
       await holdWhatArrived(prepared, settings, context);
       throw error;
@@ -215,6 +217,22 @@ async function holdThroughConflict(
   } catch (error) {
     context.log.warn(`could not hold the newest common snapshot @${base.local.name}: ${errorMessage(error)}`);
   }
+}
+
+/**
+ * A conflict met after planning (a replica modified since its newest snapshot, a rollback refused) waits for a
+ * human as one the planner finds does: with its base held on both sides. On a replica's first run (one received
+ * by hand, or the ancestor's) nothing holds it yet, and the source's pruning would force a full resend.
+ */
+async function holdBaseThroughConflict(
+  error: unknown,
+  plan: Plan,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<never> {
+  if (error instanceof ConflictError && (plan.kind === 'incremental' || plan.kind === 'up-to-date') && !settings.dryRun)
+    await holdThroughConflict(plan.base, settings, context);
+  throw error;
 }
 
 /** Marks the replica as this source's under this tag, where it is not marked yet (once, after its first run). */

@@ -49,7 +49,7 @@ export async function transfer(request: TransferRequest, context: TransferContex
       if (/has been modified/.test(error.stages.at(-1)?.stderr ?? '')) {
         throw new ConflictError(
           'EMODIFIED',
-          `local dataset ${request.localDataset} was modified since its newest snapshot, so the incremental stream was refused: re-run with --rollback to discard the local changes (nothing was changed)`,
+          `local dataset ${request.localDataset} was modified since its newest snapshot, so the incremental stream was refused: re-run with --rollback to discard the local changes (nothing was received)`,
         );
       }
     }

@@ -506,6 +506,21 @@ describe('runOnce', () => {
     assert.ok(local.events.includes('local: set readonly=on backup/copy/src'));
   });
 
+  test("a replica's first run that meets EMODIFIED holds the common snapshot on both sides meanwhile", async () => {
+    const { remote, local, log, context, settings } = setup();
+    series(remote, 2);
+    // Received by hand (or by the ancestor): nothing holds it, and it was written to since.
+    local.receive('backup/copy/src', remote.dataset('tank/src').snapshots, 'filesystem');
+    local.dataset('backup/copy/src').modified = true;
+    remote.snapshot('tank/src', 's3', NOW);
+    await assert.rejects(runOnce(settings, context), { code: 'EMODIFIED' });
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s2']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
+    assert.ok(log.lines.some((line) => /^warn: held the newest common snapshot @s2/.test(line)));
+    await runOnce({ ...settings, rollback: true }, context);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s3']);
+  });
+
   test('--rollback left in a crontab line rolls back only what was written since the base (OpenZFS: written)', async () => {
     const { remote, local, log, context, settings } = setup(OPENZFS_FEATURES);
     series(remote, 2);
