@@ -125,10 +125,13 @@ export function refuseHarmfulPair(
   if (rival === undefined) return;
   const { dataset, renamedFrom } = rival;
   const shared = `${dataset}${renamedFrom === undefined ? '' : ` (renamed from ${renamedFrom})`} already replicates ${remoteHost}:${remote.dataset} with tag "${tag}" on this host: two replicas sharing a tag would release each other's hold at the source`;
+  const free = `zfs inherit ${CLAIM_PROPERTY} ${dataset}`;
   const wayOut =
     renamedFrom === local.dataset
-      ? `if you renamed it, point this job at it (-l ${dataset})`
-      : `use one tag per replica${local.exists ? '' : ` (if the source was renamed, rename the replica to match: zfs rename ${dataset} ${local.dataset})`}; if ${dataset} is abandoned, run zfs inherit ${CLAIM_PROPERTY} ${dataset}${local.exists ? '' : ', and this replica starts with a full send'}`;
+      ? `if you renamed it, point this job at it (-l ${dataset}); if you set it aside on purpose, free it (${free}), and this replica starts with a full send`
+      : local.exists
+        ? `use one tag per replica; if ${dataset} is abandoned, run ${free}`
+        : `if this job's replica was moved to ${dataset} (zfs rename), this is an old line of it: change its -l or remove it; if the source was renamed, rename the replica to match (zfs rename ${dataset} ${local.dataset}); if ${dataset} is abandoned, run ${free}, and this replica starts with a full send`;
   throw new UsageError(`${shared}; ${wayOut} (nothing was changed)`);
 }
 
@@ -141,7 +144,7 @@ export function refuseSharedUpstreamTag(
 ): void {
   if (!sharesUpstreamTag(sourceClaim, sourceDataset, tag)) return;
   throw new UsageError(
-    `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag (nothing was changed)`,
+    `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag. If it was restored from a replica (zfs send -R carries the replica's properties), it is none: run zfs inherit ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and check its readonly, canmount and com.sun:auto-snapshot (nothing was changed)`,
   );
 }
 

@@ -35,7 +35,7 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
         assertExit(refused, 2, `gamma ${remote} ${extra.join(' ')}`);
         assert.match(
           refused.stderr,
-          /beta:tank\/b\/same is itself a replica, pulled on beta with the same tag "backup".*give each hop its own tag \(nothing was changed\)/,
+          /beta:tank\/b\/same is itself a replica, pulled on beta with the same tag "backup".*give each hop its own tag\. If it was restored from a replica .*\(nothing was changed\)/,
         );
         assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr);
       }

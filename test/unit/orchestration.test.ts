@@ -685,7 +685,7 @@ describe('never harm the source or another replica', () => {
       assert.ok(error instanceof UsageError);
       assert.match(
         error.message,
-        /^backup\/moved \(renamed from backup\/copy\/src\) already replicates alpha:tank\/src with tag "offsite" .*; if you renamed it, point this job at it \(-l backup\/moved\)/,
+        /^backup\/moved \(renamed from backup\/copy\/src\) already replicates alpha:tank\/src with tag "offsite" .*; if you renamed it, point this job at it \(-l backup\/moved\); if you set it aside on purpose, free it \(zfs inherit zfs_replicate:pull backup\/moved\)/,
       );
       return true;
     });
@@ -694,6 +694,15 @@ describe('never harm the source or another replica', () => {
     // The job pointed at the new name goes on, and its claim now names it.
     await runOnce({ ...settings, localDataset: 'backup/moved' }, context);
     assert.deepEqual(local.snapshotNames('backup/moved'), ['s1', 's2', 's3']);
+    // The old line, left in the crontab, is told that it is one: not to rename the replica back.
+    await assert.rejects(runOnce(settings, context), (error: unknown) => {
+      assert.ok(error instanceof UsageError);
+      assert.match(
+        error.message,
+        /^backup\/moved already replicates .*; if this job's replica was moved to backup\/moved \(zfs rename\), this is an old line of it: change its -l or remove it;/,
+      );
+      return true;
+    });
     // A copy of the replica (zfs send -R | zfs recv elsewhere) carries the same claim: no rival of the original.
     local.create('backup/copy-of-moved');
     const claim = local.datasets.get('backup/moved')!.properties.get(CLAIM_PROPERTY)!;

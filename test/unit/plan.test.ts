@@ -94,7 +94,7 @@ test('the base is matched by guid, never by name', () => {
   assert.equal(result.code, 'EDIVERGED');
   assert.match(
     result.message,
-    /@b is newer than the common snapshot @a and not on the remote \(@b on the remote is another snapshot of the same name\);/,
+    /@b is newer than the common snapshot @a and not on the remote \(@b on the remote is another snapshot of the same name\), so this is the only copy/,
   );
 });
 
@@ -150,6 +150,8 @@ test('conflict: no common snapshot while the local dataset has snapshots', () =>
   assert.ok(result.kind === 'conflict');
   assert.equal(result.code, 'ENOCOMMON');
   assert.match(result.message, /shares no snapshot \(by guid\) with alpha:tank\/src/);
+  // A dataset renamed aside keeps its claim: without freeing it, the job would take it for its moved replica.
+  assert.match(result.message, /set it aside: zfs rename it, then zfs inherit zfs_replicate:pull on the new name/);
 });
 
 test('conflict: diverged names the local snapshots the remote lacks', () => {
@@ -163,7 +165,15 @@ test('conflict: diverged names the local snapshots the remote lacks', () => {
   assert.ok(result.kind === 'conflict');
   assert.equal(result.code, 'EDIVERGED');
   assert.match(result.message, /@x, @y are newer than the common snapshot @b/);
-  assert.match(result.message, /--rollback/);
+  // They may be the last copies of data the source lost: the way to keep them is said beside --rollback's.
+  assert.match(
+    result.message,
+    /so this is the only copy \(was the source rolled back, or restored from an older snapshot\?\)/,
+  );
+  assert.match(
+    result.message,
+    /re-run with --rollback to destroy them and continue, or keep them by setting the replica aside/,
+  );
 });
 
 test('diverged with --rollback: incremental that discards the local-only snapshots', () => {
