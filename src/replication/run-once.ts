@@ -61,7 +61,10 @@ export async function runOnce(
     await refuseRollbackOverClones(plan, context.local, settings.localDataset).catch((error: unknown) =>
       holdBaseThroughConflict(error, plan, settings, context),
     );
-  const prepared: PreparedRun = { plan, pair, settled: pair !== listed };
+  const newTag =
+    pair.remote.guid !== undefined &&
+    tagChanged(claims.get(settings.localDataset), pair.remote.guid, settings.tag, settings.localDataset);
+  const prepared: PreparedRun = { plan, pair, settled: pair !== listed, newTag };
   const received = plan.kind !== 'up-to-date' || prepared.settled;
   const unset = await unsetReplicaProperties(pair.local, claims, context);
   const propertyList = unset.map(([property, value]) => `${property}=${value}`).join(', ');

@@ -65,4 +65,6 @@ export interface PreparedRun {
   pair: ListedPair;
   /** An interrupted receive was resumed (or aborted) before planning: the replica changed this run. */
   settled: boolean;
+  /** The crontab line's tag changed: its holds on an unchanged base are new, not repairs of removed ones. */
+  newTag: boolean;
 }
