@@ -114,7 +114,7 @@ export function refuseHarmfulPair(
   sourceClaim?: string,
 ): void {
   const { remote, local } = pair;
-  refuseSharedUpstreamTag(sourceClaim, remote.dataset, tag, remoteHost);
+  refuseSharedUpstreamTag(sourceClaim, remote.dataset, tag, remoteHost, local.dataset);
   if (remote.guid === undefined) return;
   if (remote.guid === local.guid) {
     throw new UsageError(
@@ -135,17 +135,30 @@ export function refuseHarmfulPair(
   throw new UsageError(`${shared}; ${wayOut} (nothing was changed)`);
 }
 
-/** See sharesUpstreamTag: a chain whose hops share a tag loses the downstream replica's base. */
+/**
+ * See sharesUpstreamTag: a chain whose hops share a tag loses the downstream replica's base. A source that
+ * carries this very replica's claim was restored from it (`zfs send -R` copies the replica's properties): its
+ * `canmount=noauto` and `com.sun:auto-snapshot=false` would stop its snapshots, and the backups with them, in
+ * silence.
+ */
 export function refuseSharedUpstreamTag(
   sourceClaim: string | undefined,
   sourceDataset: string,
   tag: string,
   remoteHost: string,
+  localDataset: string,
 ): void {
-  if (!sharesUpstreamTag(sourceClaim, sourceDataset, tag)) return;
-  throw new UsageError(
-    `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag. If it was restored from a replica (zfs send -R carries the replica's properties), it is none: run zfs inherit ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and check its readonly, canmount and com.sun:auto-snapshot (nothing was changed)`,
-  );
+  const unclaim = `run zfs inherit ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and set its readonly, canmount and com.sun:auto-snapshot back as the source needs them (nothing was changed)`;
+  if (sharesUpstreamTag(sourceClaim, sourceDataset, tag)) {
+    throw new UsageError(
+      `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag. If it was restored from a replica (zfs send -R carries the replica's properties), it is none: ${unclaim}`,
+    );
+  }
+  if (sourceDataset !== localDataset && sharesUpstreamTag(sourceClaim, localDataset, tag)) {
+    throw new UsageError(
+      `${remoteHost}:${sourceDataset} carries the claim of this replica, ${localDataset}, with tag "${tag}": it was restored from it (zfs send -R), which also set canmount=noauto and com.sun:auto-snapshot=false there, so its snapshots may have stopped; ${unclaim}`,
+    );
+  }
 }
 
 /**

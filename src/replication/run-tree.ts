@@ -123,7 +123,13 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       exclude: settings.exclude,
     });
     for (const member of tree.members)
-      refuseSharedUpstreamTag(sourceClaims.get(member.remoteDataset), member.remoteDataset, settings.tag, remote.label);
+      refuseSharedUpstreamTag(
+        sourceClaims.get(member.remoteDataset),
+        member.remoteDataset,
+        settings.tag,
+        remote.label,
+        member.localDataset,
+      );
     // A member without a replica a moment ago is locked only now, after the listing: it is listed again.
     const lockedLate = tree.members
       .map((member) => member.localDataset)

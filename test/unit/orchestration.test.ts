@@ -571,6 +571,29 @@ describe('never harm the source or another replica', () => {
     assert.deepEqual(remote.snapshotNames('tank/src'), ['s1', 's2', 's3']);
   });
 
+  test('a source restored from this replica (zfs send -R: its claim came along) is refused, naming the way out', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    // The source is rebuilt from the backup with zfs send -R: it now carries the replica's own claim.
+    const replicaClaim = local.datasets.get('backup/copy/src')!.properties.get(CLAIM_PROPERTY)!;
+    await remote.setProperty('tank/src', CLAIM_PROPERTY, replicaClaim);
+    remote.snapshot('tank/src', 's3', NOW);
+    await assert.rejects(runOnce(settings, context), (error: unknown) => {
+      assert.ok(error instanceof UsageError);
+      assert.match(
+        error.message,
+        /^alpha:tank\/src carries the claim of this replica, backup\/copy\/src, with tag "offsite": it was restored from it .*; run zfs inherit zfs_replicate:pull tank\/src on alpha,/,
+      );
+      return true;
+    });
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2']);
+    // Once the source is freed of it, the job goes on.
+    remote.datasets.get('tank/src')!.properties.delete(CLAIM_PROPERTY);
+    await runOnce(settings, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
+  });
+
   test('a source that is itself a replica pulled with our tag is refused; with another tag it is not', async () => {
     const { remote, local, log, context, settings } = setup();
     series(remote, 2);
