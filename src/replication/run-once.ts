@@ -146,7 +146,9 @@ async function settleAfterFailure(
   const bases = new Set<string>();
   if (plan.kind !== 'initial') bases.add(plan.base.local.guid);
   const common = newestCommonSnapshot(local.snapshots, pair.remote.snapshots);
-  if (common !== undefined && !bases.has(common.guid)) {
+  // A base the source keeps only as a bookmark is newer than any snapshot both still have: it keeps the tag.
+  const arrived = common !== undefined && (plan.kind === 'initial' || common.createtxg > plan.base.local.createtxg);
+  if (common !== undefined && arrived && !bases.has(common.guid)) {
     bases.add(common.guid);
     try {
       await holdOnBothSides(common, local, prepared, settings, context);

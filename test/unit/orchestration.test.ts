@@ -822,6 +822,9 @@ describe('bookmarks (OpenZFS)', () => {
     assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
     // The source's next snapshot comes from the bookmark, and the tag is on a snapshot there again.
     remote.snapshot('tank/src', 's3', NOW);
+    streams.failAfterSnapshots = 0;
+    await assert.rejects(runOnce(settings, context), /transfer failed/);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2'], 'a cut stream leaves the tag on the base');
     await runOnce(settings, context);
     assert.deepEqual(streams.sent.at(-1)?.slice(-3), ['-i', `tank/src#${bookmarkPrefix(TAG)}2`, 'tank/src@s3']);
     assert.deepEqual(tagged(remote, 'tank/src'), ['s3']);
