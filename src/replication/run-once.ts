@@ -209,18 +209,21 @@ async function holdThroughConflict(
   settings: ReplicationSettings,
   context: ReplicationContext,
 ): Promise<void> {
-  try {
-    const added = [
-      base.viaBookmark ? 'present' : await context.remote.hold(settings.tag, settings.remoteDataset, base.remote.name),
-      await context.local.hold(settings.tag, settings.localDataset, base.local.name),
-    ];
-    if (added.includes('added')) {
+  // Each side on its own: a hold refused on one side must not leave the other unheld.
+  const outcomes = await Promise.allSettled([
+    base.viaBookmark ? 'present' : context.remote.hold(settings.tag, settings.remoteDataset, base.remote.name),
+    context.local.hold(settings.tag, settings.localDataset, base.local.name),
+  ]);
+  if (outcomes.some((outcome) => outcome.status === 'fulfilled' && outcome.value === 'added')) {
+    context.log.warn(
+      `held the newest common snapshot @${base.local.name} with "${settings.tag}" on both sides until the conflict is resolved (the one change a conflict makes: the source's pruning must not take it meanwhile)`,
+    );
+  }
+  for (const outcome of outcomes) {
+    if (outcome.status === 'rejected')
       context.log.warn(
-        `held the newest common snapshot @${base.local.name} with "${settings.tag}" on both sides until the conflict is resolved (the one change a conflict makes: the source's pruning must not take it meanwhile)`,
+        `could not hold the newest common snapshot @${base.local.name}: ${errorMessage(outcome.reason)}`,
       );
-    }
-  } catch (error) {
-    context.log.warn(`could not hold the newest common snapshot @${base.local.name}: ${errorMessage(error)}`);
   }
 }
 

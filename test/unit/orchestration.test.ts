@@ -521,6 +521,17 @@ describe('runOnce', () => {
     assert.deepEqual(tagged(remote, 'tank/src'), ['s3']);
   });
 
+  test("a conflict's hold refused on the source still holds the replica's side, and the conflict stays exit 4", async () => {
+    const { remote, local, log, context, settings } = setup();
+    series(remote, 2);
+    local.receive('backup/copy/src', remote.dataset('tank/src').snapshots, 'filesystem');
+    local.snapshot('backup/copy/src', 'mine', NOW);
+    remote.failing.add('hold');
+    await assert.rejects(runOnce(settings, context), { code: 'EDIVERGED' });
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s2']);
+    assert.ok(log.lines.some((line) => /^warn: could not hold the newest common snapshot @s2/.test(line)));
+  });
+
   test('--rollback left in a crontab line rolls back only what was written since the base (OpenZFS: written)', async () => {
     const { remote, local, log, context, settings } = setup(OPENZFS_FEATURES);
     series(remote, 2);
