@@ -31,7 +31,8 @@ run_tier() { # run_tier NAME TIMEOUT_S FILES...: one tier, its spec output on th
     --test-reporter=tap --test-reporter-destination="$results/$name.tap" "$@" || status=$?
   local pass fail
   pass=$(awk '/^# pass /{print $3}' "$results/$name.tap" 2>/dev/null || true)
-  fail=$(awk '/^# fail /{print $3}' "$results/$name.tap" 2>/dev/null || true)
+  # A test cut by the timeout is "cancelled", not "failed": it counts as failed here.
+  fail=$(awk '/^# (fail|cancelled) /{n += $3} END {print n + 0}' "$results/$name.tap" 2>/dev/null || true)
   summary+=("$(printf '%-8s %4s passed %3s failed  %4d s' "$name" "${pass:-0}" "${fail:-0}" $((SECONDS - began)))")
   [ "$status" = 0 ] || failed=1
 }
@@ -55,7 +56,7 @@ fi
 echo "=== elapsed per tier (whole run $((SECONDS - started)) s, setup and lint included)"
 printf '%s\n' "${summary[@]}"
 total_pass=$(cat "$results"/*.tap 2>/dev/null | awk '/^# pass /{s += $3} END {print s + 0}')
-total_fail=$(cat "$results"/*.tap 2>/dev/null | awk '/^# fail /{s += $3} END {print s + 0}')
+total_fail=$(cat "$results"/*.tap 2>/dev/null | awk '/^# (fail|cancelled) /{s += $3} END {print s + 0}')
 rm -rf "$results"
 echo "tests: $total_pass passed, $total_fail failed"
 [ "$failed" = 0 ] && [ "$total_fail" = 0 ]
