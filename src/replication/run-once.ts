@@ -148,7 +148,7 @@ async function settleAfterFailure(
   const common = newestCommonSnapshot(local.snapshots, pair.remote.snapshots);
   // A base the source keeps only as a bookmark is newer than any snapshot both still have: it keeps the tag.
   const arrived = common !== undefined && (plan.kind === 'initial' || common.createtxg > plan.base.local.createtxg);
-  if (common !== undefined && arrived && !bases.has(common.guid)) {
+  if (arrived && !bases.has(common.guid)) {
     bases.add(common.guid);
     try {
       await holdOnBothSides(common, local, prepared, settings, context);
