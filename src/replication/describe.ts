@@ -18,7 +18,7 @@ export function describePlan(plan: Plan, context: DescribeContext): string[] {
     case 'conflict':
       return [`conflict (${plan.code}): ${plan.message}`];
     case 'up-to-date':
-      if (plan.base.viaBookmark) return [bookmarkOnlyLine(plan, context), bookmarkOnlyHoldLine(plan, context)];
+      if (sourceKeepsOnlyBookmark(plan)) return [bookmarkOnlyLine(plan, context), bookmarkOnlyHoldLine(plan, context)];
       return [
         `up to date: ${source}@${plan.base.remote.name} is the newest snapshot and ${context.localDataset} has it; nothing to send`,
         `would hold "${context.tag}" on ${source}@${plan.base.remote.name} and ${context.localDataset}@${plan.base.local.name} (repairing it if missing)`,

@@ -34,7 +34,7 @@ export async function executePlan(
   const target = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
   const localBase = received.snapshots.find((snapshot) => snapshot.guid === target.guid);
   if (localBase === undefined) throw verifyError(settings, remote.label, [target]);
-  const onlyBookmark = plan.kind !== 'initial' && sourceKeepsOnlyBookmark(plan);
+  const onlyBookmark = sourceKeepsOnlyBookmark(plan);
   if (onlyBookmark) {
     log.info(
       `${remote.label}:${settings.remoteDataset} keeps the common snapshot @${localBase.name} only as the bookmark #${target.name} (the snapshot was destroyed there) and has nothing newer: up to date; the next snapshot will be sent from the bookmark`,

@@ -127,7 +127,8 @@ export function planReplication(input: PlanInput): Plan {
  * can be held there (a bookmark takes no hold), and the replica's copy is the only one left: falling back to an
  * older common snapshot would call it diverged, and --rollback would destroy it.
  */
-export function sourceKeepsOnlyBookmark(plan: UpToDatePlan | IncrementalPlan): boolean {
+export function sourceKeepsOnlyBookmark(plan: UpToDatePlan | IncrementalPlan | InitialPlan): boolean {
+  if (plan.kind === 'initial') return false;
   return plan.base.viaBookmark && (plan.kind === 'up-to-date' || plan.incoming.length === 0);
 }
 

@@ -77,7 +77,7 @@ async function describeReleases(
   const keep = plan.kind === 'up-to-date' ? plan.base.remote : plan.target;
   const remoteSide = { zfs: context.remote, dataset: settings.remoteDataset, keep, snapshots: pair.remote.snapshots };
   const localSide = { zfs: context.local, dataset: settings.localDataset, keep, snapshots: pair.local.snapshots };
-  const sides = plan.kind !== 'initial' && sourceKeepsOnlyBookmark(plan) ? [localSide] : [remoteSide, localSide];
+  const sides = sourceKeepsOnlyBookmark(plan) ? [localSide] : [remoteSide, localSide];
   const parts: string[] = [];
   if (plan.kind === 'initial' && plan.first.guid !== plan.target.guid)
     parts.push(`from @${plan.first.name} on both sides (held while the rest of the initial sync travels)`);
