@@ -224,9 +224,13 @@ async function replicateMembers(
       }
       return;
     }
-    if (!isRoot && !member.local.exists && member.remote.snapshots.length === 0) {
+    // It and the members under it wait for a snapshot: a child's `zfs create -p` would make it a plain dataset.
+    const waitForSnapshot = () => {
       waiting.set(member.localDataset, []);
       notYet(`${remote.label}:${member.remoteDataset} has no snapshot`);
+    };
+    if (!isRoot && !member.local.exists && member.remote.snapshots.length === 0) {
+      waitForSnapshot();
       return;
     }
     const refusal = refusals.get(member.localDataset);
@@ -269,11 +273,9 @@ async function replicateMembers(
         total.expiredSnapshots += outcome.expiredSnapshots;
         context.memberDone?.(member, { outcome }, startedAt);
       } catch (error) {
-        // Its source lost its snapshots since the tree listing: as for a member listed without any, it and the
-        // members under it wait (a child's `zfs create -p` would make it a plain dataset, no replica ever after).
+        // Its source lost its snapshots since the tree listing: it waits as a member listed without any does.
         if (!context.cancelSignal.aborted && lostItsSnapshots(error, member, isRoot)) {
-          waiting.set(member.localDataset, []);
-          notYet(`${remote.label}:${member.remoteDataset} has no snapshot`);
+          waitForSnapshot();
           return;
         }
         const quiet =
