@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -62,8 +62,9 @@ test('no usable directory (none given, relative, or unwritable): one message nam
   );
 });
 
-test('directoryProblem: a writable directory is fine (created if asked), a file or a missing one is not', () => {
+test('directoryProblem: a writable directory is fine (created if asked), a file or a missing one is not', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'zr-directories-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
   assert.equal(directoryProblem(join(root, 'a/b'), true), undefined);
   assert.equal(directoryProblem(join(root, 'missing'), false), 'ENOENT');
   writeFileSync(join(root, 'file'), '');

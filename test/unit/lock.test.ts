@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FailureError, LockedError } from '../../src/errors/errors.js';
 import { acquireLock, acquireLocks, lockFileName } from '../../src/lock/lock.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'zr-lock-test-'));
+after(() => rmSync(directory, { recursive: true, force: true }));
 const now = () => new Date();
 const lockModule = fileURLToPath(new URL('../../src/lock/lock.js', import.meta.url));
 
@@ -122,6 +123,7 @@ test('when flock itself fails, ELOCK carries its own words (here: not installed)
     }
   } finally {
     process.env.PATH = path;
+    rmSync(bin, { recursive: true, force: true });
   }
   acquireLock(directory, 'tank/no-flock-1', now).release();
 });

@@ -7,17 +7,19 @@ import {
   readSync,
   readdirSync,
   readlinkSync,
+  rmSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { localEndpoint } from '../../src/exec/endpoint.js';
 import { makeKernelPipes } from '../../src/transport/kernel-pipe.js';
 import { PipelineError, type Stage, runPipeline } from '../../src/transport/pipeline.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zr-pipeline-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const stage = (name: string, ...argv: string[]): Stage => ({ name, endpoint: localEndpoint, command: { argv } });
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -230,8 +230,12 @@ describe('the meter in a real pipeline', () => {
         execFileSync('/bin/sh', ['-c', script], { env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' }),
         'here',
       );
-    assert.ok(run(LOCAL_PROBE_SCRIPT).features.tools.has('pv'));
-    assert.ok(!run(PROBE_SCRIPT).features.tools.has('pv'));
-    assert.ok(LOCAL_PROBE_SCRIPT.endsWith(PROBE_SCRIPT));
+    try {
+      assert.ok(run(LOCAL_PROBE_SCRIPT).features.tools.has('pv'));
+      assert.ok(!run(PROBE_SCRIPT).features.tools.has('pv'));
+      assert.ok(LOCAL_PROBE_SCRIPT.endsWith(PROBE_SCRIPT));
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 });
