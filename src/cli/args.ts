@@ -7,7 +7,7 @@ import type { Verbosity } from '../log/logger.js';
 import { parseDuration } from '../retention/duration.js';
 import { parseRate } from '../transport/progress.js';
 import { datasetNameProblem, isUnder, tagProblem } from '../zfs/names.js';
-import { kebab, usageFailure } from './usage.js';
+import { ENV_FALSE, ENV_TRUE, type OptionKinds, camel, kebab, switchValuesRead, usageFailure } from './usage.js';
 
 export interface CliSettings {
   host: string;
@@ -95,6 +95,8 @@ export function parseArgs(
       'strip-aliased': true,
       'strip-dashed': true,
       'duplicate-arguments-array': true,
+      // `--ssh-option.x=1` would be an object where a list of strings is expected.
+      'dot-notation': false,
     })
     // Built-in help would claim -h; both are plain options here, answered by main().
     .help(false)
@@ -220,7 +222,7 @@ export function parseArgs(
     .fail(usageFailure(argv));
   // getOptions() is public yargs API that @types/yargs does not declare.
   const kinds = (parser as unknown as { getOptions(): OptionKinds }).getOptions();
-  const fromCommandLine = parser.parseSync() as Record<string, unknown>;
+  const fromCommandLine = parser.parseSync(switchValuesRead(argv, kinds)) as Record<string, unknown>;
   if (fromCommandLine.help) {
     parser.showHelp((text) => {
       helpText = text;
@@ -228,6 +230,9 @@ export function parseArgs(
     return { help: helpText ?? '' };
   }
   if (fromCommandLine.version) return { version: true };
+  const leftOver = (fromCommandLine._ as unknown[] | undefined) ?? [];
+  // yargs keeps what follows `--` aside: in a crontab line it is a mistake, and would be silently ignored.
+  if (leftOver.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(String(leftOver[0]))}`);
   for (const [key, value] of Object.entries(fromCommandLine)) {
     // Only --ssh-option and --exclude repeat; a repeated -t or -l in a crontab line is a mistake, not "the last one wins".
     if (Array.isArray(value) && !REPEATABLE.has(key)) {
@@ -294,9 +299,6 @@ export function parseArgs(
   };
 }
 
-const ENV_TRUE = /^(1|true|yes|on)$/i;
-const ENV_FALSE = /^(0|false|no|off)?$/i;
-
 /** What the environment may not say: a cron job that prints help replicates nothing, silently. */
 const NOT_FROM_ENVIRONMENT = new Set(['help', 'version']);
 
@@ -333,15 +335,6 @@ const DEFAULTS = {
   lockWarn: '6h',
   maxClockSkew: '5m',
 };
-
-interface OptionKinds {
-  key: Record<string, unknown>;
-  /** Each option's aliases, by the option's own (kebab-case) name. */
-  alias: Record<string, string[]>;
-  boolean: string[];
-  count: string[];
-  array: string[];
-}
 
 interface Parsed {
   host?: string;
@@ -430,10 +423,6 @@ function environmentValue(name: string, value: string, key: string, kinds: Optio
     throw new UsageError(`${name}=${JSON.stringify(value)}: expected 0, 1 or 2 (as many as -v flags)`);
   }
   return is(kinds.array) ? [value] : value;
-}
-
-function camel(kebabName: string): string {
-  return kebabName.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
 function required(value: string | undefined, flag: string): string {
@@ -538,10 +527,10 @@ function keepWindow(
   keep: string | undefined,
   keepDays: string | undefined,
 ): { keepSeconds: number; keepLabel: string } {
-  if (keep !== undefined) return { keepSeconds: duration(keep, '--keep'), keepLabel: keep };
-  if (keepDays === undefined || keepDays === '')
-    throw new UsageError('missing required option -k/--keep-days (or --keep)');
-  if (!/^\d+(\.\d+)?$/.test(keepDays))
+  // --keep wins over -k, but a -k beside it that means nothing is still a mistake in the line.
+  if (keepDays !== undefined && !/^\d+(\.\d+)?$/.test(keepDays))
     throw new UsageError(`-k/--keep-days: ${JSON.stringify(keepDays)} is not a non-negative number of days`);
+  if (keep !== undefined) return { keepSeconds: duration(keep, '--keep'), keepLabel: keep };
+  if (keepDays === undefined) throw new UsageError('missing required option -k/--keep-days (or --keep)');
   return { keepSeconds: Math.round(Number(keepDays) * 86_400), keepLabel: `${keepDays} days` };
 }

@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { UsageError } from '../errors/errors.js';
 import { parseDuration } from '../retention/duration.js';
 import { datasetNameProblem } from '../zfs/names.js';
-import { kebab, usageFailure } from './usage.js';
+import { type OptionKinds, kebab, switchValuesRead, usageFailure } from './usage.js';
 
 export type ObserverCommand = 'status' | 'check';
 const OBSERVER_COMMANDS: ReadonlySet<string> = new Set<ObserverCommand>(['status', 'check']);
@@ -53,7 +53,12 @@ export function parseObserverArgs(
     .scriptName('zfs_replicate')
     .usage(USAGE[command][0])
     .epilog(USAGE[command][1])
-    .parserConfiguration({ 'boolean-negation': false, 'strip-aliased': true, 'strip-dashed': true })
+    .parserConfiguration({
+      'boolean-negation': false,
+      'strip-aliased': true,
+      'strip-dashed': true,
+      'dot-notation': false,
+    })
     .help(false)
     .version(false)
     .option('local', {
@@ -79,13 +84,17 @@ export function parseObserverArgs(
     .wrap(Math.min(120, process.stdout.columns || 100))
     .exitProcess(false)
     .fail(usageFailure(argv));
-  const parsed = parser.parseSync() as Record<string, unknown>;
+  const kinds = (parser as unknown as { getOptions(): OptionKinds }).getOptions();
+  const parsed = parser.parseSync(switchValuesRead(argv, kinds)) as Record<string, unknown>;
   if (parsed.help) {
     parser.showHelp((text) => {
       helpText = text;
     });
     return { help: helpText };
   }
+  const leftOver = (parsed._ as unknown[] | undefined) ?? [];
+  // What follows `--`: yargs keeps it aside, and the check would silently ignore it.
+  if (leftOver.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(String(leftOver[0]))}`);
   for (const [key, value] of Object.entries(parsed)) {
     if (Array.isArray(value) && key !== 'local' && key !== '_')
       throw new UsageError(`option --${kebab(key)} was given more than once`);

@@ -23,3 +23,48 @@ function namedAsTyped(message: string, argv: readonly string[]): string {
     .map((name) => typed.find((word) => [`--${kebab(name)}`, `--${name}`, `-${name}`].includes(word)) ?? name);
   return `${unknown[1]}${names.join(', ')}`;
 }
+
+/** What yargs knows of a parser's options (its public getOptions(), which @types/yargs does not declare). */
+export interface OptionKinds {
+  key: Record<string, unknown>;
+  /** Each option's aliases, by the option's own (kebab-case) name. */
+  alias: Record<string, string[]>;
+  boolean: string[];
+  count: string[];
+  array: string[];
+}
+
+export function camel(kebabName: string): string {
+  return kebabName.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+
+/**
+ * yargs reads `--dry-run=yes` (any value but "true") as false, so that "dry run" ran for real: a switch given a
+ * value takes the environment's words instead (1/0, true/false, yes/no, on/off), -v a count of 0-2, and any
+ * other value is refused. What follows `--` is left as it is.
+ */
+export function switchValuesRead(argv: readonly string[], kinds: OptionKinds): string[] {
+  const end = argv.indexOf('--');
+  return argv.flatMap((argument, index) => {
+    const written = /^--?([^=]+)=([\s\S]*)$/.exec(argument);
+    if (written === null || (end !== -1 && index > end)) return [argument];
+    const [, spelt = '', value = ''] = written;
+    const option = Object.entries(kinds.alias).find(([, aliases]) => aliases.includes(spelt))?.[0] ?? spelt;
+    const is = (list: readonly string[]) => list.includes(option) || list.includes(camel(option));
+    if (is(kinds.boolean)) {
+      if (ENV_TRUE.test(value)) return [`--${option}`];
+      if (value !== '' && ENV_FALSE.test(value)) return [];
+      throw new UsageError(
+        `--${option} is a switch: ${JSON.stringify(argument)} is neither on (1, yes) nor off (0, no)`,
+      );
+    }
+    if (is(kinds.count)) {
+      if (/^[0-2]$/.test(value)) return Array.from({ length: Number(value) }, () => `--${option}`);
+      throw new UsageError(`${JSON.stringify(argument)}: expected 0, 1 or 2 (as many as -v flags)`);
+    }
+    return [argument];
+  });
+}
+
+export const ENV_TRUE = /^(1|true|yes|on)$/i;
+export const ENV_FALSE = /^(0|false|no|off)?$/i;

@@ -220,6 +220,25 @@ test('a flag from the environment: 1/yes/true switch it on, 0/no/false/empty lea
   );
 });
 
+test('a switch given a value (--dry-run=yes) takes the same words as the environment, never a silent "off"', () => {
+  for (const on of ['1', 'yes', 'true', 'ON']) {
+    const parsed = settings([...base, `--dry-run=${on}`, `-R=${on}`, `--no-compress=${on}`]);
+    assert.deepEqual([parsed.dryRun, parsed.recursive, parsed.compress], [true, true, false], `value ${on}`);
+  }
+  for (const off of ['0', 'no', 'false']) assert.equal(settings([...base, `--rollback=${off}`]).rollback, false);
+  assert.equal(settings([...base, '--verbose=2']).verbosity, 'debug');
+  usageError([...base, '--dry-run=maybe'], /--dry-run is a switch: "--dry-run=maybe"/);
+  usageError([...base, '--rollback='], /--rollback is a switch/);
+  usageError([...base, '--verbose=5'], /expected 0, 1 or 2/);
+});
+
+test('nothing of the line is silently ignored: words after --, a -k beside --keep, options with dots', () => {
+  usageError([...base, '--', '-R'], /unexpected argument "-R"/);
+  usageError([...base.slice(0, -2), '-k', '-5', '--keep', '30d'], /-k\/--keep-days: "-5" is not/);
+  usageError([...base, '--ssh-option.x=1'], /Unknown argument: --ssh-option.x/);
+  usageError([...base.slice(0, -4), '--tag.x=1', '-k', '30'], /Unknown argument: --tag.x/);
+});
+
 test("a variable may use an option's other name (the ancestor's): ZFS_REPLICATE_NO_PIGZ, _REMOTE_FS, _LOCAL_FS, _REMOTE_HOST", () => {
   const variables = {
     ZFS_REPLICATE_NO_PIGZ: '1',

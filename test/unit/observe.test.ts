@@ -419,6 +419,11 @@ describe('subcommands on the command line', () => {
     });
   });
 
+  test('check -R=yes checks the whole tree: a switch given a value is never a silent "off"', () => {
+    const parsed = parseObserverArgs('check', ['-l', 'backup/vm', '-R=yes', '--warn', '1h', '--crit', '2h'], {});
+    assert.equal((parsed as CheckSettings).recursive, true);
+  });
+
   test('usage errors: one line each', () => {
     const cases: Array<[Parameters<typeof parseObserverArgs>[0], string[], RegExp]> = [
       ['check', ['--warn', '1h', '--crit', '2h'], /missing required option -l/],
@@ -430,6 +435,9 @@ describe('subcommands on the command line', () => {
       ['status', ['--json', '--bogus'], /Unknown argument: --bogus$/],
       ['status', ['-R'], /-R needs -l/],
       ['status', ['--warn', '1h'], /Unknown argument: --warn$/],
+      ['check', ['-l', 'backup/vm', '-R=maybe', '--warn', '1h', '--crit', '2h'], /--recursive is a switch/],
+      ['check', ['-l', 'backup/vm', '--warn', '1h', '--crit', '2h', '--', '-R'], /unexpected argument "-R"/],
+      ['status', ['--json.x=1'], /Unknown argument: --json.x/],
     ];
     for (const [command, argv, message] of cases) {
       assert.throws(
