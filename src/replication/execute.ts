@@ -111,12 +111,15 @@ async function pull(
   context: ReplicationContext,
 ): Promise<{ state: DatasetState; bytes: number }> {
   const { local, log } = context;
+  const parent = plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
+  // Held before it travels, first of all changes (a key refused this tag, zfs_replicate-serve --tag, changes
+  // nothing). The source's pruning (or, in a chain, the upstream hop's expiry) must not destroy the snapshot a
+  // stream is on its way to: it would arrive with no twin left, and the replica would seem to have diverged.
+  // And a run killed (SIGKILL, a reboot) after the stream landed leaves it to the next run to hold the
+  // replica's side: meanwhile the source must keep what is then the newest common snapshot.
+  const firstShared = travelling(plan);
+  if (firstShared !== undefined) await context.remote.hold(settings.tag, settings.remoteDataset, firstShared.name);
   if (plan.kind === 'initial') {
-    const parent = await missingParent(local, settings.localDataset);
-    // Held before it travels: a run killed (SIGKILL, a reboot) after the stream landed leaves it to the next
-    // run to hold the replica's side, and meanwhile the source's pruning must not take the only common snapshot.
-    // First of all changes, so that a key refused this tag (zfs_replicate-serve --tag) creates nothing.
-    await context.remote.hold(settings.tag, settings.remoteDataset, plan.first.name);
     if (parent !== undefined) {
       // Only the parents: the replica itself must come from the full stream, never from `zfs create`.
       await local.createParents(parent).catch(async (error: unknown) => {
@@ -144,7 +147,7 @@ async function pull(
       stopIfInterrupted(context, `before sending ${send.what}`);
       bytes += await transfer(request, context);
     } catch (error) {
-      if (plan.kind === 'initial' && send.full) await releaseIfNothingArrived(plan, settings, context);
+      await releaseIfNothingArrived(plan, settings, context);
       throw error;
     }
     if (send.full && !local.features.openzfs) {
@@ -159,7 +162,9 @@ async function pull(
       await holdOnBothSides(plan.first, landed, prepared, settings, context);
     }
   }
-  return { state: await verify(plan.incoming, settings, context), bytes };
+  // The newest one only: it ends the stream, so its arrival shows the receive completed. One before it may
+  // have been destroyed at the source while the stream flowed (its pruning): then it was never sent.
+  return { state: await verify([plan.target], settings, context), bytes };
 }
 
 /** A stop (SIGTERM) asked for while the run worked: it ends here, saying where. */
@@ -168,34 +173,48 @@ function stopIfInterrupted(context: ReplicationContext, where: string): void {
 }
 
 /**
- * An initial sync whose full stream failed with nothing of it kept (no snapshot received, and no resumable
- * partial receive, for which the hold stays) leaves nothing behind: not even its hold at the source.
+ * The snapshot pull() holds at the source before its stream starts: the first one an initial sync will share,
+ * the newest one of an incremental. A rollback with nothing incoming sends nothing.
+ */
+function travelling(plan: InitialPlan | IncrementalPlan): Snapshot | undefined {
+  if (plan.kind === 'initial') return plan.first;
+  return plan.incoming.length > 0 ? plan.target : undefined;
+}
+
+/**
+ * A transfer that failed with nothing of it kept (no snapshot received, and no resumable partial receive, for
+ * which the hold stays) leaves nothing behind: not even the hold it put on the source's snapshot. Where some of
+ * it arrived, the tag moves to that instead (settleAfterFailure), and from the travelling snapshot with it.
  */
 async function releaseIfNothingArrived(
-  plan: InitialPlan,
+  plan: InitialPlan | IncrementalPlan,
   settings: ReplicationSettings,
   context: ReplicationContext,
 ): Promise<void> {
+  const snapshot = travelling(plan);
+  if (snapshot === undefined) return;
   try {
     // zfs-fuse may show the killed receive's new dataset for a moment: with no snapshot nor resume token it
     // holds nothing of the stream.
     const replica = await context.local.state(settings.localDataset);
-    if (replica.snapshots.length > 0 || replica.resumeToken !== undefined) return;
-    await context.remote.release(settings.tag, settings.remoteDataset, plan.first.name);
+    const incoming = new Set(plan.incoming.map((candidate) => candidate.guid));
+    if (replica.snapshots.some((candidate) => incoming.has(candidate.guid)) || replica.resumeToken !== undefined)
+      return;
+    await context.remote.release(settings.tag, settings.remoteDataset, snapshot.name);
   } catch (error) {
     context.log.warn(
-      `could not release hold "${settings.tag}" on ${context.remote.label}:${settings.remoteDataset}@${plan.first.name}, which nothing needs after the failed initial sync: ${errorMessage(error)}`,
+      `could not release hold "${settings.tag}" on ${context.remote.label}:${settings.remoteDataset}@${snapshot.name}, which nothing needs after the failed transfer: ${errorMessage(error)}`,
     );
   }
 }
 
 /**
- * The remote was listed before pull() held an initial sync's first snapshot: that hold is counted in, or the
- * tag moved on from it (a cut rest, the full run) would stay behind on the source.
+ * The remote was listed before pull() held the travelling snapshot: that hold is counted in, or the tag moved
+ * on from it (a cut rest, the full run) would stay behind on the source.
  */
 function remoteAsHeld(prepared: PreparedRun): Snapshot[] {
   const { plan, pair } = prepared;
-  const heldMeanwhile = plan.kind === 'initial' ? plan.first.guid : undefined;
+  const heldMeanwhile = plan.kind === 'initial' || plan.kind === 'incremental' ? travelling(plan)?.guid : undefined;
   return pair.remote.snapshots.map((snapshot) =>
     snapshot.guid === heldMeanwhile ? { ...snapshot, userrefs: snapshot.userrefs + 1 } : snapshot,
   );

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startCli } from '../faults/harness.js';
+import { type RunningCli, startCli } from '../faults/harness.js';
 import { CLI, Testbed } from '../testbed/testbed.js';
 import { assertExit, poolSnapshot, pull, pulledReplica, rx, sleep, sourceWithSnapshots } from './helpers.js';
 
@@ -291,6 +291,43 @@ describe('safety: every promise holds on the worst day', () => {
       assert.equal(await tb.hasHold('alpha', 'tank/init/src@s1', 'beta'), true);
       assert.equal(await tb.hasHold('beta', 'tank/init/dst@s1', 'beta'), true);
       assertExit(await pull(tb, 'beta', 'alpha', 'tank/init/src', 'tank/init/dst', 'beta'), 0);
+    },
+  );
+
+  test(
+    "the source's pruning while a stream flows cannot take the snapshot it goes to; the pair goes on",
+    { timeout: 180_000 },
+    async () => {
+      await pulledReplica(tb, 'tank/prune/src', 'tank/prune/dst', ['p1']);
+      await tb.writeAndSnapshot('alpha', 'tank/prune/src', 'p2', 8);
+      await tb.writeAndSnapshot('alpha', 'tank/prune/src', 'p3', 0);
+      await tb.rate('alpha', '8mbit');
+      let pruned: Awaited<ReturnType<Testbed['on']>> | undefined;
+      let outcome: Awaited<RunningCli['done']>;
+      try {
+        const run = startPull('tank/prune/src', 'tank/prune/dst', ['-k', '30', '-v']);
+        await run.waitForLine(/receiving @p1\.\.@p3/);
+        let ended = false;
+        void run.done.then(() => {
+          ended = true;
+        });
+        // zfs-auto-snapshot's "frequent" pruning, or in a chain the upstream hop's expiry, tried again and again:
+        // zfs send holds its snapshots only while it reads them, and the stream is in buffers long after.
+        while (!ended && pruned?.exitCode !== 0) {
+          pruned = await tb.on('alpha', ['zfs', 'destroy', 'tank/prune/src@p3']);
+          await sleep(200);
+        }
+        outcome = await run.done;
+      } finally {
+        await tb.rate('alpha', 'off');
+      }
+      assert.notEqual(pruned?.exitCode, 0, 'the snapshot on its way is held at the source');
+      assertExit(outcome, 0);
+      assert.equal(await tb.hasHold('alpha', 'tank/prune/src@p3', 'beta'), true);
+      assert.equal(await tb.hasHold('beta', 'tank/prune/dst@p3', 'beta'), true);
+      await tb.writeAndSnapshot('alpha', 'tank/prune/src', 'p4', 0);
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/prune/src', 'tank/prune/dst', 'beta'), 0);
+      assert.ok((await tb.snapshots('beta', 'tank/prune/dst')).has('p4'));
     },
   );
 

@@ -287,6 +287,48 @@ describe('runOnce', () => {
     assert.equal(local.datasets.has('backup/copy/src'), false);
   });
 
+  test("an incremental's newest snapshot is held at the source before it travels: the source's pruning cannot take it mid-stream", async () => {
+    const { remote, local, streams, context, settings } = setup();
+    series(remote, 1);
+    await runOnce(settings, context);
+    remote.snapshot('tank/src', 's2', NOW);
+    remote.snapshot('tank/src', 's3', NOW);
+    let pruned: Map<string, unknown> | undefined;
+    const pruning = {
+      ...context,
+      streams: {
+        summary: streams.summary,
+        // The source's own retention (or, in a chain, the upstream hop's expiry) runs while the stream flows.
+        run: async (...args: Parameters<FakeStreams['run']>) => {
+          pruned = await remote.destroySnapshots('tank/src', ['s2', 's3']);
+          return streams.run(...args);
+        },
+      },
+    };
+    const violations = watchCommonHeld(remote, local, 'tank/src', 'backup/copy/src');
+    await runOnce(settings, pruning);
+    assert.deepEqual(violations, []);
+    assert.equal(pruned?.get('s3') && (pruned.get('s3') as { outcome: string }).outcome, 'held');
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s3']);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s3']);
+    remote.snapshot('tank/src', 's4', NOW);
+    await runOnce(settings, context);
+    assert.deepEqual(tagged(local, 'backup/copy/src'), ['s4'], 'the next run goes on incrementally');
+  });
+
+  test("an incremental that fails with nothing arrived takes its hold off the source's newest snapshot again", async () => {
+    for (const features of [FUSE_FEATURES, OPENZFS_FEATURES]) {
+      const { remote, streams, context, settings } = setup(features);
+      series(remote, 1);
+      await runOnce(settings, context);
+      remote.snapshot('tank/src', 's2', NOW);
+      streams.failAfterSnapshots = 0;
+      await assert.rejects(runOnce(settings, context), /transfer failed: send/);
+      assert.ok(remote.events.includes(`alpha: hold ${TAG} tank/src@s2`), 'it was held while it travelled');
+      assert.deepEqual(tagged(remote, 'tank/src'), ['s1'], features.zfsVersion ?? 'zfs-fuse');
+    }
+  });
+
   test('a run interrupted while its holds moved neither bookmarks nor expires', async () => {
     const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
     series(remote, 3);
