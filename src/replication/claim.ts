@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { CommandError, UsageError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ZfsOperations } from '../zfs/host.js';
-import { parentOf } from '../zfs/names.js';
+import { parentOf, snapshotName } from '../zfs/names.js';
+import type { DatasetState } from '../zfs/types.js';
 import type { ListedPair } from './types.js';
 
 /**
@@ -174,4 +175,38 @@ export function tagChanged(
 ): boolean {
   const claim = parseClaim(ownClaim);
   return claim?.remoteGuid === remoteGuid && claim.dataset === localDataset && claim.tagHash !== tagHash(tag);
+}
+
+/**
+ * A job's tag changed to one that already holds some of the replica's snapshots: the job never used it, so it
+ * is most likely a downstream host's, pulling from this replica with that tag (a chain). Taking it over would
+ * release that host's holds here, and expiry would then destroy its base. Where `zfs holds` exists it tells;
+ * on zfs-fuse holding the tag answers "already there" (a hold it adds is taken off again), which a dry run,
+ * changing nothing, does not ask.
+ */
+export async function refuseTagHeldHere(
+  local: ZfsOperations,
+  replica: DatasetState,
+  tag: string,
+  dryRun: boolean,
+): Promise<void> {
+  const held = replica.snapshots.filter((snapshot) => snapshot.userrefs > 0);
+  if (held.length === 0 || (dryRun && !local.features.holdsCommand)) return;
+  let carrying: string[] = [];
+  if (local.features.holdsCommand) {
+    const tags = await local.tagsOn(held.map((snapshot) => snapshotName(replica.dataset, snapshot.name)));
+    carrying = held
+      .filter((snapshot) => tags.get(snapshotName(replica.dataset, snapshot.name))?.includes(tag))
+      .map((snapshot) => snapshot.name);
+  } else {
+    for (const snapshot of held) {
+      if ((await local.hold(tag, replica.dataset, snapshot.name)) === 'present') carrying.push(snapshot.name);
+      else await local.release(tag, replica.dataset, snapshot.name);
+    }
+  }
+  if (carrying.length === 0) return;
+  const where = carrying.map((name) => `@${name}`).join(', ');
+  throw new UsageError(
+    `the tag changed to "${tag}", which already holds ${replica.dataset}${where}: another job's, most likely a downstream host pulling from this replica with it, whose holds this job would release (and whose base expiry would destroy); give this job a tag of its own, or, if those holds are this job's from an earlier change of tag, release them (zfs release ${tag} ...) (nothing was changed)`,
+  );
 }

@@ -2,7 +2,14 @@ import { ConflictError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
 import type { DatasetState } from '../zfs/types.js';
-import { CLAIM_PROPERTY, claimOf, readSourceClaims, refuseHarmfulPair, tagChanged } from './claim.js';
+import {
+  CLAIM_PROPERTY,
+  claimOf,
+  readSourceClaims,
+  refuseHarmfulPair,
+  refuseTagHeldHere,
+  tagChanged,
+} from './claim.js';
 import { sourceNowSeconds } from './clock.js';
 import { refuseRollbackOverClones } from './clones.js';
 import { executePlan, holdOnBothSides } from './execute.js';
@@ -64,6 +71,7 @@ export async function runOnce(
   const newTag =
     pair.remote.guid !== undefined &&
     tagChanged(claims.get(settings.localDataset), pair.remote.guid, settings.tag, settings.localDataset);
+  if (newTag) await refuseTagHeldHere(context.local, pair.local, settings.tag, settings.dryRun);
   const prepared: PreparedRun = { plan, pair, settled: pair !== listed, newTag };
   const received = plan.kind !== 'up-to-date' || prepared.settled;
   const unset = await unsetReplicaProperties(pair.local, claims, context);

@@ -46,6 +46,30 @@ describe('chains and fan-out on real zfs-fuse hosts', () => {
   );
 
   test(
+    "beta's tag changed to gamma's is refused before it strips gamma's hold; gamma's base stays",
+    { timeout: 180_000 },
+    async () => {
+      await tb.zfs('alpha', 'create', 'tank/retag');
+      await tb.writeAndSnapshot('alpha', 'tank/retag', 's1');
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/retag', 'tank/b/retag', 'b', ['--keep', '0']), 0);
+      assertExit(await pull(tb, 'gamma', 'beta', 'tank/b/retag', 'tank/g/retag', 'g', ['--keep', '0']), 0);
+      await tb.writeAndSnapshot('alpha', 'tank/retag', 's2');
+      assertExit(await pull(tb, 'beta', 'alpha', 'tank/retag', 'tank/b/retag', 'b', ['--keep', '0']), 0);
+      await tb.writeAndSnapshot('alpha', 'tank/retag', 's3');
+      const retagged = await pull(tb, 'beta', 'alpha', 'tank/retag', 'tank/b/retag', 'g', ['--keep', '0']);
+      assertExit(retagged, 2);
+      assert.match(retagged.stderr, /the tag changed to "g", which already holds tank\/b\/retag@s1: another job's/);
+      assert.ok(await tb.hasHold('beta', 'tank/b/retag@s1', 'g'), "gamma's base keeps gamma's hold");
+      assert.deepEqual(
+        [...(await tb.snapshots('beta', 'tank/b/retag')).keys()],
+        ['s1', 's2'],
+        'nothing received, nothing expired',
+      );
+      assertExit(await pull(tb, 'gamma', 'beta', 'tank/b/retag', 'tank/g/retag', 'g', ['--keep', '0']), 0);
+    },
+  );
+
+  test(
     "alpha -> beta -> gamma: many rounds, gamma never resends in full, beta never fails on gamma's holds",
     { timeout: 240_000 },
     async () => {

@@ -688,6 +688,31 @@ describe('never harm the source or another replica', () => {
     );
   });
 
+  test("a tag changed to a downstream host's is refused before it releases that host's holds", async () => {
+    for (const features of [FUSE_FEATURES, OPENZFS_FEATURES]) {
+      const { remote, local, context, settings } = setup(features);
+      series(remote, 3);
+      await runOnce(settings, context);
+      // gamma pulls from this replica with its own tag; its base here is @s2, older than this job's @s3.
+      const replica = local.datasets.get('backup/copy/src')!;
+      replica.snapshots.find((snapshot) => snapshot.name === 's2')!.holds.push('gamma');
+      remote.snapshot('tank/src', 's4', NOW);
+      const before = local.snapshotNames('backup/copy/src');
+      const gammaHolds = () => replica.snapshots.filter((snapshot) => snapshot.holds.includes('gamma'));
+      for (const dryRun of [true, false]) {
+        const changed = runOnce({ ...settings, tag: 'gamma', keepSeconds: 0, dryRun }, context);
+        if (dryRun && !features.holdsCommand) await changed;
+        else await assert.rejects(changed, /the tag changed to "gamma", which already holds backup\/copy\/src@s2/);
+      }
+      assert.deepEqual(local.snapshotNames('backup/copy/src'), before, 'nothing received, nothing expired');
+      assert.deepEqual(
+        gammaHolds().map((snapshot) => snapshot.name),
+        ['s2'],
+        "gamma's hold stays; the probe's own are gone",
+      );
+    }
+  });
+
   test("a changed tag is said once: the old tag's holds are left to the operator", async () => {
     const { remote, local, log, context, settings } = setup();
     series(remote, 2);
