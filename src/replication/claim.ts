@@ -115,13 +115,14 @@ export function refuseHarmfulPair(
   sourceClaim?: string,
 ): void {
   const { remote, local } = pair;
-  refuseSharedUpstreamTag(sourceClaim, remote.dataset, tag, remoteHost, local.dataset);
-  if (remote.guid === undefined) return;
-  if (remote.guid === local.guid) {
+  // First: a replica named as its own source carries its own claim, which would read as a replica upstream.
+  if (remote.guid !== undefined && remote.guid === local.guid) {
     throw new UsageError(
       `${remoteHost}:${remote.dataset} and ${local.dataset} are the same dataset (guid ${remote.guid}): a dataset cannot be its own replica (nothing was changed)`,
     );
   }
+  refuseSharedUpstreamTag(sourceClaim, remote.dataset, tag, remoteHost, local.dataset);
+  if (remote.guid === undefined) return;
   const rival = rivalReplica(claims, remote.guid, tag, local.dataset);
   if (rival === undefined) return;
   const { dataset, renamedFrom } = rival;

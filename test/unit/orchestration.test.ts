@@ -622,6 +622,12 @@ describe('never harm the source or another replica', () => {
     );
     assert.deepEqual(remote.events, []);
     assert.deepEqual(remote.snapshotNames('tank/src'), ['s1', 's2', 's3']);
+    // A replica of its own that the job names as its source: the same dataset still, not "a replica upstream".
+    remote.datasets.get('tank/src')!.properties.set(CLAIM_PROPERTY, claimOf('77', TAG, 'tank/src'));
+    await assert.rejects(
+      runOnce({ ...settings, localDataset: 'tank/src' }, sameHost),
+      (error: unknown) => error instanceof UsageError && /are the same dataset/.test(error.message),
+    );
   });
 
   test('a source restored from this replica (zfs send -R: its claim came along) is refused, naming the way out', async () => {
