@@ -1,6 +1,7 @@
-import { ConflictError, errorMessage } from '../errors/errors.js';
+import { ConflictError, UsageError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
+import { tooLongUnder } from '../zfs/names.js';
 import type { DatasetState } from '../zfs/types.js';
 import {
   CLAIM_PROPERTY,
@@ -64,6 +65,7 @@ export async function runOnce(
     if (plan.base !== undefined && !settings.dryRun) await holdThroughConflict(plan.base, settings, context);
     throw new ConflictError(plan.code, await conflictMessage(plan, pair, settings, context));
   }
+  refuseNamesTooLong(plan, settings.localDataset);
   if (plan.kind === 'incremental' && settings.rollback)
     await refuseRollbackOverClones(plan, context.local, settings.localDataset).catch((error: unknown) =>
       holdBaseThroughConflict(error, plan, settings, context),
@@ -268,6 +270,22 @@ async function recordClaim(
       `${settings.localDataset} was replicated from ${context.remote.label}:${settings.remoteDataset} with another tag until now: if no job uses that tag any more, its holds stay on both sides for good (and keep that snapshot from the source's pruning): release them on both sides (zfs holds shows them on the common snapshots; zfs-fuse has no zfs holds: zfs list -t snapshot -o name,userrefs)`,
     );
   }
+}
+
+/**
+ * A source's snapshot whose name, under the replica's, is longer than ZFS allows would fail every run's receive
+ * ("invalid name") while a dry run said all was well: refused before anything changes, naming the way out.
+ */
+function refuseNamesTooLong(plan: Plan, localDataset: string): void {
+  if (plan.kind !== 'initial' && plan.kind !== 'incremental') return;
+  const [first] = tooLongUnder(
+    localDataset,
+    plan.incoming.map((snapshot) => snapshot.name),
+  );
+  if (first === undefined) return;
+  throw new UsageError(
+    `${localDataset}@${first} would be longer than the 255 bytes ZFS allows a name: give the replica a shorter name (-l), or the source's snapshots shorter names (nothing was changed)`,
+  );
 }
 
 /** Both sides in one command each, at the same time. */

@@ -23,6 +23,11 @@ export function datasetNameProblem(name: string): string | undefined {
   return undefined;
 }
 
+/** The snapshot names that, received under `dataset`, would make a name longer than ZFS allows. */
+export function tooLongUnder(dataset: string, snapshots: readonly string[]): string[] {
+  return snapshots.filter((snapshot) => Buffer.byteLength(snapshotName(dataset, snapshot)) > MAX_NAME_LENGTH);
+}
+
 /**
  * A tag is given to `zfs hold`/`release` as an argument of its own: one that begins with "-" would be read as
  * an option (`--tag=-r` once received a whole stream, then failed to hold it), and a control character would

@@ -736,6 +736,20 @@ describe('never harm the source or another replica', () => {
     assert.deepEqual(local.tagsOf('backup/copy/src', 'n2'), ['renamed']);
   });
 
+  test("a source snapshot whose name would be too long under the replica's is refused, dry or not, before anything changes", async () => {
+    const { remote, local, context, settings } = setup();
+    const long = 'x'.repeat(255 - 'backup/copy/src@'.length + 1);
+    remote.snapshot('tank/src', long, NOW);
+    for (const dryRun of [true, false]) {
+      await assert.rejects(
+        runOnce({ ...settings, dryRun }, context),
+        (error: unknown) =>
+          error instanceof UsageError && /backup\/copy\/src@x+ would be longer than the 255 bytes/.test(error.message),
+      );
+    }
+    assert.deepEqual([...remote.events, ...local.events], []);
+  });
+
   test('a local pool that is not there (a backup disk not imported) stops the run, dry or not, naming it', async () => {
     const { remote, local, context, settings } = setup();
     series(remote, 2);
