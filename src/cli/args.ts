@@ -246,6 +246,34 @@ export function parseArgs(
     ...given,
   } as Parsed;
 
+  try {
+    return settingsOf(parsed, given);
+  } catch (error) {
+    throw refusedLine(error, parsed);
+  }
+}
+
+/**
+ * A usage error in a line that names a valid replica (a key file gone, a -b the host's memory no longer allows):
+ * the line fails on every run from now on, and that replica's record can say so (see recordRefusedLine).
+ */
+export class RefusedLine extends UsageError {
+  constructor(
+    message: string,
+    readonly replica: { localDataset: string; recursive: boolean; stateDir: string | undefined },
+  ) {
+    super(message);
+  }
+}
+
+function refusedLine(error: unknown, parsed: Parsed): unknown {
+  const { local, stateDir, recursive, dryRun } = parsed;
+  if (!(error instanceof UsageError) || dryRun || local === undefined || datasetNameProblem(local) !== undefined)
+    return error;
+  return new RefusedLine(error.message, { localDataset: local, recursive, stateDir: stateDir || undefined });
+}
+
+function settingsOf(parsed: Parsed, given: Record<string, unknown>): CliSettings {
   const host = required(parsed.host, '-h/--host');
   if (!HOSTNAME.test(host) || host.startsWith('-')) throw new UsageError(`invalid host ${JSON.stringify(host)}`);
   const remoteDataset = dataset(required(parsed.remote, '-r/--remote'), '-r/--remote');

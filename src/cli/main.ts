@@ -19,6 +19,7 @@ import { LOCAL_PROBE_SCRIPT, probeHost } from '../zfs/probe.js';
 import type { CliSettings } from './args.js';
 import { runObserver } from './observe.js';
 import { RunRecorder } from './recorder.js';
+import { recordRefusedLine } from './refused-line.js';
 import { type Invocation, type RunStart, startedMaster } from './run-start.js';
 import { STOP_SIGNALS } from './signals.js';
 
@@ -51,9 +52,12 @@ export async function main(argv: readonly string[], invocation: Invocation): Pro
     case 'version':
       process.stdout.write(`${packageVersion()}\n`);
       return ExitCode.Ok;
-    case 'usage-error':
+    case 'usage-error': {
       process.stderr.write(`zfs_replicate: error: ${invocation.message} (see --help)\n`);
+      const problem = invocation.replica && recordRefusedLine(invocation.replica, invocation.message, process.env);
+      if (problem !== undefined) process.stderr.write(`zfs_replicate: warning: ${problem}\n`);
       return ExitCode.Usage;
+    }
   }
   const { settings, start } = invocation;
   const master = startedMaster(invocation);

@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from '../../src/cli/args.js';
+import { readCommandLine } from '../../src/cli/command-line.js';
 import { type CheckSettings, observerCommand, parseObserverArgs } from '../../src/cli/observe-args.js';
 import { runObserver } from '../../src/cli/observe.js';
+import { recordRefusedLine } from '../../src/cli/refused-line.js';
 import { UsageError } from '../../src/errors/errors.js';
 import { CheckState, checkLine, judge } from '../../src/observe/check.js';
 import { writeMetricsFile } from '../../src/observe/metrics-file.js';
@@ -78,6 +80,30 @@ describe('run records', () => {
     assert.deepEqual(lockedOut.lastRun, bad.lastRun, 'the conflict still shows');
     assert.equal(lockedOut.lockedOutAt, NOW);
     assert.equal(nextRecord(undefined, failure({ exitCode: 3 })).lastRun.exitCode, 3, 'the first run has no other');
+  });
+
+  test("a crontab line refused at its command line marks its replica's record: check is no longer OK", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zr-records-'));
+    try {
+      writeRecord(dir, nextRecord(undefined, report({ endedAt: Date.now() / 1000 - 60 })));
+      const line = ['-h', 'vmhost', '-r', 'tank/vm', '-l', 'backup/vm', '-t', 'offsite', '-k', '30'];
+      const refused = readCommandLine([...line, '-i', '/nonexistent/key'], { ZFS_REPLICATE_STATE_DIR: dir });
+      assert.ok(refused.kind === 'usage-error' && refused.replica !== undefined, JSON.stringify(refused));
+      assert.equal(recordRefusedLine(refused.replica, refused.message, { ZFS_REPLICATE_STATE_DIR: dir }), undefined);
+      const [record] = readRecords(dir).records;
+      assert.equal(record?.lastRun.exitCode, 2);
+      assert.match(record?.lastRun.error ?? '', /-i\/--identity/);
+      assert.equal(record?.tagAt, 'daily-1', 'what earlier runs established stays');
+      const row = statusRow('backup/vm', record, Date.now() / 1000);
+      assert.equal(judge(row, { warnSeconds: 26 * HOUR, critSeconds: 50 * HOUR }).state, CheckState.Warning);
+      // A dry run changes nothing, so its refusal is no run of the job; nor is a line naming no valid replica.
+      const dry = readCommandLine([...line, '--dry-run', '-i', '/nonexistent/key'], {});
+      assert.ok(dry.kind === 'usage-error' && dry.replica === undefined);
+      const unnamed = readCommandLine([...line.slice(0, 4), '-l', 'bad//name', '-t', 'offsite', '-k', '30'], {});
+      assert.ok(unnamed.kind === 'usage-error' && unnamed.replica === undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('records round-trip through a directory; foreign files and one kind per name are kept apart', () => {
