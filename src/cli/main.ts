@@ -219,6 +219,8 @@ async function runLocked(
             }),
         },
       );
+      // A stop leaves members unstarted: the tree's record says it was stopped, as its exit code does.
+      if (controller.signal.aborted) throw new FailureError('EINTERRUPTED', 'stopped before every member had run');
       recordRun(
         { outcome: tree },
         tree.members.map((member) => member.localDataset),
@@ -226,7 +228,8 @@ async function runLocked(
     } else {
       recordRun({ outcome: await runOnce(runSettings, context) });
     }
-    return controller.signal.aborted ? ExitCode.Interrupted : ExitCode.Ok;
+    // A single replica's run that got to its end did all of its work, whatever signal came meanwhile.
+    return ExitCode.Ok;
   } catch (error) {
     recordRun({ error, interrupted: controller.signal.aborted });
     if (controller.signal.aborted) {

@@ -124,6 +124,7 @@ export async function runOnce(
       localDataset: settings.localDataset,
       tag: settings.tag,
       log: context.log,
+      cancelSignal: context.cancelSignal,
     });
   } catch (expiryError) {
     if (transferError === undefined) throw expiryError;

@@ -10,6 +10,8 @@ export interface ExpiryContext {
   localDataset: string;
   tag: string;
   log: Logger;
+  /** A stop (SIGTERM, SIGINT) ends expiry between two snapshots: an operator stopping a wrong --keep. */
+  cancelSignal?: AbortSignal;
 }
 
 /**
@@ -19,6 +21,7 @@ export interface ExpiryContext {
  */
 export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<number> {
   if (plan.expire.length === 0) return 0;
+  stopIfInterrupted(context, 'before expiry (nothing expired)');
   const twins = plan.expire.filter(
     (candidate): candidate is ExpiryCandidate & { remoteTwin: NonNullable<ExpiryCandidate['remoteTwin']> } =>
       candidate.remoteTwin !== undefined,
@@ -47,6 +50,7 @@ export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext):
     results = await context.local.destroySnapshots(
       context.localDataset,
       plan.expire.map(({ snapshot }) => snapshot.name),
+      context.cancelSignal,
     );
   } catch (error) {
     throw new FailureError('EEXPIRY', `expiry stopped: ${errorMessage(error)}`, { cause: error });
@@ -66,7 +70,13 @@ export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext):
         `kept ${snapshot} past keep: ${result.clones.length > 0 ? result.clones.join(', ') : 'a clone'} depends on it (destroy the clone, or zfs promote it, to let it expire)`,
       );
   }
+  const left = plan.expire.length - results.size;
+  stopIfInterrupted(context, `during expiry (${destroyed} expired, ${left} left for the next run)`);
   return destroyed;
+}
+
+function stopIfInterrupted(context: ExpiryContext, where: string): void {
+  if (context.cancelSignal?.aborted) throw new FailureError('EINTERRUPTED', `stopped ${where}`);
 }
 
 /**

@@ -57,7 +57,12 @@ export interface ZfsOperations {
   bookmark(dataset: string, snapshot: string, bookmark: string): Promise<void>;
   destroyBookmark(dataset: string, bookmark: string): Promise<void>;
   estimateSendBytes(sendArguments: readonly string[]): Promise<number | undefined>;
-  destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>>;
+  /** Those not destroyed because `stop` came first have no answer in the map. */
+  destroySnapshots(
+    dataset: string,
+    snapshots: readonly string[],
+    stop?: AbortSignal,
+  ): Promise<Map<string, DestroyResult>>;
   /**
    * Every filesystem and volume (under `root` if given) with its value of the user property `property`
    * (unset ones left out; a missing root has none).
@@ -288,9 +293,14 @@ export class ZfsHost implements ZfsOperations {
    * Destroys snapshots: on OpenZFS in one `zfs destroy fs@a,b,c` (atomic: all or none), falling back to one
    * by one when that fails, so one busy snapshot never stops the others; zfs-fuse takes one per call.
    */
-  async destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>> {
+  async destroySnapshots(
+    dataset: string,
+    snapshots: readonly string[],
+    stop?: AbortSignal,
+  ): Promise<Map<string, DestroyResult>> {
     const results = new Map<string, DestroyResult>();
     for (const batch of this.features.openzfs ? batches(snapshots, COMMAND_CHARACTERS) : []) {
+      if (stop?.aborted) return results;
       if (
         batch.length > 1 &&
         succeeded(await this.runner.attempt(this.endpoint, ['zfs', 'destroy', `${dataset}@${batch.join(',')}`]))
@@ -299,6 +309,7 @@ export class ZfsHost implements ZfsOperations {
       }
     }
     for (const snapshot of snapshots) {
+      if (stop?.aborted) return results;
       if (!results.has(snapshot)) results.set(snapshot, await this.destroySnapshot(dataset, snapshot));
     }
     return results;

@@ -258,9 +258,14 @@ export class FakeZfsHost implements ZfsOperations {
     return this.features.openzfs ? 1000 : undefined;
   }
 
-  async destroySnapshots(dataset: string, snapshots: readonly string[]): Promise<Map<string, DestroyResult>> {
+  async destroySnapshots(
+    dataset: string,
+    snapshots: readonly string[],
+    stop?: AbortSignal,
+  ): Promise<Map<string, DestroyResult>> {
     const results = new Map<string, DestroyResult>();
     for (const name of snapshots) {
+      if (stop?.aborted) return results;
       const state = this.dataset(dataset);
       const found = this.find(dataset, name);
       if (found !== undefined && found.holds.length > 0) {

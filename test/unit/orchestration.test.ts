@@ -351,6 +351,25 @@ describe('runOnce', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s3', 's4'], 'the same run, uninterrupted, expires');
   });
 
+  test('a stop during expiry ends it between two snapshots, and the run ends as stopped', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 6, 40);
+    await runOnce({ ...settings, keepSeconds: 100 * DAY }, context);
+    const controller = new AbortController();
+    // An operator's Ctrl-C on a wrong --keep, as the first snapshot goes.
+    local.onChange = () => {
+      if (local.events.at(-1)?.includes(': destroy ')) controller.abort();
+    };
+    await assert.rejects(
+      runOnce({ ...settings, keepSeconds: DAY }, { ...context, cancelSignal: controller.signal }),
+      (error: unknown) =>
+        error instanceof FailureError &&
+        error.code === 'EINTERRUPTED' &&
+        /stopped during expiry \(1 expired, 4 left for the next run\)/.test(error.message),
+    );
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s2', 's3', 's4', 's5', 's6']);
+  });
+
   test('expiry keeps a local snapshot held by another tag and says so', async () => {
     const { remote, local, log, context, settings } = setup();
     series(remote, 3, 40);
