@@ -18,10 +18,12 @@ export interface SshSettings {
 
 /**
  * Defaults that make a dead link fail within seconds instead of hanging cron forever (the ancestor had none),
- * and never prompt (cron has no TTY).
+ * and never prompt (cron has no TTY). StrictHostKeyChecking overrides an ssh_config that trusts any key (`no`):
+ * a changed host key must fail the run, not feed the backup from whoever answers.
  */
 const DEFAULT_OPTIONS = [
   'BatchMode=yes',
+  'StrictHostKeyChecking=yes',
   'ConnectTimeout=10',
   'ServerAliveInterval=5',
   'ServerAliveCountMax=3',

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type CommandOutcome, TESTBED_DIR, type Testbed } from '../testbed/testbed.js';
 import {
   FAKETIME_LIBRARY,
@@ -235,6 +235,31 @@ async function expectUnchanged(ctx: FaultContext, before: string[]): Promise<voi
 }
 
 const knownHosts = (host: string) => `${TESTBED_DIR}/hosts/${host}/root/.ssh/known_hosts`;
+const sshConfig = (host: string) => `${TESTBED_DIR}/hosts/${host}/root/.ssh/config`;
+
+function hostKeyChangedRow(configTrustsAll: boolean): FaultRow {
+  return {
+    name: `ssh: the remote host key changed${configTrustsAll ? ', with StrictHostKeyChecking no in ssh_config' : ''}`,
+    soak: 'any',
+    arrange: somethingNew,
+    acceptable: [1],
+    async fault(ctx) {
+      const { tb, pair } = ctx;
+      const before = [await poolState(tb, pair.localHost), await poolState(tb, pair.remoteHost)];
+      if (configTrustsAll) writeFileSync(sshConfig(pair.localHost), 'Host *\n  StrictHostKeyChecking no\n');
+      await tb.testbedCommand('hostkey', pair.remoteHost, 'new');
+      const outcome = await ctx.start().done;
+      if (!/host key/i.test(outcome.stderr))
+        ctx.violations.push(`message: does not say the host key changed: ${outcome.stderr.trim().slice(-400)}`);
+      await expectUnchanged(ctx, before);
+      return [outcome];
+    },
+    async recover(ctx) {
+      rmSync(sshConfig(ctx.pair.localHost), { force: true });
+      await ctx.tb.testbedCommand('hostkey', ctx.pair.remoteHost, 'restore');
+    },
+  };
+}
 
 /** Whether the newest source snapshot is `name`'s guid (for rows that destroy or rename it on the source). */
 async function guidOf(ctx: Omit<FaultContext, 'before'>, name: string): Promise<string> {
@@ -430,25 +455,9 @@ export const FAULTS: readonly FaultRow[] = [
   hostileRow('duplicate-guid', 'duplicate guids'),
   hostileRow('outside', 'names outside the requested dataset'),
   hostileRow('huge', 'a huge listing (700,000 snapshots, 120 MB)'),
-  {
-    name: 'ssh: the remote host key changed',
-    soak: 'any',
-    arrange: somethingNew,
-    acceptable: [1],
-    async fault(ctx) {
-      const { tb, pair } = ctx;
-      const before = [await poolState(tb, pair.localHost), await poolState(tb, pair.remoteHost)];
-      await tb.testbedCommand('hostkey', pair.remoteHost, 'new');
-      const outcome = await ctx.start().done;
-      if (!/host key/i.test(outcome.stderr))
-        ctx.violations.push(`message: does not say the host key changed: ${outcome.stderr.trim().slice(-400)}`);
-      await expectUnchanged(ctx, before);
-      return [outcome];
-    },
-    async recover(ctx) {
-      await ctx.tb.testbedCommand('hostkey', ctx.pair.remoteHost, 'restore');
-    },
-  },
+  hostKeyChangedRow(false),
+  // An ssh_config that trusts every key (StrictHostKeyChecking no) must not make the run trust a changed one.
+  hostKeyChangedRow(true),
   {
     name: 'ssh: unknown host on first contact',
     soak: 'any',

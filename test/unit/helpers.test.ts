@@ -219,6 +219,12 @@ describe('sshArguments', () => {
     );
     assert.deepEqual(args.slice(0, 4), ['-o', 'ConnectTimeout=3', '-o', 'BatchMode=yes']);
     assert.ok(args.includes('ConnectTimeout=10'), 'the default follows, and loses');
+    assert.ok(args.includes('StrictHostKeyChecking=yes'), 'an ssh_config trusting any host key does not win');
+    const acceptNew = sshArguments({ host: 'h', options: [], acceptNewHostKey: true }, '/c');
+    assert.ok(
+      acceptNew.indexOf('StrictHostKeyChecking=accept-new') < acceptNew.indexOf('StrictHostKeyChecking=yes'),
+      '--accept-new-host-key comes first, and wins',
+    );
     assert.deepEqual(args.slice(-8), ['-p', '2222', '-i', '/k', '-c', 'aes128-gcm@openssh.com', '-S', '/tmp/ctl']);
     assert.deepEqual(sshArguments({ host: 'h', options: [] }, '/c').slice(-2), ['-S', '/c']);
   });
