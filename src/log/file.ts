@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { constants, closeSync, openSync, writeSync } from 'node:fs';
 import Transport from 'winston-transport';
 import type { DestinationFailed } from './syslog.js';
 
@@ -18,9 +18,14 @@ export class FileTransport extends Transport {
   ) {
     super(options);
     try {
-      this.fd = openSync(path, 'a', 0o640);
+      // Non-blocking: a FIFO that nobody reads would block open() for ever, with the replica's lock held.
+      this.fd = openSync(
+        path,
+        constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK,
+        0o640,
+      );
     } catch (error) {
-      this.stop(error);
+      this.stop((error as NodeJS.ErrnoException).code === 'ENXIO' ? new Error('a FIFO that nobody reads') : error);
     }
   }
 

@@ -28,10 +28,11 @@ describe('safety: every promise holds on the worst day', () => {
       await pulledReplica(tb, 'tank/lg/src', 'tank/lg/dst', ['s1']);
       await tb.sh(
         'beta',
-        'mkdir -p /tmp/zr-full && mount -t tmpfs -o size=64k zr-full /tmp/zr-full && dd if=/dev/zero of=/tmp/zr-full/fill bs=4k count=100 2>/dev/null || true',
+        'mkdir -p /tmp/zr-full && mount -t tmpfs -o size=64k zr-full /tmp/zr-full && dd if=/dev/zero of=/tmp/zr-full/fill bs=4k count=100 2>/dev/null || true; mkfifo /tmp/zr-full/fifo',
       );
       try {
-        for (const logFile of ['/tmp', '/proc/version', '/tmp/zr-full/log']) {
+        // The FIFO has no reader: opening it for writing would wait for one for ever.
+        for (const logFile of ['/tmp', '/proc/version', '/tmp/zr-full/log', '/tmp/zr-full/fifo']) {
           // A conflict (exit 4): the remote dataset does not exist.
           const run = await pull(tb, 'beta', 'alpha', 'tank/lg/none', 'tank/lg/dst', 'beta', ['--log-file', logFile]);
           assertExit(run, 4, logFile);
