@@ -1,8 +1,8 @@
-import { ConflictError, UsageError, errorMessage } from '../errors/errors.js';
+import { ConflictError, FailureError, UsageError, errorMessage } from '../errors/errors.js';
 import { expireSnapshots } from '../retention/expire.js';
 import { planExpiry } from '../retention/plan.js';
 import { tooLongUnder } from '../zfs/names.js';
-import type { DatasetState } from '../zfs/types.js';
+import type { DatasetState, Snapshot } from '../zfs/types.js';
 import {
   CLAIM_PROPERTY,
   claimOf,
@@ -108,11 +108,15 @@ export async function runOnce(
   }
   let expiredSnapshots = 0;
   try {
-    if (transferError !== undefined) after = await settleAfterFailure(prepared, settings, context);
+    let remoteSnapshots = pair.remote.snapshots;
+    if (transferError !== undefined) {
+      after = await settleAfterFailure(prepared, settings, context);
+      remoteSnapshots = await remoteAfterFailure(settings, context);
+    }
     if (context.expiryWithheld !== undefined) after = { ...after, bases: new Set() };
     const expiry = planExpiry({
       local: after.local.snapshots,
-      remote: pair.remote.snapshots,
+      remote: remoteSnapshots,
       bases: after.bases,
       nowSeconds: sourceNowSeconds(context),
       keepSeconds: settings.keepSeconds,
@@ -191,6 +195,22 @@ async function conflictMessage(
   const onSource = new Set(pair.remote.snapshots.map((snapshot) => snapshot.guid));
   if (!history.snapshots.some((snapshot) => onSource.has(snapshot.guid))) return plan.message;
   return `local dataset ${settings.localDataset} shares no snapshot with its source any more: zfs promote gave its history to ${holder} (a restore?); zfs promote ${settings.localDataset} takes it back (nothing was changed)`;
+}
+
+/**
+ * A failed transfer may have been a lost connection: expiry never runs while the remote cannot be reached (what
+ * its earlier listing said may be stale), so the remote is listed again, and if it does not answer, nothing is
+ * destroyed.
+ */
+async function remoteAfterFailure(settings: ReplicationSettings, context: ReplicationContext): Promise<Snapshot[]> {
+  try {
+    return (await context.remote.state(settings.remoteDataset)).snapshots;
+  } catch (error) {
+    throw new FailureError(
+      'EEXPIRY',
+      `expiry skipped, nothing destroyed: ${context.remote.label}:${settings.remoteDataset} could not be listed after the failure: ${errorMessage(error)}`,
+    );
+  }
 }
 
 /**

@@ -394,6 +394,36 @@ describe('runOnce', () => {
     );
   });
 
+  test('after a transfer lost with the connection, expiry destroys nothing, even snapshots with no twin left', async () => {
+    const { remote, local, log, streams, context, settings } = setup();
+    series(remote, 3, 40);
+    await runOnce({ ...settings, keepSeconds: 100 * DAY }, context);
+    // The source pruned its own old snapshots: the replica's are past keep and have no twin to release.
+    await remote.destroySnapshots('tank/src', ['s1', 's2']);
+    remote.snapshot('tank/src', 's4', NOW);
+    const cut = {
+      ...context,
+      streams: {
+        summary: streams.summary,
+        run: async () => {
+          for (const operation of ['state', 'hold', 'release']) remote.failing.add(operation);
+          throw streamError('send', 'Connection reset by peer');
+        },
+      },
+    };
+    await assert.rejects(runOnce({ ...settings, keepSeconds: DAY }, cut), /Connection reset/);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
+    assert.ok(
+      log.lines.some((line) =>
+        /^error: expiry skipped, nothing destroyed: alpha:tank\/src could not be listed/.test(line),
+      ),
+      log.lines.join('\n'),
+    );
+    remote.failing.clear();
+    await runOnce({ ...settings, keepSeconds: DAY }, context);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s4'], 'the next run expires them');
+  });
+
   test('when the remote cannot release its hold, expiry destroys nothing and the run fails', async () => {
     const { remote, local, context, settings } = setup(OPENZFS_FEATURES);
     series(remote, 3, 40);
