@@ -130,7 +130,7 @@ async function runLocked(
     start.master?.stopHandshake();
   };
   for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
-  const runner = new CommandRunner();
+  const runner = new CommandRunner(controller.signal);
   runner.observe((endpoint, argv) => log.debug(`${endpoint.label}$ ${shellJoin(argv)}`));
   const remoteEndpoint: Endpoint = ssh ?? { ...localEndpoint, label: settings.host };
   try {

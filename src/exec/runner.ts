@@ -37,6 +37,13 @@ const DEFAULT_MAX_OUTPUT_BYTES = 512 * 1024 * 1024;
 export class CommandRunner {
   private readonly observers: CommandObserver[] = [];
 
+  /**
+   * `stop`: the run's stop (SIGTERM, SIGINT). A command under way when it comes is stopped with it: a hung zfs
+   * would otherwise keep the run, and its lock, for the whole timeout. One started after it is the run's
+   * cleanup (holding what arrived), and runs.
+   */
+  constructor(private readonly stop?: AbortSignal) {}
+
   observe(observer: CommandObserver): void {
     this.observers.push(observer);
   }
@@ -44,12 +51,16 @@ export class CommandRunner {
   async attempt(endpoint: Endpoint, argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
     for (const observer of this.observers) observer(endpoint, argv);
     const { file, args } = endpoint.wrap(argv);
+    const stops = [options.cancelSignal, this.stop?.aborted ? undefined : this.stop].filter(
+      (signal): signal is AbortSignal => signal !== undefined,
+    );
+    const cancelSignal = stops.length > 1 ? AbortSignal.any(stops) : stops[0];
     const result = await execa(file, args, {
       reject: false,
       stdin: 'ignore',
       stripFinalNewline: false,
       timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-      ...(options.cancelSignal ? { cancelSignal: options.cancelSignal } : {}),
+      ...(cancelSignal ? { cancelSignal } : {}),
       forceKillAfterDelay: 2000,
       maxBuffer: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
     });

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { withSbinPath } from '../../src/cli/path.js';
 import { localEndpoint } from '../../src/exec/endpoint.js';
+import { CommandRunner } from '../../src/exec/runner.js';
 import { oneLine } from '../../src/log/logger.js';
 import { describePlan } from '../../src/replication/describe.js';
 import type { CommonSnapshot, Plan } from '../../src/replication/plan.js';
@@ -208,6 +209,21 @@ describe('withSbinPath', () => {
     assert.equal(withSbinPath('/sbin:/usr/bin'), '/sbin:/usr/bin:/usr/local/sbin:/usr/sbin');
     assert.equal(withSbinPath(undefined), '/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin');
     assert.equal(withSbinPath('::/bin:'), '/bin:/usr/local/sbin:/usr/sbin:/sbin');
+  });
+});
+
+describe('CommandRunner', () => {
+  test("a command under way when the run's stop comes is stopped with it; one started after it runs", async () => {
+    const stop = new AbortController();
+    const runner = new CommandRunner(stop.signal);
+    const started = Date.now();
+    const hung = runner.attempt(localEndpoint, ['sleep', '30']);
+    setTimeout(() => stop.abort(), 200);
+    const result = await hung;
+    assert.equal(result.spawnError, 'cancelled');
+    assert.ok(Date.now() - started < 10_000, 'not after its timeout');
+    const cleanup = await runner.attempt(localEndpoint, ['sh', '-c', 'sleep 0.3; echo held']);
+    assert.equal(cleanup.stdout, 'held\n', "the run's cleanup after the stop");
   });
 });
 
