@@ -10,6 +10,8 @@ import { STOP_SIGNALS } from './signals.js';
 // the replication code). Only the command line is read first and the lock taken, so the two overlap: the
 // connection starts here, and main() picks it up (and ends it).
 const argv = process.argv.slice(2);
+// (The bundle's banner moves a process whose working directory was removed to /: yargs reads process.cwd()
+// as its modules load, and that threw a stack trace before any of this ran.)
 // cron's PATH is /usr/bin:/bin, while zfs lives in /sbin or /usr/sbin.
 process.env.PATH = withSbinPath(process.env.PATH);
 

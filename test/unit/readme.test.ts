@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from '../../src/cli/args.js';
@@ -32,4 +33,19 @@ test("the bin's --help wraps at word boundaries, for the run and for status and 
   assert.ok(help().includes('when the lock holder has run longer than this'), help());
   assert.ok(help().includes('where each run leaves its record (read by status, check and --metrics-file)'));
   assert.ok(help('check').includes('WARNING at this lag (a duration such as 26h, or seconds)'));
+});
+
+test('the bin in a working directory that was removed answers in one line, not with a stack trace', () => {
+  const bin = resolve(dirname(fileURLToPath(import.meta.url)), '../../zfs_replicate.mjs');
+  const gone = mkdtempSync(join(tmpdir(), 'zr-gone-'));
+  const run = spawnSync(
+    'sh',
+    ['-c', 'cd "$1" && rmdir "$1" && exec "$2" "$3" --no-such-option', 'sh', gone, process.execPath, bin],
+    {
+      encoding: 'utf8',
+    },
+  );
+  rmSync(gone, { recursive: true, force: true });
+  assert.equal(run.status, 2, run.stderr);
+  assert.match(run.stderr, /^zfs_replicate: error: Unknown argument: --no-such-option \(see --help\)\n$/);
 });
