@@ -66,7 +66,9 @@ export async function moveHoldsTogether(moves: readonly HoldMove[]): Promise<Pro
       try {
         const result = gathered && unheld.has(entry) ? 'added' : await zfs.hold(tag, side.dataset, side.keep.name);
         if (result === 'added' && !move.expectNew)
-          move.log.warn(`repaired: hold "${tag}" was missing on ${where}; added it`);
+          move.log.warn(
+            `repaired: hold "${tag}" was missing on ${where} (released by hand, or a run killed before it could hold it); added it`,
+          );
         else move.log.debug(`hold "${tag}" on ${where}: ${result}`);
       } catch (error) {
         fail(entry, error);
