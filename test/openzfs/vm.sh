@@ -104,7 +104,7 @@ build() {
   install -d -m 700 "$root/root/.ssh"
   cp "$KEY" "$KEY.pub" "$root/root/.ssh/"
   cp "$KEY.pub" "$root/root/.ssh/authorized_keys"; chmod 600 "$root/root/.ssh/authorized_keys" "$root/root/.ssh/id_ed25519"
-  printf 'Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n' >"$root/root/.ssh/config"
+  printf 'Host *\n  LogLevel ERROR\n' >"$root/root/.ssh/config"
   printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\nMaxStartups 100:30:200\nMaxSessions 100\n' >"$root/etc/ssh/sshd_config.d/zr.conf"
   install -m 755 "$(command -v node)" "$root/usr/local/bin/node"
   sed -i 's/^update_initramfs=.*/update_initramfs=yes/' "$root/etc/initramfs-tools/update-initramfs.conf"
@@ -174,10 +174,14 @@ up() {
   done
   # cache=loose: without a cache every file the CLI loads is a round trip to the host, and a run spent ~40 s
   # loading its modules. The guest only reads the project, and each test file boots its own guests.
+  # Root pins the guest's own host key, as a backup host would: the CLI refuses an unknown or changed key (an
+  # image built before this trusted any key in its ssh config, which is rewritten here too).
   # shellcheck disable=SC2046
   ssh $(ssh_args) root@127.0.0.1 "mkdir -p '$PROJECT' && mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose project '$PROJECT' && modprobe zfs &&
     zpool create -f -O mountpoint=/src -O compression=off src /dev/disk/by-id/virtio-zr-data1 &&
-    zpool create -f -O mountpoint=/backup backup /dev/disk/by-id/virtio-zr-data2" || die "zfs-$version: guest setup failed"
+    zpool create -f -O mountpoint=/backup backup /dev/disk/by-id/virtio-zr-data2 &&
+    printf 'Host *\n  LogLevel ERROR\n' >/root/.ssh/config &&
+    ssh-keyscan -p $PORT 10.0.2.2 >/root/.ssh/known_hosts 2>/dev/null" || die "zfs-$version: guest setup failed"
   log "zfs-$version up in $((SECONDS - started)) s: $(cat "$IMAGE/zfs-version")"
 }
 
