@@ -129,7 +129,12 @@ async function pull(
       log.info(`created parent dataset ${parent}`);
     }
   } else if (settings.rollback) {
-    await rollBack(plan, settings, context);
+    // A rollback refused (another tag's hold, a clone) or failed leaves a conflict for a human: the source's
+    // snapshot held for the stream must not stay pinned meanwhile.
+    await rollBack(plan, settings, context).catch(async (error: unknown) => {
+      await releaseIfNothingArrived(plan, settings, context);
+      throw error;
+    });
   }
   const flags = runSendFlags(prepared.pair, settings, context);
   const remoteType = prepared.pair.remote.type;

@@ -510,6 +510,7 @@ describe('runOnce', () => {
       return true;
     });
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 'local-only']);
+    assert.deepEqual(tagged(remote, 'tank/src'), ['s2'], "the source's newest is not left pinned while it waits");
   });
 
   test('--rollback over a snapshot a clone depends on is a conflict, found before anything changes, dry or not', async () => {
