@@ -388,6 +388,8 @@ describe('real OpenZFS across versions', () => {
       [v21, v23, 'src/x', 'backup/from23'],
       [v23, v21, 'src/y', 'backup/from21'],
     ] as const) {
+      // Each guest pins its own host key at boot; the other's is pinned here, as README's setup step 4 does.
+      await guest.sh(`ssh-keyscan -p ${source.port} ${HOST_FROM_GUEST} >>~/.ssh/known_hosts 2>/dev/null`);
       assertExit(
         await pull(guest, source, remote, local, `to${guest.version}`),
         0,
