@@ -310,7 +310,14 @@ export class ZfsHost implements ZfsOperations {
     }
     for (const snapshot of snapshots) {
       if (stop?.aborted) return results;
-      if (!results.has(snapshot)) results.set(snapshot, await this.destroySnapshot(dataset, snapshot));
+      if (results.has(snapshot)) continue;
+      try {
+        results.set(snapshot, await this.destroySnapshot(dataset, snapshot));
+      } catch (error) {
+        // The stop stopped this destroy too: whether it went, the next run's listing tells.
+        if (stop?.aborted) return results;
+        throw error;
+      }
     }
     return results;
   }

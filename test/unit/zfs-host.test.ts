@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { Endpoint } from '../../src/exec/endpoint.js';
 import { type CommandResult, CommandRunner } from '../../src/exec/runner.js';
 import { ZfsHost } from '../../src/zfs/host.js';
-import { OPENZFS_FEATURES } from '../fakes/fake-zfs.js';
+import { FUSE_FEATURES, OPENZFS_FEATURES } from '../fakes/fake-zfs.js';
 
 const source: Endpoint = {
   label: 'alpha',
@@ -66,4 +66,29 @@ test('any other failure of zfs holds is still an error, naming the host and what
   const runner = new HoldsRunner(new Map([['tank/src@s2', ['bk']]]), 'internal error: out of memory\n');
   const host = new ZfsHost(runner, source, OPENZFS_FEATURES);
   await assert.rejects(host.tagsOn(['tank/src@s1', 'tank/src@s2']), /alpha.*out of memory/s);
+});
+
+test('a stop that comes while a destroy runs ends destroySnapshots with what went, not with that destroy failed', async () => {
+  const stop = new AbortController();
+  const destroyed: string[] = [];
+  class StoppedRunner extends CommandRunner {
+    override async attempt(_endpoint: Endpoint, argv: readonly string[]): Promise<CommandResult> {
+      const name = argv.at(-1)!;
+      const cancelled = name.endsWith('@s2');
+      if (cancelled) stop.abort();
+      else destroyed.push(name);
+      return {
+        exitStatus: cancelled ? undefined : 0,
+        signal: cancelled ? 'SIGTERM' : undefined,
+        stdout: '',
+        stderr: '',
+        spawnError: cancelled ? 'cancelled' : undefined,
+        outputTooLarge: false,
+      };
+    }
+  }
+  const host = new ZfsHost(new StoppedRunner(), source, FUSE_FEATURES);
+  const results = await host.destroySnapshots('tank/dst', ['s1', 's2', 's3'], stop.signal);
+  assert.deepEqual([...results.keys()], ['s1']);
+  assert.deepEqual(destroyed, ['tank/dst@s1']);
 });
