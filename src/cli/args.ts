@@ -222,7 +222,8 @@ export function parseArgs(
     .fail(usageFailure(argv));
   // getOptions() is public yargs API that @types/yargs does not declare.
   const kinds = (parser as unknown as { getOptions(): OptionKinds }).getOptions();
-  const fromCommandLine = parser.parseSync(switchValuesRead(argv, kinds)) as Record<string, unknown>;
+  const switches = switchValuesRead(argv, kinds);
+  const fromCommandLine = parser.parseSync(switches.argv) as Record<string, unknown>;
   if (fromCommandLine.help) {
     parser.showHelp((text) => {
       helpText = text;
@@ -242,7 +243,7 @@ export function parseArgs(
   const given = Object.fromEntries(Object.entries(fromCommandLine).filter(([, value]) => isGiven(value)));
   const parsed = {
     ...DEFAULTS,
-    ...environmentOptions(environment, kinds, new Set(Object.keys(given))),
+    ...environmentOptions(environment, kinds, new Set([...Object.keys(given), ...switches.off])),
     ...given,
   } as Parsed;
 

@@ -85,7 +85,7 @@ export function parseObserverArgs(
     .exitProcess(false)
     .fail(usageFailure(argv));
   const kinds = (parser as unknown as { getOptions(): OptionKinds }).getOptions();
-  const parsed = parser.parseSync(switchValuesRead(argv, kinds)) as Record<string, unknown>;
+  const parsed = parser.parseSync(switchValuesRead(argv, kinds).argv) as Record<string, unknown>;
   if (parsed.help) {
     parser.showHelp((text) => {
       helpText = text;

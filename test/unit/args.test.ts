@@ -232,6 +232,31 @@ test('a switch given a value (--dry-run=yes) takes the same words as the environ
   usageError([...base, '--verbose=5'], /expected 0, 1 or 2/);
 });
 
+test('a switch turned off on the command line beats the environment; every spelling of a switch is read alike', () => {
+  const withEnvironment = (variables: Record<string, string>, check: () => void) => {
+    Object.assign(process.env, variables);
+    try {
+      check();
+    } finally {
+      for (const name of Object.keys(variables)) delete process.env[name];
+    }
+  };
+  withEnvironment({ ZFS_REPLICATE_ROLLBACK: '1', ZFS_REPLICATE_VERBOSE: '2', ZFS_REPLICATE_NO_PIGZ: '1' }, () => {
+    const parsed = settings([...base, '--rollback=no', '-v=0', '--no-compress=0']);
+    assert.deepEqual([parsed.rollback, parsed.verbosity, parsed.compress], [false, 'warn', true]);
+  });
+  assert.equal(settings([...base, '--dryRun=yes']).dryRun, true, "yargs' camelCase spelling");
+  assert.equal(settings([...base, '--noPigz=yes']).compress, false);
+  const combined = settings([...base, '-vR=yes']);
+  assert.deepEqual([combined.verbosity, combined.recursive], ['info', true], 'the value is the last flag’s');
+  usageError([...base, '-vR=maybe'], /--recursive is a switch/);
+  usageError([...base, '--DRY-RUN=no'], /Unknown argument: --DRY-RUN \(the option is --dry-run\)/);
+  usageError([...base, '---dry-run=no'], /Unknown argument: ---dry-run/);
+  usageError([...base, '-R=1', '-R=0'], /--recursive is both on and off in this line/);
+  usageError([...base, '--recursive=no', '-R'], /--recursive is both on and off/);
+  assert.equal(settings([...base, '-R', '-R']).recursive, true, 'a switch given twice means it once');
+});
+
 test('nothing of the line is silently ignored: words after --, a -k beside --keep, options with dots', () => {
   usageError([...base, '--', '-R'], /unexpected argument "-R"/);
   usageError([...base.slice(0, -2), '-k', '-5', '--keep', '30d'], /-k\/--keep-days: "-5" is not/);
