@@ -3,7 +3,7 @@ import { CommandError, UsageError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ZfsOperations } from '../zfs/host.js';
 import { parentOf, snapshotName } from '../zfs/names.js';
-import type { DatasetState } from '../zfs/types.js';
+import type { Snapshot } from '../zfs/types.js';
 import type { ListedPair } from './types.js';
 
 /**
@@ -179,35 +179,57 @@ export function tagChanged(
 }
 
 /**
- * A job's tag changed to one that already holds some of the replica's snapshots: the job never used it, so it
- * is most likely a downstream host's, pulling from this replica with that tag (a chain). Taking it over would
- * release that host's holds here, and expiry would then destroy its base. Where `zfs holds` exists it tells;
- * on zfs-fuse holding the tag answers "already there" (a hold it adds is taken off again), which a dry run,
- * changing nothing, does not ask.
+ * A replica this job has not claimed under its tag yet (its first run, a changed -t, a claim freed with zfs
+ * inherit, a replica received by hand or by the ancestor) may carry the tag on snapshots already. Where the
+ * source's twin carries it too, the pair of holds is this job's own (an earlier run, the ancestor, a tag
+ * changed back). Where it does not, the hold is another job's, most likely a downstream host's pulling from
+ * this replica with that tag (a chain): taking it over would release that host's holds here, and expiry would
+ * then destroy its base. Where `zfs holds` exists it tells; on zfs-fuse holding the tag answers "already
+ * there" (a hold it adds is taken off again), which a dry run, changing nothing, does not ask.
  */
-export async function refuseTagHeldHere(
-  local: ZfsOperations,
-  replica: DatasetState,
+export async function refuseTagHeldByAnother(
+  sides: { local: ZfsOperations; remote: ZfsOperations },
+  pair: ListedPair,
   tag: string,
   dryRun: boolean,
 ): Promise<void> {
-  const held = replica.snapshots.filter((snapshot) => snapshot.userrefs > 0);
-  if (held.length === 0 || (dryRun && !local.features.holdsCommand)) return;
-  let carrying: string[] = [];
-  if (local.features.holdsCommand) {
-    const tags = await local.tagsOn(held.map((snapshot) => snapshotName(replica.dataset, snapshot.name)));
-    carrying = held
-      .filter((snapshot) => tags.get(snapshotName(replica.dataset, snapshot.name))?.includes(tag))
-      .map((snapshot) => snapshot.name);
-  } else {
-    for (const snapshot of held) {
-      if ((await local.hold(tag, replica.dataset, snapshot.name)) === 'present') carrying.push(snapshot.name);
-      else await local.release(tag, replica.dataset, snapshot.name);
-    }
-  }
-  if (carrying.length === 0) return;
-  const where = carrying.map((name) => `@${name}`).join(', ');
-  throw new UsageError(
-    `the tag changed to "${tag}", which already holds ${replica.dataset}${where}: another job's, most likely a downstream host pulling from this replica with it, whose holds this job would release (and whose base expiry would destroy); give this job a tag of its own, or, if those holds are this job's from an earlier change of tag, release them (zfs release ${tag} ...) (nothing was changed)`,
+  const held = pair.local.snapshots.filter((snapshot) => snapshot.userrefs > 0);
+  if (held.length === 0) return;
+  const carriers = await carryingTag(sides.local, pair.local.dataset, held, tag, dryRun);
+  const twins = new Map(pair.remote.snapshots.map((snapshot) => [snapshot.guid, snapshot]));
+  const twinsHeld = carriers.flatMap((snapshot) => {
+    const twin = twins.get(snapshot.guid);
+    return twin !== undefined && twin.userrefs > 0 ? [twin] : [];
+  });
+  const ownOnSource = new Set(
+    (await carryingTag(sides.remote, pair.remote.dataset, twinsHeld, tag, dryRun)).map((twin) => twin.guid),
   );
+  const foreign = carriers.filter((snapshot) => !ownOnSource.has(snapshot.guid));
+  if (foreign.length === 0) return;
+  const where = foreign.map((snapshot) => `@${snapshot.name}`).join(', ');
+  throw new UsageError(
+    `tag "${tag}" already holds ${pair.local.dataset}${where}, and not its twin on the source: another job's hold, most likely a downstream host pulling from this replica with that tag, whose holds this job would release (and whose base expiry would destroy); give this job a tag of its own, or, if those holds are this job's own leftovers, release them (zfs release ${tag} ${pair.local.dataset}${where}) (nothing was changed)`,
+  );
+}
+
+/** Those of `snapshots` (all with holds) that carry `tag`; none on zfs-fuse in a dry run, which cannot ask. */
+async function carryingTag(
+  zfs: ZfsOperations,
+  dataset: string,
+  snapshots: readonly Snapshot[],
+  tag: string,
+  dryRun: boolean,
+): Promise<Snapshot[]> {
+  if (snapshots.length === 0) return [];
+  if (zfs.features.holdsCommand) {
+    const tags = await zfs.tagsOn(snapshots.map((snapshot) => snapshotName(dataset, snapshot.name)));
+    return snapshots.filter((snapshot) => tags.get(snapshotName(dataset, snapshot.name))?.includes(tag));
+  }
+  if (dryRun) return [];
+  const carrying: Snapshot[] = [];
+  for (const snapshot of snapshots) {
+    if ((await zfs.hold(tag, dataset, snapshot.name)) === 'present') carrying.push(snapshot);
+    else await zfs.release(tag, dataset, snapshot.name);
+  }
+  return carrying;
 }

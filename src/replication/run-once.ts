@@ -8,7 +8,7 @@ import {
   claimOf,
   readSourceClaims,
   refuseHarmfulPair,
-  refuseTagHeldHere,
+  refuseTagHeldByAnother,
   tagChanged,
 } from './claim.js';
 import { sourceNowSeconds } from './clock.js';
@@ -73,7 +73,11 @@ export async function runOnce(
   const newTag =
     pair.remote.guid !== undefined &&
     tagChanged(claims.get(settings.localDataset), pair.remote.guid, settings.tag, settings.localDataset);
-  if (newTag) await refuseTagHeldHere(context.local, pair.local, settings.tag, settings.dryRun);
+  if (
+    pair.remote.guid !== undefined &&
+    claims.get(settings.localDataset) !== claimOf(pair.remote.guid, settings.tag, settings.localDataset)
+  )
+    await refuseTagHeldByAnother(context, pair, settings.tag, settings.dryRun);
   const prepared: PreparedRun = { plan, pair, settled: pair !== listed, newTag };
   const received = plan.kind !== 'up-to-date' || prepared.settled;
   const unset = await unsetReplicaProperties(pair.local, claims, context);

@@ -131,8 +131,12 @@ for (const version of ['2.3', '2.1'] as const) {
         await guest.sh('tc qdisc del dev eth0 root || true');
       }
       assert.notEqual((await guest.sh('zfs get -H -o value receive_resume_token backup/t3')).trim(), '-');
-      // The snapshot the interrupted stream was bringing is destroyed on the source: the token is dead.
-      await guest.sh('zfs destroy src/t3@b && echo c > /src/t3/c && zfs snapshot src/t3@c');
+      // The snapshot the interrupted stream was bringing stays held for the resume: pruning cannot take it.
+      assert.match((await guest.run('zfs destroy src/t3@b')).stderr, /held/);
+      // An admin who releases it and destroys it all the same leaves a token that is dead.
+      await guest.sh(
+        'zfs release tag3 src/t3@b && zfs destroy src/t3@b && echo c > /src/t3/c && zfs snapshot src/t3@c',
+      );
       const run = await pull(guest, guest, 'src/t3', 'backup/t3', 'tag3');
       assertExit(run, 0);
       assert.match(

@@ -758,14 +758,38 @@ describe('never harm the source or another replica', () => {
       for (const dryRun of [true, false]) {
         const changed = runOnce({ ...settings, tag: 'gamma', keepSeconds: 0, dryRun }, context);
         if (dryRun && !features.holdsCommand) await changed;
-        else await assert.rejects(changed, /the tag changed to "gamma", which already holds backup\/copy\/src@s2/);
+        else
+          await assert.rejects(
+            changed,
+            /tag "gamma" already holds backup\/copy\/src@s2, and not its twin on the source/,
+          );
       }
+      // A claim freed with zfs inherit (or a replica received by hand) is asked the same.
+      replica.properties.delete(CLAIM_PROPERTY);
+      await assert.rejects(runOnce({ ...settings, tag: 'gamma', keepSeconds: 0 }, context), /already holds/);
       assert.deepEqual(local.snapshotNames('backup/copy/src'), before, 'nothing received, nothing expired');
       assert.deepEqual(
         gammaHolds().map((snapshot) => snapshot.name),
         ['s2'],
         "gamma's hold stays; the probe's own are gone",
       );
+    }
+  });
+
+  test("a tag's own holds on both sides are this job's: the ancestor's replica, a tag changed back, a freed claim", async () => {
+    for (const features of [FUSE_FEATURES, OPENZFS_FEATURES]) {
+      const { remote, local, context, settings } = setup(features);
+      series(remote, 2);
+      await runOnce(settings, context);
+      await runOnce({ ...settings, tag: 'other' }, context);
+      remote.snapshot('tank/src', 's3', NOW);
+      // Back to the first tag: its holds from before sit on both sides of @s2.
+      await runOnce(settings, context);
+      assert.deepEqual(tagged(local, 'backup/copy/src'), ['s3']);
+      local.datasets.get('backup/copy/src')!.properties.delete(CLAIM_PROPERTY);
+      remote.snapshot('tank/src', 's4', NOW);
+      await runOnce(settings, context);
+      assert.deepEqual(tagged(remote, 'tank/src'), ['s4'], features.zfsVersion ?? 'zfs-fuse');
     }
   });
 
