@@ -267,6 +267,38 @@ export class RefusedLine extends UsageError {
   }
 }
 
+/**
+ * The replica a line names, read leniently from a line refused before its options were read (an unknown or
+ * repeated option, a bad variable): enough to mark that replica's record. A dry run names none: it is no run of
+ * the job.
+ */
+export function namedReplica(
+  argv: readonly string[],
+  environment: NodeJS.ProcessEnv,
+): RefusedLine['replica'] | undefined {
+  const end = argv.indexOf('--');
+  const words = end === -1 ? argv : argv.slice(0, end);
+  const valueOf = (names: readonly string[]) => {
+    for (const [index, word] of words.entries()) {
+      for (const name of names) {
+        if (word === name) return words[index + 1];
+        if (word.startsWith(`${name}=`)) return word.slice(name.length + 1);
+      }
+    }
+    return undefined;
+  };
+  const dryRun = words.some((word) => word.split('=')[0] === '--dry-run');
+  if (dryRun || ENV_TRUE.test(environment.ZFS_REPLICATE_DRY_RUN ?? '')) return undefined;
+  const local =
+    valueOf(['-l', '--local', '--local-fs']) ?? environment.ZFS_REPLICATE_LOCAL ?? environment.ZFS_REPLICATE_LOCAL_FS;
+  if (local === undefined || datasetNameProblem(local) !== undefined) return undefined;
+  const recursive =
+    words.some((word) => /^-[A-Za-z]*R[A-Za-z]*$/.test(word) || word.split('=')[0] === '--recursive') ||
+    ENV_TRUE.test(environment.ZFS_REPLICATE_RECURSIVE ?? '');
+  const stateDir = valueOf(['--state-dir']) || environment.ZFS_REPLICATE_STATE_DIR || undefined;
+  return { localDataset: local, recursive, stateDir };
+}
+
 function refusedLine(error: unknown, parsed: Parsed): unknown {
   const { local, stateDir, recursive, dryRun } = parsed;
   if (!(error instanceof UsageError) || dryRun || local === undefined || datasetNameProblem(local) !== undefined)

@@ -1,5 +1,5 @@
 import { errorMessage } from '../errors/errors.js';
-import { type CliSettings, RefusedLine, parseArgs } from './args.js';
+import { type CliSettings, RefusedLine, namedReplica, parseArgs } from './args.js';
 import { type ObserverCommand, observerCommand } from './observe-args.js';
 
 /** What an invocation asks for, read before the bulk of the program loads (see entry.ts). */
@@ -19,7 +19,7 @@ export function readCommandLine(argv: readonly string[], environment: NodeJS.Pro
     if ('version' in parsed) return { kind: 'version' };
     return { kind: 'run', settings: parsed };
   } catch (error) {
-    const replica = error instanceof RefusedLine ? error.replica : undefined;
+    const replica = error instanceof RefusedLine ? error.replica : namedReplica(argv, environment);
     return { kind: 'usage-error', message: errorMessage(error), ...(replica && { replica }) };
   }
 }

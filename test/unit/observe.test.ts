@@ -96,6 +96,15 @@ describe('run records', () => {
       assert.equal(record?.tagAt, 'daily-1', 'what earlier runs established stays');
       const row = statusRow('backup/vm', record, Date.now() / 1000);
       assert.equal(judge(row, { warnSeconds: 26 * HOUR, critSeconds: 50 * HOUR }).state, CheckState.Warning);
+      // Refused before its options were read (an unknown or repeated option, a bad variable): the same.
+      for (const [argv, environment] of [
+        [[...line, '--bogus'], {}],
+        [[...line, '-k', '30'], {}],
+        [line, { ZFS_REPLICATE_TYPO: '1' }],
+      ] as const) {
+        const early = readCommandLine(argv, environment);
+        assert.ok(early.kind === 'usage-error' && early.replica?.localDataset === 'backup/vm', JSON.stringify(early));
+      }
       // A dry run changes nothing, so its refusal is no run of the job; nor is a line naming no valid replica.
       const dry = readCommandLine([...line, '--dry-run', '-i', '/nonexistent/key'], {});
       assert.ok(dry.kind === 'usage-error' && dry.replica === undefined);
