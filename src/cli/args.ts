@@ -278,7 +278,7 @@ export function namedReplica(
 ): RefusedLine['replica'] | undefined {
   const end = argv.indexOf('--');
   const words = end === -1 ? argv : argv.slice(0, end);
-  const valueOf = (names: readonly string[]) => {
+  const optionValue = (names: readonly string[]) => {
     for (const [index, word] of words.entries()) {
       for (const name of names) {
         if (word === name) return words[index + 1];
@@ -290,12 +290,14 @@ export function namedReplica(
   const dryRun = words.some((word) => word.split('=')[0] === '--dry-run');
   if (dryRun || ENV_TRUE.test(environment.ZFS_REPLICATE_DRY_RUN ?? '')) return undefined;
   const local =
-    valueOf(['-l', '--local', '--local-fs']) ?? environment.ZFS_REPLICATE_LOCAL ?? environment.ZFS_REPLICATE_LOCAL_FS;
+    optionValue(['-l', '--local', '--local-fs']) ??
+    environment.ZFS_REPLICATE_LOCAL ??
+    environment.ZFS_REPLICATE_LOCAL_FS;
   if (local === undefined || datasetNameProblem(local) !== undefined) return undefined;
   const recursive =
     words.some((word) => /^-[A-Za-z]*R[A-Za-z]*$/.test(word) || word.split('=')[0] === '--recursive') ||
     ENV_TRUE.test(environment.ZFS_REPLICATE_RECURSIVE ?? '');
-  const stateDir = valueOf(['--state-dir']) || environment.ZFS_REPLICATE_STATE_DIR || undefined;
+  const stateDir = optionValue(['--state-dir']) || environment.ZFS_REPLICATE_STATE_DIR || undefined;
   return { localDataset: local, recursive, stateDir };
 }
 

@@ -220,7 +220,11 @@ async function runLocked(
         },
       );
       // A stop leaves members unstarted: the tree's record says it was stopped, as its exit code does.
-      if (controller.signal.aborted) throw new FailureError('EINTERRUPTED', 'stopped before every member had run');
+      if (controller.signal.aborted)
+        throw new FailureError(
+          'EINTERRUPTED',
+          'stopped by a signal; members not started by then wait for the next run',
+        );
       recordRun(
         { outcome: tree },
         tree.members.map((member) => member.localDataset),

@@ -13,12 +13,15 @@ function readTail(path: string): string {
 }
 
 /** What to do about a host key that ssh refused: never accepted silently, so the operator must act. */
-function hostKeyAdvice(said: string, host: string): string {
+export function hostKeyAdvice(said: string, host: string, port: number | undefined): string {
+  // known_hosts names a host on another port than 22 as [host]:port.
+  const flag = port === undefined ? '' : `-p ${port} `;
+  const known = port === undefined ? host : `'[${host}]:${port}'`;
   if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/i.test(said)) {
-    return ` (the host key of ${host} CHANGED since it was pinned: if that is expected, check the new key's fingerprint and remove the old one with ssh-keygen -R ${host}; otherwise someone may be impersonating it)`;
+    return ` (the host key of ${host} CHANGED since it was pinned: if that is expected, check the new key's fingerprint and remove the old one with ssh-keygen -R ${known}; otherwise someone may be impersonating it)`;
   }
   if (/Host key verification failed|No \S+ host key is known/i.test(said)) {
-    return ` (the host key of ${host} is not known here: pin it once, e.g. ssh-keyscan ${host} >> ~/.ssh/known_hosts after checking its fingerprint, or connect once by hand with ssh ${host}, or run with --accept-new-host-key)`;
+    return ` (the host key of ${host} is not known here: pin it once, e.g. ssh-keyscan ${flag}${host} >> ~/.ssh/known_hosts after checking its fingerprint, or connect once by hand with ssh ${flag}${host}, or run with --accept-new-host-key)`;
   }
   return '';
 }
@@ -69,7 +72,7 @@ export class SshEndpoint implements Endpoint {
       const why = lastLines(said, 2) || sshProblem(outcome);
       throw new FailureError(
         'ESSH',
-        `cannot connect to ${this.destination()} over ssh: ${why}${hostKeyAdvice(said, this.settings.host)}`,
+        `cannot connect to ${this.destination()} over ssh: ${why}${hostKeyAdvice(said, this.settings.host, this.settings.port)}`,
       );
     }
   }

@@ -10,6 +10,7 @@ import type { CommonSnapshot, Plan } from '../../src/replication/plan.js';
 import { receivedBytes } from '../../src/replication/transfer.js';
 import { describeExpiry } from '../../src/retention/describe.js';
 import { sshArguments } from '../../src/transport/ssh-master.js';
+import { hostKeyAdvice } from '../../src/transport/ssh.js';
 import { mbufferBlockBytes, pipefailScript, streamStages } from '../../src/transport/stream.js';
 import type { HostFeatures, Snapshot } from '../../src/zfs/types.js';
 import { FUSE_FEATURES } from '../fakes/fake-zfs.js';
@@ -261,5 +262,19 @@ describe('oneLine', () => {
   test('one event, one log line: newlines become " | ", other control characters "?"', () => {
     assert.equal(oneLine('cannot receive:\nfirst\r\n  second'), 'cannot receive: | first | second');
     assert.equal(oneLine('tab\tstays, bell\u0007 does not'), 'tab\tstays, bell? does not');
+  });
+});
+
+describe('hostKeyAdvice', () => {
+  test('names the way to pin or forget a key, with the port where there is one ([host]:port in known_hosts)', () => {
+    const unknown = 'No ED25519 host key is known for [10.0.2.2]:10023 and you have requested strict checking.';
+    assert.match(hostKeyAdvice(unknown, 'src', undefined), /ssh-keyscan src >> ~\/.ssh\/known_hosts/);
+    assert.match(
+      hostKeyAdvice(unknown, '10.0.2.2', 10023),
+      /ssh-keyscan -p 10023 10.0.2.2 >> .* ssh -p 10023 10.0.2.2,/,
+    );
+    const changed = 'WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!';
+    assert.match(hostKeyAdvice(changed, 'src', 2222), /ssh-keygen -R '\[src\]:2222'/);
+    assert.equal(hostKeyAdvice('Connection refused', 'src', undefined), '');
   });
 });
