@@ -22,6 +22,16 @@ function settings(argv: string[]): CliSettings {
   return parsed as CliSettings;
 }
 
+/** Runs `check` with these ZFS_REPLICATE_* variables set, then removes them. */
+function withEnvironment(variables: Record<string, string>, check: () => void): void {
+  Object.assign(process.env, variables);
+  try {
+    check();
+  } finally {
+    for (const name of Object.keys(variables)) delete process.env[name];
+  }
+}
+
 function usageError(argv: string[], message: RegExp): void {
   assert.throws(
     () => parseArgs(argv),
@@ -193,14 +203,6 @@ test('values can come from ZFS_REPLICATE_* variables; the command line wins', ()
 });
 
 test('a flag from the environment: 1/yes/true switch it on, 0/no/false/empty leave it off, anything else is an error', () => {
-  const withEnvironment = (variables: Record<string, string>, check: () => void) => {
-    Object.assign(process.env, variables);
-    try {
-      check();
-    } finally {
-      for (const name of Object.keys(variables)) delete process.env[name];
-    }
-  };
   for (const on of ['1', 'yes', 'true', 'ON']) {
     withEnvironment({ ZFS_REPLICATE_DRY_RUN: on, ZFS_REPLICATE_NO_COMPRESS: on, ZFS_REPLICATE_RECURSIVE: on }, () => {
       const parsed = settings(base);
@@ -233,14 +235,6 @@ test('a switch given a value (--dry-run=yes) takes the same words as the environ
 });
 
 test('a switch turned off on the command line beats the environment; every spelling of a switch is read alike', () => {
-  const withEnvironment = (variables: Record<string, string>, check: () => void) => {
-    Object.assign(process.env, variables);
-    try {
-      check();
-    } finally {
-      for (const name of Object.keys(variables)) delete process.env[name];
-    }
-  };
   withEnvironment({ ZFS_REPLICATE_ROLLBACK: '1', ZFS_REPLICATE_VERBOSE: '2', ZFS_REPLICATE_NO_PIGZ: '1' }, () => {
     const parsed = settings([...base, '--rollback=no', '-v=0', '--no-compress=0']);
     assert.deepEqual([parsed.rollback, parsed.verbosity, parsed.compress], [false, 'warn', true]);
