@@ -301,9 +301,14 @@ case "$mode" in
     "$real" "$@"; status=$?
     : >"$dir/shim.mode"
     IFS=';' read -r -a actions <<<"${mode#after:}"
+    # An unmount can find the dataset busy for a moment (zfs-fuse, a file just written): tried a few times.
     for one in "${actions[@]}"; do
       read -r -a action <<<"$one"
-      "$real" "${action[@]}" >>"$dir/shim.log" 2>&1 || echo "shim action failed: ${action[*]}" >>"$dir/shim.log"
+      for try in 1 2 3 4 5 6 7 8 9 10; do
+        "$real" "${action[@]}" >>"$dir/shim.log" 2>&1 && break
+        [ "$try" = 10 ] && echo "shim action failed: ${action[*]}" >>"$dir/shim.log"
+        sleep 0.2
+      done
     done
     exit $status ;;
   *) exec "$real" "$@" ;;
