@@ -51,6 +51,11 @@ export class FailureError extends ReplicateError {
   }
 }
 
+/** A stop (SIGTERM, SIGINT) asked for while the run worked: the run ends where it is, saying where. */
+export function stopIfInterrupted(cancelSignal: AbortSignal | undefined, where: string): void {
+  if (cancelSignal?.aborted) throw new FailureError('EINTERRUPTED', `stopped ${where}`);
+}
+
 /** Bad command line or configuration: nothing was touched. Exit 2. */
 export class UsageError extends ReplicateError {
   constructor(message: string) {

@@ -1,4 +1,4 @@
-import { ConflictError, FailureError, errorMessage } from '../errors/errors.js';
+import { ConflictError, FailureError, errorMessage, stopIfInterrupted } from '../errors/errors.js';
 import type { ZfsOperations } from '../zfs/host.js';
 import { parentOf } from '../zfs/names.js';
 import { receiveArgv, replicaProperties } from '../zfs/stream-args.js';
@@ -51,7 +51,7 @@ export async function executePlan(
     log,
   });
   // A tree's member may have waited for its holds past an interruption: no bookmark, no expiry after one.
-  stopIfInterrupted(context, 'after moving the holds (no bookmark, no expiry)');
+  stopIfInterrupted(context.cancelSignal, 'after moving the holds (no bookmark, no expiry)');
   if (!onlyBookmark)
     await keepBookmark(remote, settings.remoteDataset, settings.tag, target, pair.remote.bookmarks, log);
   return { localState: received, base: { local: localBase, remote: target }, receivedBytes: bytes };
@@ -149,7 +149,7 @@ async function pull(
       localDataset: settings.localDataset,
     };
     try {
-      stopIfInterrupted(context, `before sending ${send.what}`);
+      stopIfInterrupted(context.cancelSignal, `before sending ${send.what}`);
       bytes += await transfer(request, context);
     } catch (error) {
       await releaseIfNothingArrived(plan, settings, context);
@@ -170,11 +170,6 @@ async function pull(
   // The newest one only: it ends the stream, so its arrival shows the receive completed. One before it may
   // have been destroyed at the source while the stream flowed (its pruning): then it was never sent.
   return { state: await verify([plan.target], settings, context), bytes };
-}
-
-/** A stop (SIGTERM) asked for while the run worked: it ends here, saying where. */
-function stopIfInterrupted(context: ReplicationContext, where: string): void {
-  if (context.cancelSignal.aborted) throw new FailureError('EINTERRUPTED', `stopped ${where}`);
 }
 
 /**

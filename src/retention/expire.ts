@@ -1,4 +1,4 @@
-import { FailureError, errorMessage } from '../errors/errors.js';
+import { FailureError, errorMessage, stopIfInterrupted } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { DestroyResult, ZfsOperations } from '../zfs/host.js';
 import type { ExpiryCandidate, ExpiryPlan } from './plan.js';
@@ -21,7 +21,7 @@ export interface ExpiryContext {
  */
 export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext): Promise<number> {
   if (plan.expire.length === 0) return 0;
-  stopIfInterrupted(context, 'before expiry (nothing expired)');
+  stopIfInterrupted(context.cancelSignal, 'before expiry (nothing expired)');
   const twins = plan.expire.filter(
     (candidate): candidate is ExpiryCandidate & { remoteTwin: NonNullable<ExpiryCandidate['remoteTwin']> } =>
       candidate.remoteTwin !== undefined,
@@ -71,12 +71,8 @@ export async function expireSnapshots(plan: ExpiryPlan, context: ExpiryContext):
       );
   }
   const left = plan.expire.length - results.size;
-  stopIfInterrupted(context, `during expiry (${destroyed} expired, ${left} left for the next run)`);
+  stopIfInterrupted(context.cancelSignal, `during expiry (${destroyed} expired, ${left} left for the next run)`);
   return destroyed;
-}
-
-function stopIfInterrupted(context: ExpiryContext, where: string): void {
-  if (context.cancelSignal?.aborted) throw new FailureError('EINTERRUPTED', `stopped ${where}`);
 }
 
 /**
