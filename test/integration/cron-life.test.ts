@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Testbed } from '../testbed/testbed.js';
@@ -14,6 +14,7 @@ describe('life under cron: output, log destinations, exit codes', () => {
   });
   after(async () => {
     await tb?.down();
+    rmSync(scratch, { recursive: true, force: true });
   });
 
   test('success is silent on the console while --log-file records what happened', { timeout: 120_000 }, async () => {
