@@ -7,7 +7,16 @@ import type { Verbosity } from '../log/logger.js';
 import { parseDuration } from '../retention/duration.js';
 import { parseRate } from '../transport/progress.js';
 import { datasetNameProblem, isUnder, tagProblem } from '../zfs/names.js';
-import { ENV_FALSE, ENV_TRUE, type OptionKinds, camel, kebab, switchValuesRead, usageFailure } from './usage.js';
+import {
+  ENV_FALSE,
+  ENV_TRUE,
+  type OptionKinds,
+  camel,
+  kebab,
+  optionKinds,
+  switchValuesRead,
+  usageFailure,
+} from './usage.js';
 
 export interface CliSettings {
   host: string;
@@ -220,8 +229,7 @@ export function parseArgs(
     .epilog(EPILOG)
     .exitProcess(false)
     .fail(usageFailure(argv));
-  // getOptions() is public yargs API that @types/yargs does not declare.
-  const kinds = (parser as unknown as { getOptions(): OptionKinds }).getOptions();
+  const kinds = optionKinds(parser);
   const switches = switchValuesRead(argv, kinds);
   const fromCommandLine = parser.parseSync(switches.argv) as Record<string, unknown>;
   if (fromCommandLine.help) {
@@ -247,35 +255,22 @@ export function parseArgs(
     ...given,
   } as Parsed;
 
-  try {
-    return settingsOf(parsed, given);
-  } catch (error) {
-    throw refusedLine(error, parsed);
-  }
+  return settingsOf(parsed, given);
+}
+
+/** The replica a crontab line names: a refused line marks that replica's record (see recordRefusedLine). */
+export interface NamedReplica {
+  localDataset: string;
+  recursive: boolean;
+  stateDir: string | undefined;
 }
 
 /**
- * A usage error in a line that names a valid replica (a key file gone, a -b the host's memory no longer allows):
- * the line fails on every run from now on, and that replica's record can say so (see recordRefusedLine).
+ * The replica a refused line names (a key file gone, an unknown or repeated option, a bad variable), read
+ * leniently from the line and the environment, since the line itself could not be read: enough to mark that
+ * replica's record. A dry run names none: it is no run of the job.
  */
-export class RefusedLine extends UsageError {
-  constructor(
-    message: string,
-    readonly replica: { localDataset: string; recursive: boolean; stateDir: string | undefined },
-  ) {
-    super(message);
-  }
-}
-
-/**
- * The replica a line names, read leniently from a line refused before its options were read (an unknown or
- * repeated option, a bad variable): enough to mark that replica's record. A dry run names none: it is no run of
- * the job.
- */
-export function namedReplica(
-  argv: readonly string[],
-  environment: NodeJS.ProcessEnv,
-): RefusedLine['replica'] | undefined {
+export function namedReplica(argv: readonly string[], environment: NodeJS.ProcessEnv): NamedReplica | undefined {
   const end = argv.indexOf('--');
   const words = end === -1 ? argv : argv.slice(0, end);
   const optionValue = (names: readonly string[]) => {
@@ -287,25 +282,25 @@ export function namedReplica(
     }
     return undefined;
   };
-  const dryRun = words.some((word) => word.split('=')[0] === '--dry-run');
-  if (dryRun || ENV_TRUE.test(environment.ZFS_REPLICATE_DRY_RUN ?? '')) return undefined;
+  const switchOn = (name: string, short: string | undefined, variable: string) => {
+    const combined = short === undefined ? undefined : new RegExp(`^-[A-Za-z]*${short}[A-Za-z]*$`);
+    for (const word of words) {
+      if (word === name || combined?.test(word)) return true;
+      if (word.startsWith(`${name}=`)) return ENV_TRUE.test(word.slice(name.length + 1));
+    }
+    return ENV_TRUE.test(environment[variable] ?? '');
+  };
+  if (switchOn('--dry-run', undefined, 'ZFS_REPLICATE_DRY_RUN')) return undefined;
   const local =
     optionValue(['-l', '--local', '--local-fs']) ??
     environment.ZFS_REPLICATE_LOCAL ??
     environment.ZFS_REPLICATE_LOCAL_FS;
   if (local === undefined || datasetNameProblem(local) !== undefined) return undefined;
-  const recursive =
-    words.some((word) => /^-[A-Za-z]*R[A-Za-z]*$/.test(word) || word.split('=')[0] === '--recursive') ||
-    ENV_TRUE.test(environment.ZFS_REPLICATE_RECURSIVE ?? '');
-  const stateDir = optionValue(['--state-dir']) || environment.ZFS_REPLICATE_STATE_DIR || undefined;
-  return { localDataset: local, recursive, stateDir };
-}
-
-function refusedLine(error: unknown, parsed: Parsed): unknown {
-  const { local, stateDir, recursive, dryRun } = parsed;
-  if (!(error instanceof UsageError) || dryRun || local === undefined || datasetNameProblem(local) !== undefined)
-    return error;
-  return new RefusedLine(error.message, { localDataset: local, recursive, stateDir: stateDir || undefined });
+  return {
+    localDataset: local,
+    recursive: switchOn('--recursive', 'R', 'ZFS_REPLICATE_RECURSIVE'),
+    stateDir: optionValue(['--state-dir']) || environment.ZFS_REPLICATE_STATE_DIR || undefined,
+  };
 }
 
 function settingsOf(parsed: Parsed, given: Record<string, unknown>): CliSettings {

@@ -1,5 +1,5 @@
 import { errorMessage } from '../errors/errors.js';
-import { type CliSettings, RefusedLine, namedReplica, parseArgs } from './args.js';
+import { type CliSettings, type NamedReplica, namedReplica, parseArgs } from './args.js';
 import { type ObserverCommand, observerCommand } from './observe-args.js';
 
 /** What an invocation asks for, read before the bulk of the program loads (see entry.ts). */
@@ -7,7 +7,7 @@ export type CommandLine =
   | { kind: 'observer'; command: ObserverCommand }
   | { kind: 'help'; text: string }
   | { kind: 'version' }
-  | { kind: 'usage-error'; message: string; replica?: RefusedLine['replica'] }
+  | { kind: 'usage-error'; message: string; replica?: NamedReplica }
   | { kind: 'run'; settings: CliSettings };
 
 export function readCommandLine(argv: readonly string[], environment: NodeJS.ProcessEnv): CommandLine {
@@ -19,7 +19,7 @@ export function readCommandLine(argv: readonly string[], environment: NodeJS.Pro
     if ('version' in parsed) return { kind: 'version' };
     return { kind: 'run', settings: parsed };
   } catch (error) {
-    const replica = error instanceof RefusedLine ? error.replica : namedReplica(argv, environment);
+    const replica = namedReplica(argv, environment);
     return { kind: 'usage-error', message: errorMessage(error), ...(replica && { replica }) };
   }
 }

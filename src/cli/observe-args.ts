@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { UsageError } from '../errors/errors.js';
 import { parseDuration } from '../retention/duration.js';
 import { datasetNameProblem } from '../zfs/names.js';
-import { type OptionKinds, kebab, switchValuesRead, usageFailure } from './usage.js';
+import { kebab, optionKinds, switchValuesRead, usageFailure } from './usage.js';
 
 export type ObserverCommand = 'status' | 'check';
 const OBSERVER_COMMANDS: ReadonlySet<string> = new Set<ObserverCommand>(['status', 'check']);
@@ -84,7 +84,7 @@ export function parseObserverArgs(
     .wrap(Math.min(120, process.stdout.columns || 100))
     .exitProcess(false)
     .fail(usageFailure(argv));
-  const kinds = (parser as unknown as { getOptions(): OptionKinds }).getOptions();
+  const kinds = optionKinds(parser);
   const parsed = parser.parseSync(switchValuesRead(argv, kinds).argv) as Record<string, unknown>;
   if (parsed.help) {
     parser.showHelp((text) => {

@@ -1,7 +1,7 @@
 import { UsageError, errorMessage } from '../errors/errors.js';
 import { oneLine } from '../log/logger.js';
 import { defaultStateDir, readRecord } from '../observe/state-dir.js';
-import type { RefusedLine } from './args.js';
+import type { NamedReplica } from './args.js';
 import { RunRecorder } from './recorder.js';
 
 /**
@@ -11,7 +11,7 @@ import { RunRecorder } from './recorder.js';
  * Returns the warning line when the record could not be written.
  */
 export function recordRefusedLine(
-  replica: RefusedLine['replica'],
+  replica: NamedReplica,
   message: string,
   environment: NodeJS.ProcessEnv,
 ): string | undefined {

@@ -24,7 +24,7 @@ function namedAsTyped(message: string, argv: readonly string[]): string {
   return `${unknown[1]}${names.join(', ')}`;
 }
 
-/** What yargs knows of a parser's options (its public getOptions(), which @types/yargs does not declare). */
+/** What yargs knows of a parser's options. */
 export interface OptionKinds {
   key: Record<string, unknown>;
   /** Each option's aliases, by the option's own (kebab-case) name. */
@@ -32,6 +32,11 @@ export interface OptionKinds {
   boolean: string[];
   count: string[];
   array: string[];
+}
+
+/** getOptions() is public yargs API that @types/yargs does not declare. */
+export function optionKinds(parser: unknown): OptionKinds {
+  return (parser as { getOptions(): OptionKinds }).getOptions();
 }
 
 export function camel(kebabName: string): string {
@@ -72,7 +77,7 @@ export function switchValuesRead(argv: readonly string[], kinds: OptionKinds): S
     if (on.has(camel(option)) && off.has(camel(option)))
       throw new UsageError(`--${option} is both on and off in this line (${JSON.stringify(argument)})`);
   };
-  const read = (spelt: string, value: string | undefined, argument: string): string[] | undefined => {
+  const readSwitch = (spelt: string, value: string | undefined, argument: string): string[] | undefined => {
     const option = optionOf(spelt);
     if (option === undefined || kind(option) === undefined) return undefined;
     if (value === undefined) {
@@ -95,10 +100,10 @@ export function switchValuesRead(argv: readonly string[], kinds: OptionKinds): S
     }
     throw new UsageError(`--${option} is a switch: ${JSON.stringify(argument)} is neither on (1, yes) nor off (0, no)`);
   };
-  const read1 = (argument: string): string[] => {
+  const readArgument = (argument: string): string[] => {
     const long = /^-{2,}([^=]*?)(?:=([\s\S]*))?$/.exec(argument);
     if (long !== null) {
-      const words = argument.startsWith('---') ? undefined : read(long[1]!, long[2], argument);
+      const words = argument.startsWith('---') ? undefined : readSwitch(long[1]!, long[2], argument);
       if (words !== undefined) return words;
       // yargs takes `--DRY-RUN=no` or `---dry-run=no` for the switch, with the value "no" as true.
       const lookalike = optionOf(long[1]!.toLowerCase().replace(/^-+/, ''));
@@ -111,12 +116,12 @@ export function switchValuesRead(argv: readonly string[], kinds: OptionKinds): S
     const letters = [...short[1]!];
     // Combined short flags (-vR): each letter on its own, the value (if any) the last one's.
     const each = letters.map((letter, index) =>
-      read(letter, index === letters.length - 1 ? short[2] : undefined, argument),
+      readSwitch(letter, index === letters.length - 1 ? short[2] : undefined, argument),
     );
     return each.every((words) => words !== undefined) ? (each.flat() as string[]) : [argument];
   };
-  const read2 = argv.flatMap((argument, index) => (end !== -1 && index >= end ? [argument] : read1(argument)));
-  return { argv: read2, off };
+  const words = argv.flatMap((argument, index) => (end !== -1 && index >= end ? [argument] : readArgument(argument)));
+  return { argv: words, off };
 }
 
 export const ENV_TRUE = /^(1|true|yes|on)$/i;
