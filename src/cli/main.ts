@@ -9,6 +9,7 @@ import { type Logger, createLogger, oneLine } from '../log/logger.js';
 import { defaultStateDir } from '../observe/state-dir.js';
 import { summaryLine, totalEntry } from '../observe/summary.js';
 import { judgeClocks } from '../replication/clock.js';
+import { readReplicaAhead, readSourceAhead } from '../replication/read-ahead.js';
 import { runOnce } from '../replication/run-once.js';
 import { type MemberName, runTree } from '../replication/run-tree.js';
 import { type ProgressOutput, progressMode } from '../transport/progress.js';
@@ -135,15 +136,21 @@ async function runLocked(
   const remoteEndpoint: Endpoint = ssh ?? { ...localEndpoint, label: settings.host };
   try {
     // The local probe needs no ssh: it runs while the connection is set up.
+    const localProbing = probeHost(runner, localEndpoint, LOCAL_PROBE_SCRIPT).then((probe) => {
+      readReplicaAhead(new ZfsHost(runner, localEndpoint, probe.features), settings.localDataset, settings.recursive);
+      return probe;
+    });
     const [remoteProbe, localProbe] = await Promise.all([
       (async () => {
         await ssh?.open();
+        const guess = new ZfsHost(runner, remoteEndpoint, (await localProbing).features);
+        readSourceAhead(guess, settings.remoteDataset, settings.recursive);
         const askedAt = Date.now();
         const probe = await probeHost(runner, remoteEndpoint);
         // The source read its clock somewhere in the round trip: the midpoint is the best guess of when.
         return { ...probe, readAt: (askedAt + Date.now()) / 2000 };
       })(),
-      probeHost(runner, localEndpoint, LOCAL_PROBE_SCRIPT),
+      localProbing,
     ]);
     const remoteFeatures = remoteProbe.features;
     const localFeatures = localProbe.features;

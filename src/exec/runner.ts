@@ -36,6 +36,8 @@ const DEFAULT_MAX_OUTPUT_BYTES = 512 * 1024 * 1024;
  */
 export class CommandRunner {
   private readonly observers: CommandObserver[] = [];
+  /** Commands started before the run asked for them (startEarly), by endpoint and argv; each is handed out once. */
+  private readonly early = new Map<Endpoint, Map<string, Promise<CommandResult>>>();
 
   /**
    * `stop`: the run's stop (SIGTERM, SIGINT). A command under way when it comes is stopped with it: a hung zfs
@@ -48,7 +50,30 @@ export class CommandRunner {
     this.observers.push(observer);
   }
 
+  /**
+   * Starts a read-only command that the run is about to ask for, so that its round trip overlaps the one the run
+   * waits for now (the remote's probe). The first attempt() of the same argv on the same endpoint gets its
+   * result; one never asked for (a wrong guess at the remote's listing form) finishes unread, or is stopped with
+   * the run.
+   */
+  startEarly(endpoint: Endpoint, argv: readonly string[], options: RunOptions = {}): void {
+    const started = this.spawn(endpoint, argv, options);
+    started.catch(() => undefined);
+    const onEndpoint = this.early.get(endpoint) ?? new Map<string, Promise<CommandResult>>();
+    this.early.set(endpoint, onEndpoint);
+    onEndpoint.set(argv.join('\0'), started);
+  }
+
   async attempt(endpoint: Endpoint, argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
+    const key = argv.join('\0');
+    const onEndpoint = this.early.get(endpoint);
+    const started = onEndpoint?.get(key);
+    if (onEndpoint === undefined || started === undefined) return this.spawn(endpoint, argv, options);
+    onEndpoint.delete(key);
+    return started;
+  }
+
+  protected async spawn(endpoint: Endpoint, argv: readonly string[], options: RunOptions): Promise<CommandResult> {
     for (const observer of this.observers) observer(endpoint, argv);
     const { file, args } = endpoint.wrap(argv);
     const stops = [options.cancelSignal, this.stop?.aborted ? undefined : this.stop].filter(

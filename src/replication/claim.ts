@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { CommandError, UsageError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
-import type { ZfsOperations } from '../zfs/host.js';
+import type { ZfsHost, ZfsOperations } from '../zfs/host.js';
 import { parentOf, snapshotName } from '../zfs/names.js';
 import type { Snapshot } from '../zfs/types.js';
 import type { ListedPair } from './types.js';
@@ -38,6 +38,12 @@ export function hasOwnClaim(claims: ReadonlyMap<string, string>, dataset: string
 export function sharesUpstreamTag(sourceClaim: string | undefined, sourceDataset: string, tag: string): boolean {
   const claim = parseClaim(sourceClaim);
   return claim?.dataset === sourceDataset && claim.tagHash === tagHash(tag);
+}
+
+/** Starts readSourceClaims' command early (see read-ahead.ts). */
+export function startReadingSourceClaims(remote: ZfsHost, dataset: string, scope: 'dataset' | 'tree'): void {
+  if (scope === 'tree') remote.startUserPropertyRead(CLAIM_PROPERTY, dataset);
+  else remote.startPropertyRead(dataset, CLAIM_PROPERTY);
 }
 
 /**

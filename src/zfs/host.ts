@@ -20,6 +20,15 @@ const MISSING = /dataset does not exist/;
  * twenty times that): a broken or hostile remote, whose output is not read to the end, nor acted on.
  */
 const MAX_LISTING_BYTES = 64 * 1024 * 1024;
+const LISTING_OPTIONS = { maxOutputBytes: MAX_LISTING_BYTES };
+
+function userPropertyArgv(property: string, root: string | undefined): string[] {
+  return ['zfs', 'list', '-H', '-o', `name,${property}`, '-t', 'filesystem,volume', ...(root ? ['-r', root] : [])];
+}
+
+function propertyArgv(dataset: string, property: string): string[] {
+  return ['zfs', 'get', '-Hp', '-o', 'value', property, dataset];
+}
 
 export type HoldResult = 'added' | 'present';
 export type ReleaseResult = 'released' | 'absent';
@@ -102,9 +111,28 @@ export class ZfsHost implements ZfsOperations {
     return this.list(root, 'tree');
   }
 
+  /** Starts the command of state() (scope 'dataset') or tree() (scope 'tree') early: see CommandRunner.startEarly. */
+  startListing(dataset: string, scope: ListingScope): void {
+    this.runner.startEarly(this.endpoint, this.listingArgv(dataset, scope), LISTING_OPTIONS);
+  }
+
+  /** The same for userProperty(). */
+  startUserPropertyRead(property: string, root?: string): void {
+    this.runner.startEarly(this.endpoint, userPropertyArgv(property, root));
+  }
+
+  /** The same for propertyOf(). */
+  startPropertyRead(dataset: string, property: string): void {
+    this.runner.startEarly(this.endpoint, propertyArgv(dataset, property));
+  }
+
+  private listingArgv(dataset: string, scope: ListingScope): string[] {
+    return this.features.parsableList ? listArgv(dataset, scope) : getArgv(dataset, scope);
+  }
+
   private async list(dataset: string, scope: ListingScope): Promise<Listing> {
-    const argv = this.features.parsableList ? listArgv(dataset, scope) : getArgv(dataset, scope);
-    const result = await this.runner.attempt(this.endpoint, argv, { maxOutputBytes: MAX_LISTING_BYTES });
+    const argv = this.listingArgv(dataset, scope);
+    const result = await this.runner.attempt(this.endpoint, argv, LISTING_OPTIONS);
     if (result.outputTooLarge) {
       throw new FailureError(
         'EPARSE',
@@ -204,16 +232,7 @@ export class ZfsHost implements ZfsOperations {
   }
 
   async userProperty(property: string, root?: string): Promise<Map<string, string>> {
-    const argv = [
-      'zfs',
-      'list',
-      '-H',
-      '-o',
-      `name,${property}`,
-      '-t',
-      'filesystem,volume',
-      ...(root ? ['-r', root] : []),
-    ];
+    const argv = userPropertyArgv(property, root);
     const result = await this.runner.attempt(this.endpoint, argv);
     if (!succeeded(result) && !(root && MISSING.test(result.stderr))) throw commandError(this.endpoint, argv, result);
     const values = new Map<string, string>();
@@ -225,7 +244,7 @@ export class ZfsHost implements ZfsOperations {
   }
 
   async propertyOf(dataset: string, property: string): Promise<string | undefined> {
-    const argv = ['zfs', 'get', '-Hp', '-o', 'value', property, dataset];
+    const argv = propertyArgv(dataset, property);
     const result = await this.runner.attempt(this.endpoint, argv);
     if (!succeeded(result)) {
       if (MISSING.test(result.stderr)) return undefined;

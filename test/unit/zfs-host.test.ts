@@ -92,3 +92,48 @@ test('a stop that comes while a destroy runs ends destroySnapshots with what wen
   assert.deepEqual([...results.keys()], ['s1']);
   assert.deepEqual(destroyed, ['tank/dst@s1']);
 });
+
+/** Answers every command at once with a listing of tank/src (zfs get form), counting what it was asked to start. */
+class CountingRunner extends CommandRunner {
+  readonly started: string[] = [];
+  protected override async spawn(endpoint: Endpoint, argv: readonly string[]): Promise<CommandResult> {
+    this.started.push(`${endpoint.label}$ ${argv.join(' ')}`);
+    const stdout = argv[1] === 'get' && argv.includes('-d') ? 'tank/src\ttype\tfilesystem\ntank/src\tguid\t7\n' : '-\n';
+    return { exitStatus: 0, signal: undefined, stdout, stderr: '', spawnError: undefined, outputTooLarge: false };
+  }
+}
+
+test('a command started early is run once, by the first who asks for it; later asks run it again', async () => {
+  const runner = new CountingRunner();
+  const other: Endpoint = { ...source, label: 'beta' };
+  runner.startEarly(source, ['zfs', 'get', 'x']);
+  assert.deepEqual(runner.started, ['alpha$ zfs get x']);
+  await runner.attempt(other, ['zfs', 'get', 'x']);
+  await runner.attempt(source, ['zfs', 'get', 'x']);
+  assert.deepEqual(runner.started, ['alpha$ zfs get x', 'beta$ zfs get x']);
+  await runner.attempt(source, ['zfs', 'get', 'x']);
+  assert.deepEqual(runner.started, ['alpha$ zfs get x', 'beta$ zfs get x', 'alpha$ zfs get x']);
+});
+
+test("the source's reads started early in the form the remote takes are the run's own: no command twice", async () => {
+  const runner = new CountingRunner();
+  new ZfsHost(runner, source, FUSE_FEATURES).startListing('tank/src', 'dataset');
+  new ZfsHost(runner, source, FUSE_FEATURES).startPropertyRead('tank/src', 'zfs_replicate:pull');
+  new ZfsHost(runner, source, FUSE_FEATURES).startUserPropertyRead('zfs_replicate:pull', 'tank/src');
+  const host = new ZfsHost(runner, source, FUSE_FEATURES);
+  assert.equal((await host.state('tank/src')).guid, '7');
+  assert.equal(await host.propertyOf('tank/src', 'zfs_replicate:pull'), undefined);
+  assert.deepEqual(await host.userProperty('zfs_replicate:pull', 'tank/src'), new Map());
+  assert.equal(runner.started.length, 3);
+});
+
+test('a listing started early in a form the remote does not take is never read: the run lists in its own form', async () => {
+  const runner = new CountingRunner();
+  new ZfsHost(runner, source, OPENZFS_FEATURES).startListing('tank/src', 'dataset');
+  const state = await new ZfsHost(runner, source, FUSE_FEATURES).state('tank/src');
+  assert.equal(state.guid, '7');
+  assert.deepEqual(
+    runner.started.map((command) => command.split(' ').slice(1, 3).join(' ')),
+    ['zfs list', 'zfs get'],
+  );
+});
