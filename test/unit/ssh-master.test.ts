@@ -60,16 +60,43 @@ describe('SshMaster', () => {
     assert.equal(existsSync(dirname(master.controlPath)), false);
   });
 
-  test('a connected master is ended with -O exit on its own control socket', async () => {
+  test('a connected master whose pid is not known is ended with -O exit on its own control socket', async () => {
     fakeSsh('exit 0');
     const master = new SshMaster({ host: 'alpha', port: 2222, options: ['Ciphers=aes128-gcm@openssh.com'] });
     const endpoint = new SshEndpoint(master);
     await endpoint.open();
     assert.deepEqual(endpoint.wrap(['zfs', 'list']).args.slice(-3), ['--', 'alpha', 'zfs list']);
     await endpoint.close();
-    const [start, exit] = loggedCalls();
+    const [start] = loggedCalls();
     assert.match(start ?? '', new RegExp(`-p 2222 -S ${master.controlPath} `));
-    assert.match(exit ?? '', new RegExp(`-S ${master.controlPath} -O exit -- alpha$`));
+    assert.match(loggedCalls().at(-1) ?? '', new RegExp(`-S ${master.controlPath} -O exit -- alpha$`));
+  });
+
+  test('a master that says its pid is ended by a signal, not by one more ssh; a pid not its own never is', async () => {
+    // The stand-in master is a process whose command line names the control socket, as a real master's does.
+    const pids = join(bin, 'pids');
+    fakeSsh(
+      `case "$*" in *"-O check"*) for word; do [ "$prev" = -S ] && socket=$word; prev=$word; done; perl -e 'sleep 30' -- "$socket" & echo $! >> ${pids}; echo "Master running (pid=$!)" >&2;; esac; exit 0`,
+    );
+    const master = new SshMaster({ host: 'alpha', options: [] });
+    await new SshEndpoint(master).open();
+    await master.close();
+    assert.deepEqual(
+      loggedCalls().map((call) => /-O \w+/.exec(call)?.[0]),
+      [undefined, '-O check'],
+    );
+    // Ended: gone, or a zombie until init reaps it.
+    const stat = `/proc/${readFileSync(pids, 'utf8').trim()}/stat`;
+    const ended = () => !existsSync(stat) || readFileSync(stat, 'utf8').split(' ')[2] === 'Z';
+    for (let tries = 0; tries < 50 && !ended(); tries++) await sleep(20);
+    assert.ok(ended(), 'the master was ended');
+
+    // A pid whose process is not the master (reused, or a lie): -O exit instead, and that process lives on.
+    fakeSsh(`case "$*" in *"-O check"*) echo "Master running (pid=${process.pid})" >&2;; esac; exit 0`);
+    const other = new SshMaster({ host: 'alpha', options: [] });
+    await new SshEndpoint(other).open();
+    await other.close();
+    assert.match(loggedCalls().at(-1) ?? '', /-O exit -- alpha$/);
   });
 
   test('an ssh stopped by a signal says which', async () => {
