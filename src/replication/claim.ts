@@ -127,7 +127,7 @@ export function refuseHarmfulPair(
       `${remoteHost}:${remote.dataset} and ${local.dataset} are the same dataset (guid ${remote.guid}): a dataset cannot be its own replica (nothing was changed)`,
     );
   }
-  refuseSharedUpstreamTag(sourceClaim, remote.dataset, tag, remoteHost, local.dataset);
+  refuseHarmfulUpstream(sourceClaim, remote.dataset, tag, remoteHost, local);
   if (remote.guid === undefined) return;
   const rival = rivalReplica(claims, remote.guid, tag, local.dataset);
   if (rival === undefined) return;
@@ -144,18 +144,29 @@ export function refuseHarmfulPair(
 }
 
 /**
- * See sharesUpstreamTag: a chain whose hops share a tag loses the downstream replica's base. A source that
- * carries this very replica's claim was restored from it (`zfs send -R` copies the replica's properties): its
- * `canmount=noauto` and `com.sun:auto-snapshot=false` would stop its snapshots, and the backups with them, in
- * silence.
+ * Refuses a source whose own claim (it is itself a replica) makes the pair harmful:
+ * - it was pulled from this very dataset (the claim's source guid is ours): a direction reversed with the old
+ *   line left in cron. This job would make the new primary a copy of its own copy: its diverged snapshots look
+ *   like a replica modified, and --rollback would destroy what was written here since.
+ * - sharesUpstreamTag: a chain whose hops share a tag loses the downstream replica's base.
+ * - it carries this very replica's claim: it was restored from it (`zfs send -R` copies the replica's
+ *   properties), and its `canmount=noauto` and `com.sun:auto-snapshot=false` would stop its snapshots, and the
+ *   backups with them, in silence.
  */
-export function refuseSharedUpstreamTag(
+export function refuseHarmfulUpstream(
   sourceClaim: string | undefined,
   sourceDataset: string,
   tag: string,
   remoteHost: string,
-  localDataset: string,
+  local: { dataset: string; guid?: string | undefined },
 ): void {
+  const localDataset = local.dataset;
+  const upstream = parseClaim(sourceClaim);
+  if (upstream?.dataset === sourceDataset && local.guid !== undefined && upstream.remoteGuid === local.guid) {
+    throw new UsageError(
+      `${remoteHost}:${sourceDataset} is a replica of ${localDataset} itself (pulled from it by another job): pulling it back would make this dataset a copy of its own copy, and a rollback would destroy what was written here since; if the direction was reversed, remove this old line from cron (nothing was changed)`,
+    );
+  }
   const unclaim = `run zfs inherit ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and set its readonly, canmount and com.sun:auto-snapshot back as the source needs them (nothing was changed)`;
   if (sharesUpstreamTag(sourceClaim, sourceDataset, tag)) {
     throw new UsageError(
@@ -182,6 +193,22 @@ export function tagChanged(
 ): boolean {
   const claim = parseClaim(ownClaim);
   return claim?.remoteGuid === remoteGuid && claim.dataset === localDataset && claim.tagHash !== tagHash(tag);
+}
+
+/**
+ * Whether the replica's own claim names this tag and this replica but another source dataset: the source was
+ * replaced by a copy that still shares the replica's snapshots by guid (restored from this backup, or moved to
+ * another pool or host). A receive brings no holds, so the copy's snapshots carry none of ours, while the
+ * replica's still do: those are this job's own, from before.
+ */
+export function sourceReplaced(
+  ownClaim: string | undefined,
+  remoteGuid: string,
+  tag: string,
+  localDataset: string,
+): boolean {
+  const claim = parseClaim(ownClaim);
+  return claim?.dataset === localDataset && claim.tagHash === tagHash(tag) && claim.remoteGuid !== remoteGuid;
 }
 
 /**

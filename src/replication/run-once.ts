@@ -9,6 +9,7 @@ import {
   readSourceClaims,
   refuseHarmfulPair,
   refuseTagHeldByAnother,
+  sourceReplaced,
   tagChanged,
 } from './claim.js';
 import { sourceNowSeconds } from './clock.js';
@@ -28,7 +29,7 @@ export interface MemberHints {
   parentsArriving?: ReadonlySet<string>;
   /** The claims of this host's replicas (see claim.ts), listed once for the whole tree. */
   claims?: ReadonlyMap<string, string>;
-  /** The tree has checked its source's own claim (see refuseSharedUpstreamTag) for all its members. */
+  /** The tree has checked its source's own claim (see refuseHarmfulUpstream) for all its members. */
   upstreamChecked?: boolean;
 }
 
@@ -73,9 +74,11 @@ export async function runOnce(
   const newTag =
     pair.remote.guid !== undefined &&
     tagChanged(claims.get(settings.localDataset), pair.remote.guid, settings.tag, settings.localDataset);
+  const ownClaim = claims.get(settings.localDataset);
   if (
     pair.remote.guid !== undefined &&
-    claims.get(settings.localDataset) !== claimOf(pair.remote.guid, settings.tag, settings.localDataset)
+    ownClaim !== claimOf(pair.remote.guid, settings.tag, settings.localDataset) &&
+    !sourceReplaced(ownClaim, pair.remote.guid, settings.tag, settings.localDataset)
   )
     await refuseTagHeldByAnother(context, pair, settings.tag, settings.dryRun);
   const prepared: PreparedRun = { plan, pair, settled: pair !== listed, newTag };
@@ -290,6 +293,11 @@ async function recordClaim(
   const previous = claims.get(settings.localDataset);
   if (previous === claim) return;
   await context.local.setProperty(settings.localDataset, CLAIM_PROPERTY, claim);
+  if (sourceReplaced(previous, pair.remote.guid, settings.tag, settings.localDataset)) {
+    context.log.warn(
+      `${context.remote.label}:${settings.remoteDataset} is another dataset than the one ${settings.localDataset} was replicated from until now (restored from a backup, or moved): it shares the replica's snapshots, so replication goes on from the newest common one`,
+    );
+  }
   if (tagChanged(previous, pair.remote.guid, settings.tag, settings.localDataset)) {
     context.log.warn(
       `${settings.localDataset} was replicated from ${context.remote.label}:${settings.remoteDataset} with another tag until now: if no job uses that tag any more, its holds stay on both sides for good (and keep that snapshot from the source's pruning): release them on both sides (zfs holds shows them on the common snapshots; zfs-fuse has no zfs holds: zfs list -t snapshot -o name,userrefs)`,

@@ -703,6 +703,51 @@ describe('never harm the source or another replica', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
   });
 
+  for (const features of [FUSE_FEATURES, OPENZFS_FEATURES])
+    test(`a source restored from this replica by a plain send (a new dataset, none of our holds) goes on incrementally, repairing its hold (${features.openzfs ? 'OpenZFS' : 'zfs-fuse'})`, async () => {
+      const { remote, local, log, context, settings } = setup(features);
+      series(remote, 2);
+      await runOnce(settings, context);
+      // The README's restore: the source is destroyed, then received again from the backup.
+      remote.datasets.delete('tank/src');
+      remote.receive('tank/src', local.dataset('backup/copy/src').snapshots, 'filesystem');
+      remote.snapshot('tank/src', 's3', NOW);
+      await runOnce(settings, context);
+      assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 's3']);
+      assert.deepEqual([remote.tagsOf('tank/src', 's3'), local.tagsOf('backup/copy/src', 's3')], [[TAG], [TAG]]);
+      assert.deepEqual(local.tagsOf('backup/copy/src', 's2'), []);
+      assert.ok(log.lines.some((line) => /^warn: alpha:tank\/src is another dataset than the one/.test(line)));
+      // The claim now names the new source: the next run is an ordinary one.
+      log.lines.length = 0;
+      await runOnce(settings, context);
+      assert.deepEqual(
+        log.lines.filter((line) => line.startsWith('warn')),
+        [],
+      );
+    });
+
+  test('a source that is a replica of this very replica (a direction reversed, the old line left) is refused, --rollback too', async () => {
+    const { remote, local, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    // The reverse job on alpha pulled the backup into tank/src; the backup became the primary and moved on.
+    const primaryGuid = local.datasets.get('backup/copy/src')!.guid;
+    await remote.setProperty('tank/src', CLAIM_PROPERTY, claimOf(primaryGuid, 'reverse', 'tank/src'));
+    local.snapshot('backup/copy/src', 'new1', NOW);
+    const changesBefore = [remote.events.length, local.events.length];
+    for (const rollback of [false, true])
+      await assert.rejects(
+        runOnce({ ...settings, rollback }, context),
+        (error: unknown) =>
+          error instanceof UsageError &&
+          /^alpha:tank\/src is a replica of backup\/copy\/src itself .*remove this old line from cron \(nothing was changed\)$/.test(
+            error.message,
+          ),
+      );
+    assert.deepEqual([remote.events.length, local.events.length], changesBefore);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), ['s1', 's2', 'new1']);
+  });
+
   test('a source that is itself a replica pulled with our tag is refused; with another tag it is not', async () => {
     const { remote, local, log, context, settings } = setup();
     series(remote, 2);
