@@ -46,13 +46,17 @@ export function statusRow(
   if (record === undefined) return { dataset };
   const { lastRun, newest } = record;
   const age = (at: number) => Math.max(0, Math.round(nowSeconds - at));
-  // The newest snapshot's creation time is the source's clock: its lag is read by that clock too.
+  // The newest snapshot's creation time is the source's clock: its lag is read by that clock too. It was made
+  // before the last run that succeeded, whatever its stamp says: a stamp in the future (a source's clock that
+  // ran ahead when it was made, or in a chain the origin's, which no offset measured here corrects) must not
+  // make a stopped job look fresh.
   const offset = record.sourceClockOffsetSeconds ?? 0;
+  const sinceSuccess = record.lastSuccessAt === undefined ? 0 : age(record.lastSuccessAt);
   return {
     dataset,
     remote: `${record.remoteHost}:${record.remoteDataset}`,
     tag: record.tag,
-    newest: newest && { ...newest, ageSeconds: age(newest.creation - offset) },
+    newest: newest && { ...newest, ageSeconds: Math.max(age(newest.creation - offset), sinceSuccess) },
     tagAt: record.tagAt,
     ...(record.container ? { container: true } : {}),
     ...(sourceGone ? { sourceGone: true } : {}),

@@ -189,6 +189,21 @@ describe('status rows and the table', () => {
     );
   });
 
+  test('a newest snapshot stamped in the future (a clock ahead where it was made) cannot hide a stopped job', () => {
+    // The last success was 80 h ago; the origin stamped the newest snapshot 3 days ahead of real time.
+    const stopped = nextRecord(
+      undefined,
+      report({
+        startedAt: NOW - 80 * HOUR - 60,
+        endedAt: NOW - 80 * HOUR,
+        outcome: { ...report().outcome!, newest: { name: 'daily-1', creation: NOW - 80 * HOUR + 72 * HOUR } },
+      }),
+    );
+    const row = statusRow('backup/vm', stopped, NOW);
+    assert.equal(row.newest?.ageSeconds, 80 * HOUR);
+    assert.equal(judge(row, { warnSeconds: 26 * HOUR, critSeconds: 50 * HOUR }).state, CheckState.Critical);
+  });
+
   test('selection: every replica recorded, or the given ones, with -R their tree members and replicas under them', () => {
     const replica = (localDataset: string, remoteDataset: string) =>
       nextRecord(undefined, report({ localDataset, remoteDataset }));
