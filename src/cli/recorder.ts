@@ -6,7 +6,9 @@ import { writeMetricsFile } from '../observe/metrics-file.js';
 import { type RunReport, nextRecord } from '../observe/record.js';
 import { damagedRecordsLine, readRecord, readRecords, writeRecord } from '../observe/state-dir.js';
 import type { SummaryEntry } from '../observe/summary.js';
+import { counterpart, isExcluded } from '../replication/tree.js';
 import type { RunOutcome } from '../replication/types.js';
+import { isUnder } from '../zfs/names.js';
 
 /** What a run of one replica (or a whole tree) came to: what it did, or why it stopped. */
 export type RunResult =
@@ -18,6 +20,8 @@ export interface RecorderSettings {
   remoteDataset: string;
   localDataset: string;
   tag: string;
+  /** A tree's --exclude: the replicas under it are other jobs'. */
+  exclude?: readonly string[] | undefined;
   stateDir: string;
   metricsFile: string | undefined;
   /** A dry run changes nothing, and leaves no record. */
@@ -100,15 +104,22 @@ export class RunRecorder {
   /**
    * A tree run that failed before any member ran (ssh down, the root locked, the listing refused) failed for
    * each of its members too: their records say so, or their last success would look like the current state.
+   * Its members' records are those it wrote: same source host, tag and place in the tree. Other replicas under
+   * the root (another job's, nested or left out with --exclude) are not this failure's.
    */
   private withTreeFailureOnMembers(): RunReport[] {
     const tree = this.reports.find((report) => report.kind === 'tree');
     const membersRan = this.reports.some((report) => report.kind === 'dataset');
     if (tree === undefined || tree.exitCode === ExitCode.Ok || membersRan) return this.reports;
-    const root = this.settings.localDataset;
+    const { localDataset: root, remoteDataset: remoteRoot, host, tag, exclude = [] } = this.settings;
     const known = readRecords(this.settings.stateDir).records.filter(
       (record) =>
-        record.kind === 'dataset' && (record.localDataset === root || record.localDataset.startsWith(`${root}/`)),
+        record.kind === 'dataset' &&
+        (record.localDataset === root || isUnder(record.localDataset, root)) &&
+        record.remoteHost === host &&
+        record.tag === tag &&
+        record.remoteDataset === counterpart(record.localDataset, root, remoteRoot) &&
+        !isExcluded(record.remoteDataset, exclude),
     );
     // A new tree has no member yet: its root stands for it, or no series would show the failure.
     const marked = known.length > 0 ? known : [{ localDataset: root, remoteDataset: this.settings.remoteDataset }];

@@ -9,13 +9,14 @@ import { parseArgs } from '../../src/cli/args.js';
 import { readCommandLine } from '../../src/cli/command-line.js';
 import { type CheckSettings, observerCommand, parseObserverArgs } from '../../src/cli/observe-args.js';
 import { runObserver } from '../../src/cli/observe.js';
+import { RunRecorder } from '../../src/cli/recorder.js';
 import { recordRefusedLine } from '../../src/cli/refused-line.js';
-import { UsageError } from '../../src/errors/errors.js';
+import { FailureError, UsageError } from '../../src/errors/errors.js';
 import { CheckState, checkLine, judge } from '../../src/observe/check.js';
 import { writeMetricsFile } from '../../src/observe/metrics-file.js';
 import { escapeLabel, renderMetrics } from '../../src/observe/metrics.js';
 import { type RunRecord, type RunReport, nextRecord, parseRecord, recordFileName } from '../../src/observe/record.js';
-import { readRecords, writeRecord } from '../../src/observe/state-dir.js';
+import { readRecord, readRecords, writeRecord } from '../../src/observe/state-dir.js';
 import { formatAge, goneReplicas, renderTable, selectDatasets, statusRow } from '../../src/observe/status.js';
 import { summaryLine, totalEntry } from '../../src/observe/summary.js';
 
@@ -172,6 +173,39 @@ describe('run records', () => {
     assert.equal(parseRecord('null'), undefined);
     assert.ok(parseRecord(JSON.stringify(nextRecord(undefined, report()))));
   });
+});
+
+test("a tree that fails before its members run marks its members' records, not other jobs' replicas under its root", () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'zr-recorder-'));
+  try {
+    const replica = (localDataset: string, remoteHost: string, remoteDataset: string, tag: string) =>
+      writeRecord(stateDir, nextRecord(undefined, report({ localDataset, remoteHost, remoteDataset, tag })));
+    replica('bk/src/a', 'alpha', 'tank/src/a', 't1'); // a member
+    replica('bk/src/x', 'gamma', 'tank/x', 't9'); // another job's replica, nested under the root
+    replica('bk/src/y', 'alpha', 'tank/y', 't1'); // the same host and tag, but not this tree's mapping
+    replica('bk/src/n', 'alpha', 'tank/src/n', 't1'); // left out with --exclude: its own job's
+    const recorder = new RunRecorder({
+      host: 'alpha',
+      remoteDataset: 'tank/src',
+      localDataset: 'bk/src',
+      tag: 't1',
+      exclude: ['tank/src/n'],
+      stateDir,
+      metricsFile: undefined,
+      dryRun: false,
+    });
+    recorder.tree(NOW - 10, { error: new FailureError('ESSH', 'cannot connect to alpha') }, undefined);
+    assert.equal(recorder.write(), undefined);
+    const lastError = (dataset: string) => readRecord(stateDir, 'dataset', dataset)?.lastRun.errorCode;
+    assert.deepEqual(['bk/src/a', 'bk/src/x', 'bk/src/y', 'bk/src/n'].map(lastError), [
+      'ESSH',
+      undefined,
+      undefined,
+      undefined,
+    ]);
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+  }
 });
 
 describe('status rows and the table', () => {
