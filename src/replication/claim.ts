@@ -144,14 +144,8 @@ export function refuseHarmfulPair(
 }
 
 /**
- * Refuses a source whose own claim (it is itself a replica) makes the pair harmful:
- * - it was pulled from this very dataset (the claim's source guid is ours): a direction reversed with the old
- *   line left in cron. This job would make the new primary a copy of its own copy: its diverged snapshots look
- *   like a replica modified, and --rollback would destroy what was written here since.
- * - sharesUpstreamTag: a chain whose hops share a tag loses the downstream replica's base.
- * - it carries this very replica's claim: it was restored from it (`zfs send -R` copies the replica's
- *   properties), and its `canmount=noauto` and `com.sun:auto-snapshot=false` would stop its snapshots, and the
- *   backups with them, in silence.
+ * Refuses a source whose own claim (it is itself a replica) makes the pair harmful: see refuseSharedUpstreamTag
+ * and refuseSourceCopiedFromReplica.
  */
 export function refuseHarmfulUpstream(
   sourceClaim: string | undefined,
@@ -160,24 +154,57 @@ export function refuseHarmfulUpstream(
   remoteHost: string,
   local: { dataset: string; guid?: string | undefined },
 ): void {
-  const localDataset = local.dataset;
+  refuseSourceCopiedFromReplica(sourceClaim, sourceDataset, tag, remoteHost, local);
+  refuseSharedUpstreamTag(sourceClaim, sourceDataset, tag, remoteHost);
+}
+
+/**
+ * See sharesUpstreamTag: a chain whose hops share a tag loses the downstream replica's base. A fault of the
+ * whole line (its -t), so a tree refuses it whole.
+ */
+export function refuseSharedUpstreamTag(
+  sourceClaim: string | undefined,
+  sourceDataset: string,
+  tag: string,
+  remoteHost: string,
+): void {
+  if (!sharesUpstreamTag(sourceClaim, sourceDataset, tag)) return;
+  throw new UsageError(
+    `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag. If it was restored from a replica (zfs send -R carries the replica's properties), it is none: ${unclaimAdvice(sourceDataset, remoteHost)}`,
+  );
+}
+
+/**
+ * Refuses a source that is a copy of this replica (a fault of one member of a tree, not of the others):
+ * - pulled from this very dataset (the claim's source guid is ours): a direction reversed with the old line
+ *   left in cron. This job would make the new primary a copy of its own copy: its diverged snapshots look
+ *   like a replica modified, and --rollback would destroy what was written here since.
+ * - carrying this replica's claim: restored from it (`zfs send -R` copies the replica's properties), and its
+ *   `canmount=noauto` and `com.sun:auto-snapshot=false` would stop its snapshots, and the backups with them,
+ *   in silence.
+ */
+export function refuseSourceCopiedFromReplica(
+  sourceClaim: string | undefined,
+  sourceDataset: string,
+  tag: string,
+  remoteHost: string,
+  local: { dataset: string; guid?: string | undefined },
+): void {
   const upstream = parseClaim(sourceClaim);
   if (upstream?.dataset === sourceDataset && local.guid !== undefined && upstream.remoteGuid === local.guid) {
     throw new UsageError(
-      `${remoteHost}:${sourceDataset} is a replica of ${localDataset} itself (pulled from it by another job): pulling it back would make this dataset a copy of its own copy, and a rollback would destroy what was written here since; if the direction was reversed, remove this old line from cron (nothing was changed)`,
+      `${remoteHost}:${sourceDataset} is a replica of ${local.dataset} itself (pulled from it by another job): pulling it back would make this dataset a copy of its own copy, and a rollback would destroy what was written here since; if the direction was reversed, remove this old line from cron (nothing was changed)`,
     );
   }
-  const unclaim = `run zfs inherit ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and set its readonly, canmount and com.sun:auto-snapshot back as the source needs them (nothing was changed)`;
-  if (sharesUpstreamTag(sourceClaim, sourceDataset, tag)) {
+  if (sourceDataset !== local.dataset && sharesUpstreamTag(sourceClaim, local.dataset, tag)) {
     throw new UsageError(
-      `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag. If it was restored from a replica (zfs send -R carries the replica's properties), it is none: ${unclaim}`,
+      `${remoteHost}:${sourceDataset} carries the claim of this replica, ${local.dataset}, with tag "${tag}": it was restored from it (zfs send -R), which also set canmount=noauto and com.sun:auto-snapshot=false there, so its snapshots may have stopped; ${unclaimAdvice(sourceDataset, remoteHost)}`,
     );
   }
-  if (sourceDataset !== localDataset && sharesUpstreamTag(sourceClaim, localDataset, tag)) {
-    throw new UsageError(
-      `${remoteHost}:${sourceDataset} carries the claim of this replica, ${localDataset}, with tag "${tag}": it was restored from it (zfs send -R), which also set canmount=noauto and com.sun:auto-snapshot=false there, so its snapshots may have stopped; ${unclaim}`,
-    );
-  }
+}
+
+function unclaimAdvice(sourceDataset: string, remoteHost: string): string {
+  return `run zfs inherit ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and set its readonly, canmount and com.sun:auto-snapshot back as the source needs them (nothing was changed)`;
 }
 
 /**
@@ -194,6 +221,8 @@ export function tagChanged(
   const claim = parseClaim(ownClaim);
   return claim?.remoteGuid === remoteGuid && claim.dataset === localDataset && claim.tagHash !== tagHash(tag);
 }
+
+/**
 
 /**
  * Whether the replica's own claim names this tag and this replica but another source dataset: the source was

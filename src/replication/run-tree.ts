@@ -9,7 +9,7 @@ import {
 import type { HeldLock } from '../lock/lock.js';
 import type { Listing } from '../zfs/listing.js';
 import { isUnder, parentOf } from '../zfs/names.js';
-import { CLAIM_PROPERTY, readSourceClaims, refuseHarmfulUpstream } from './claim.js';
+import { CLAIM_PROPERTY, readSourceClaims, refuseSharedUpstreamTag, refuseSourceCopiedFromReplica } from './claim.js';
 import { HoldBatch } from './hold-batch.js';
 import type { HoldMove } from './holds.js';
 import { runOnce } from './run-once.js';
@@ -122,11 +122,18 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       local: localTree,
       exclude: settings.exclude,
     });
-    for (const member of tree.members)
-      refuseHarmfulUpstream(sourceClaims.get(member.remoteDataset), member.remoteDataset, settings.tag, remote.label, {
-        dataset: member.localDataset,
-        guid: localTree.get(member.localDataset)?.guid,
-      });
+    for (const member of tree.members) {
+      const sourceClaim = sourceClaims.get(member.remoteDataset);
+      refuseSharedUpstreamTag(sourceClaim, member.remoteDataset, settings.tag, remote.label);
+      try {
+        refuseSourceCopiedFromReplica(sourceClaim, member.remoteDataset, settings.tag, remote.label, {
+          dataset: member.localDataset,
+          guid: localTree.get(member.localDataset)?.guid,
+        });
+      } catch (refusal) {
+        refusals.set(member.localDataset, refusal as Error);
+      }
+    }
     // A member without a replica a moment ago is locked only now, after the listing: it is listed again.
     const lockedLate = tree.members
       .map((member) => member.localDataset)

@@ -1232,6 +1232,21 @@ describe('runTree', () => {
     assert.deepEqual(local.tagsOf('backup/copy/src/a/x', 'r1'), ['downstream']);
   });
 
+  test('a member whose source was restored from its replica (zfs send -R) is refused alone: the others go on', async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    await runTree(treeSettings, treeContext);
+    const replicaClaim = local.datasets.get('backup/copy/src/b')!.properties.get(CLAIM_PROPERTY)!;
+    await remote.setProperty('tank/src/b', CLAIM_PROPERTY, replicaClaim);
+    for (const dataset of ['tank/src', 'tank/src/a', 'tank/src/a/x', 'tank/src/b']) remote.snapshot(dataset, 'r2', NOW);
+    await assert.rejects(runTree(treeSettings, treeContext), (error: unknown) => {
+      assert.match(String(error), /1 of 4 datasets not replicated: backup\/copy\/src\/b \(EUSAGE\)/);
+      return true;
+    });
+    for (const member of ['backup/copy/src', 'backup/copy/src/a', 'backup/copy/src/a/x'])
+      assert.deepEqual(local.snapshotNames(member), ['r1', 'r2'], member);
+    assert.deepEqual(local.snapshotNames('backup/copy/src/b'), ['r1']);
+  });
+
   test('a member whose source lost every snapshot after it was replicated is a conflict, not "not yet"', async () => {
     const { remote, local, treeContext, treeSettings } = tree();
     await runTree(treeSettings, treeContext);
