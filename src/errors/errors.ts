@@ -10,6 +10,7 @@ export type ConflictCode =
   | 'EHELD'
   | 'ECLONED'
   | 'EMODIFIED'
+  | 'ENAMETAKEN'
   | 'ETREE';
 
 /** Failures: the run could not finish, the base stays held on both sides. */

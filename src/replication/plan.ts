@@ -112,6 +112,22 @@ export function planReplication(input: PlanInput): Plan {
   }
 
   const incoming = remote.snapshots.filter((snapshot) => snapshot.createtxg > base.remote.createtxg);
+  // zfs recv refuses a snapshot whose name the replica already gives an older one (renamed there by hand): the
+  // job would fail the same way on every run.
+  const keptNames = new Set(
+    local.snapshots.filter((snapshot) => snapshot.createtxg <= base.local.createtxg).map((snapshot) => snapshot.name),
+  );
+  const taken = incoming.filter((snapshot) => keptNames.has(snapshot.name));
+  if (taken.length > 0) {
+    const [first] = taken;
+    return {
+      ...conflict(
+        'ENAMETAKEN',
+        `${remoteName} has new ${describeSnapshots(taken)}, but local dataset ${local.dataset} already gives ${taken.length === 1 ? 'that name' : 'those names'} to older snapshots (renamed by hand?), so zfs recv would refuse ${taken.length === 1 ? 'it' : 'them'} on every run; rename the local ${taken.length === 1 ? 'one' : 'ones'} (e.g. zfs rename ${local.dataset}@${first!.name} ${local.dataset}@${first!.name}-old) and re-run (nothing was changed)`,
+      ),
+      base,
+    };
+  }
   // Nothing newer than the base, which the source may keep as a bookmark only (see sourceKeepsOnlyBookmark).
   if (incoming.length === 0) {
     return newerLocal.length > 0

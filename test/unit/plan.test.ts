@@ -314,3 +314,14 @@ test('plannedSends counts the snapshots each stream carries, for the progress li
   ]);
   assert.deepEqual(count(viaBookmark), [1, 2]);
 });
+
+test('a new snapshot whose name the replica gives an older one (renamed by hand) is a conflict, not a failing receive', () => {
+  // The replica's @b was renamed to @d by hand; the source has since taken a real @d.
+  const local = [snap('a'), snap('d', { guid: snap('b').guid, createtxg: snap('b').createtxg })];
+  const result = plan([snap('a'), snap('b'), snap('c'), snap('d')], local);
+  assert.ok(result.kind === 'conflict');
+  assert.equal(result.code, 'ENAMETAKEN');
+  assert.equal(result.base?.local.name, 'd');
+  assert.match(result.message, /^alpha:tank\/src has new @d, but local dataset backup\/dst already gives that name/);
+  assert.match(result.message, /zfs rename backup\/dst@d backup\/dst@d-old\) and re-run \(nothing was changed\)$/);
+});
