@@ -121,21 +121,37 @@ export function parseRecord(text: string): RunRecord | undefined {
     return undefined;
   }
   const record = value as Partial<RunRecord> | null;
+  if (typeof record !== 'object' || record === null) return undefined;
+  const lastRun = record.lastRun as Partial<LastRun> | null | undefined;
+  const newest = record.newest as Partial<NonNullable<RunRecord['newest']>> | null | undefined;
+  // Every field status, check and the metrics read is checked for its type: a value of another (a record
+  // edited by hand, or by another program) would otherwise come out as NaN, or fail the metrics file of every
+  // replica that shares it.
   const valid =
-    typeof record === 'object' &&
-    record !== null &&
     record.version === 1 &&
     (record.kind === 'dataset' || record.kind === 'tree') &&
-    typeof record.localDataset === 'string' &&
-    typeof record.remoteHost === 'string' &&
-    typeof record.remoteDataset === 'string' &&
-    typeof record.tag === 'string' &&
-    typeof record.lastRun === 'object' &&
-    record.lastRun !== null &&
-    typeof record.lastRun.endedAt === 'number' &&
-    typeof record.lastRun.exitCode === 'number';
+    [record.localDataset, record.remoteHost, record.remoteDataset, record.tag].every(isString) &&
+    typeof lastRun === 'object' &&
+    lastRun !== null &&
+    [lastRun.startedAt, lastRun.endedAt, lastRun.exitCode].every(isNumber) &&
+    [lastRun.receivedSnapshots, lastRun.receivedBytes, lastRun.expiredSnapshots].every(optional(isNumber)) &&
+    [lastRun.errorCode, lastRun.error].every(optional(isString)) &&
+    [record.lastSuccessAt, record.lockedOutAt, record.sourceClockOffsetSeconds].every(optional(isNumber)) &&
+    [record.tagAt, record.metricsFile].every(optional(isString)) &&
+    [record.members, record.gone, record.excluded].every(
+      optional((list) => Array.isArray(list) && list.every(isString)),
+    ) &&
+    (newest === undefined ||
+      (typeof newest === 'object' && newest !== null && isString(newest.name) && isNumber(newest.creation)));
   return valid ? (record as RunRecord) : undefined;
 }
+
+const isString = (value: unknown): boolean => typeof value === 'string';
+const isNumber = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value);
+const optional =
+  (check: (value: unknown) => boolean) =>
+  (value: unknown): boolean =>
+    value === undefined || check(value);
 
 /**
  * Its file's name in the state directory: one file per replica and per tree, never one name for two. Named

@@ -128,11 +128,11 @@ function recordFiles(stateDir: string): string[] {
   }
 }
 
+/** A file that cannot be read (its mode, a directory of that name) is damaged too: it costs its own replica's check only. */
 function readRecordFile(path: string): RunRecord | 'damaged' | undefined {
   try {
     return parseRecord(readFileSync(path, 'utf8')) ?? 'damaged';
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : 'damaged';
   }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -126,12 +126,18 @@ describe('run records', () => {
       );
       writeFileSync(join(dir, 'dataset-broken.json'), '{"version":1');
       writeFileSync(join(dir, 'notes.txt'), 'not a record');
+      // Another replica's record that cannot be read at all: damaged too, not a failure to read them all.
+      mkdirSync(join(dir, 'dataset-folder.json'));
       const { records, damaged } = readRecords(dir);
       assert.deepEqual(records.map((record) => [record.kind, record.localDataset]).sort(), [
         ['dataset', 'backup/a.tree'],
         ['tree', 'backup/a'],
       ]);
-      assert.deepEqual(damaged, ['dataset-broken.json'], 'a damaged record is named, not taken for none');
+      assert.deepEqual(
+        damaged,
+        ['dataset-broken.json', 'dataset-folder.json'],
+        'a damaged record is named, not taken for none',
+      );
       assert.notEqual(recordFileName('dataset', 'backup/a.tree'), recordFileName('tree', 'backup/a'));
       assert.deepEqual(
         readdirSync(dir).filter((name) => name.endsWith('.tmp')),
@@ -171,7 +177,18 @@ describe('run records', () => {
     assert.equal(parseRecord('not json'), undefined);
     assert.equal(parseRecord('{"version":2}'), undefined);
     assert.equal(parseRecord('null'), undefined);
-    assert.ok(parseRecord(JSON.stringify(nextRecord(undefined, report()))));
+    const good = nextRecord(undefined, report());
+    assert.ok(parseRecord(JSON.stringify(good)));
+    // Fields of the wrong type (edited by hand) would print NaN, or break every replica's metrics file.
+    for (const bad of [
+      { ...good, newest: { name: 'daily-1' } },
+      { ...good, newest: { name: 'daily-1', creation: '1800000000' } },
+      { ...good, sourceClockOffsetSeconds: 'x' },
+      { ...good, lastSuccessAt: null },
+      { ...good, lastRun: { ...good.lastRun, startedAt: 'yesterday' } },
+      { ...good, members: ['backup/a', 7] },
+    ])
+      assert.equal(parseRecord(JSON.stringify(bad)), undefined, JSON.stringify(bad));
   });
 });
 
