@@ -276,7 +276,8 @@ async function replicateMembers(
         total.receivedBytes += outcome.receivedBytes;
         total.expiredSnapshots += outcome.expiredSnapshots;
         context.memberDone?.(member, { outcome }, startedAt);
-      } catch (error) {
+      } catch (thrown) {
+        const error = isRoot ? asParentOfReplicas(thrown, member, members, context) : thrown;
         // Its source lost its snapshots since the tree listing: it waits as a member listed without any does.
         if (!context.cancelSignal.aborted && lostItsSnapshots(error, member, isRoot)) {
           waitForSnapshot();
@@ -355,6 +356,27 @@ function quietConflict(
     return true;
   }
   return false;
+}
+
+/**
+ * A tree's root replica without snapshots of its own, with members' replicas under it, is their plain parent
+ * (made when the source's root had no snapshot, or by hand). Once the source's root has snapshots, they cannot
+ * be received into it without destroying the replicas below; the planner's way out ("destroy it by hand")
+ * would take them along.
+ */
+function asParentOfReplicas(
+  error: unknown,
+  root: TreeMember,
+  members: readonly TreeMember[],
+  context: TreeContext,
+): unknown {
+  if (!(error instanceof ConflictError) || error.code !== 'ENOTREPLICA') return error;
+  if (!members.some((member) => member !== root && member.local.exists)) return error;
+  const source = `${context.remote.label}:${root.remoteDataset}`;
+  return new ConflictError(
+    'ENOTREPLICA',
+    `${root.localDataset} is the plain parent of this tree's replicas (no snapshot of its own: made while ${source} had none, or by hand), so ${source}'s own snapshots cannot be received into it without destroying the replicas below; the members go on. Do not destroy it. If ${source}'s own data needs no backup, destroy its snapshots there and snapshot only its children; to back it up too, pull the tree into a new -l (a full resend) and then retire this one (nothing was changed)`,
+  );
 }
 
 function lostItsSnapshots(error: unknown, member: TreeMember, isRoot: boolean): boolean {

@@ -1247,6 +1247,26 @@ describe('runTree', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src/b'), ['r1']);
   });
 
+  test('a container root whose source root gains a snapshot is told as the parent of replicas, never to destroy', async () => {
+    const { remote, local, treeContext, treeSettings } = tree();
+    remote.datasets.get('tank/src')!.snapshots = [];
+    await runTree(treeSettings, treeContext);
+    assert.deepEqual(local.snapshotNames('backup/copy/src'), []);
+    remote.snapshot('tank/src', 'r2', NOW);
+    remote.snapshot('tank/src/b', 'r2', NOW);
+    const errors = new Map<string, string>();
+    const memberDone = (member: { localDataset: string }, result: { outcome: RunOutcome } | { error: unknown }) => {
+      if ('error' in result) errors.set(member.localDataset, String(result.error));
+    };
+    await assert.rejects(runTree(treeSettings, { ...treeContext, memberDone }));
+    assert.match(
+      errors.get('backup/copy/src') ?? '',
+      /backup\/copy\/src is the plain parent of this tree's replicas .* Do not destroy it\./,
+    );
+    assert.deepEqual([...errors.keys()], ['backup/copy/src']);
+    assert.deepEqual(local.snapshotNames('backup/copy/src/b'), ['r1', 'r2'], 'the members go on');
+  });
+
   test('a member whose source lost every snapshot after it was replicated is a conflict, not "not yet"', async () => {
     const { remote, local, treeContext, treeSettings } = tree();
     await runTree(treeSettings, treeContext);
