@@ -47,7 +47,7 @@ export async function executePlan(
     // A bookmark takes no hold: the source's side waits for the next snapshot sent from it.
     sides: onlyBookmark ? [localSide] : [remoteSide, localSide],
     // After a resumed receive, or under a new tag, the hold is new, not one that someone removed.
-    expectNew: plan.kind !== 'up-to-date' || prepared.settled || prepared.newTag,
+    expectNew: plan.kind !== 'up-to-date' || prepared.settled || prepared.newClaim,
     log,
   });
   // A tree's member may have waited for its holds past an interruption: no bookmark, no expiry after one.

@@ -71,17 +71,12 @@ export async function runOnce(
     await refuseRollbackOverClones(plan, context.local, settings.localDataset).catch((error: unknown) =>
       holdBaseThroughConflict(error, plan, settings, context),
     );
-  const newTag =
-    pair.remote.guid !== undefined &&
-    tagChanged(claims.get(settings.localDataset), pair.remote.guid, settings.tag, settings.localDataset);
   const ownClaim = claims.get(settings.localDataset);
-  if (
-    pair.remote.guid !== undefined &&
-    ownClaim !== claimOf(pair.remote.guid, settings.tag, settings.localDataset) &&
-    !sourceReplaced(ownClaim, pair.remote.guid, settings.tag, settings.localDataset)
-  )
+  const newClaim =
+    pair.remote.guid !== undefined && ownClaim !== claimOf(pair.remote.guid, settings.tag, settings.localDataset);
+  if (newClaim && !sourceReplaced(ownClaim, pair.remote.guid!, settings.tag, settings.localDataset))
     await refuseTagHeldByAnother(context, pair, settings.tag, settings.dryRun);
-  const prepared: PreparedRun = { plan, pair, settled: pair !== listed, newTag };
+  const prepared: PreparedRun = { plan, pair, settled: pair !== listed, newClaim };
   const received = plan.kind !== 'up-to-date' || prepared.settled;
   const unset = await unsetReplicaProperties(pair.local, claims, context);
   const propertyList = unset.map(([property, value]) => `${property}=${value}`).join(', ');

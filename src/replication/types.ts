@@ -65,6 +65,9 @@ export interface PreparedRun {
   pair: ListedPair;
   /** An interrupted receive was resumed (or aborted) before planning: the replica changed this run. */
   settled: boolean;
-  /** The crontab line's tag changed: its holds on an unchanged base are new, not repairs of removed ones. */
-  newTag: boolean;
+  /**
+   * The replica is not claimed yet by this source and tag (a first run, a changed tag, a replica received by
+   * hand, a source replaced): its holds on an unchanged base are new, not repairs of removed ones.
+   */
+  newClaim: boolean;
 }

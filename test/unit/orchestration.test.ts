@@ -726,6 +726,19 @@ describe('never harm the source or another replica', () => {
       );
     });
 
+  test('adopting an up-to-date replica received by hand adds its holds without calling them repairs', async () => {
+    const { remote, local, log, context, settings } = setup();
+    series(remote, 2);
+    local.create('backup/copy');
+    local.receive('backup/copy/src', remote.dataset('tank/src').snapshots, 'filesystem');
+    await runOnce(settings, context);
+    assert.deepEqual([remote.tagsOf('tank/src', 's2'), local.tagsOf('backup/copy/src', 's2')], [[TAG], [TAG]]);
+    assert.deepEqual(
+      log.lines.filter((line) => /repaired/.test(line)),
+      [],
+    );
+  });
+
   test('a source that is a replica of this very replica (a direction reversed, the old line left) is refused, --rollback too', async () => {
     const { remote, local, context, settings } = setup();
     series(remote, 2);
