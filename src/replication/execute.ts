@@ -40,7 +40,13 @@ export async function executePlan(
       `${remote.label}:${settings.remoteDataset} keeps the common snapshot @${localBase.name} only as the bookmark #${target.name} (the snapshot was destroyed there) and has nothing newer: up to date; the next snapshot will be sent from the bookmark`,
     );
   }
-  const remoteSide = { zfs: remote, dataset: settings.remoteDataset, keep: target, snapshots: remoteAsHeld(prepared) };
+  const remoteSide = {
+    zfs: remote,
+    dataset: settings.remoteDataset,
+    keep: target,
+    snapshots: remoteAsHeld(prepared),
+    held: plan.kind !== 'up-to-date' && travelling(plan)?.guid === target.guid,
+  };
   const localSide = { zfs: local, dataset: settings.localDataset, keep: localBase, snapshots: received.snapshots };
   await (context.holdMover ?? moveHolds)({
     tag: settings.tag,

@@ -11,6 +11,8 @@ export interface HoldSide {
   keep: Snapshot;
   /** This side's snapshots as last listed: their userrefs say where else a hold may be. */
   snapshots: readonly Snapshot[];
+  /** This run put the tag on `keep` already (the source's snapshot held before its stream): nothing to ask. */
+  held?: boolean | undefined;
 }
 
 /** One dataset's move of its tag to a new base, on each of its sides. */
@@ -53,7 +55,8 @@ export async function moveHoldsTogether(moves: readonly HoldMove[]): Promise<Pro
   };
   const entries = moves.flatMap((move) => move.sides.map((side) => ({ move, side })));
 
-  await onEveryHost(entries, async (zfs, tag, onHost) => {
+  const toHold = entries.filter(({ side }) => !side.held);
+  await onEveryHost(toHold, async (zfs, tag, onHost) => {
     // A snapshot without any hold cannot carry the tag yet, so holding it adds it: those are gathered. One with
     // holds may carry ours already (an up-to-date base): it is asked alone, where "already there" is no error.
     // After a failed gathered hold, the ones it did add answer "present" alone: only a repair's warning is lost.

@@ -726,6 +726,22 @@ describe('never harm the source or another replica', () => {
       );
     });
 
+  test("a receiving run asks the source for one hold: the new base's, before its stream", async () => {
+    const { remote, context, settings } = setup();
+    series(remote, 2);
+    await runOnce(settings, context);
+    remote.snapshot('tank/src', 's3', NOW);
+    const asked: string[] = [];
+    const hold = remote.hold.bind(remote);
+    remote.hold = (tag, dataset, snapshot) => {
+      asked.push(snapshot);
+      return hold(tag, dataset, snapshot);
+    };
+    await runOnce(settings, context);
+    assert.deepEqual(asked, ['s3']);
+    assert.deepEqual(remote.tagsOf('tank/src', 's3'), [TAG]);
+  });
+
   test('adopting an up-to-date replica received by hand adds its holds without calling them repairs', async () => {
     const { remote, local, log, context, settings } = setup();
     series(remote, 2);
@@ -1604,7 +1620,8 @@ describe('runTree', () => {
     // With one slot: the root alone (its children wait for its end), then a and b gathered, as a's hold waits
     // while b transfers in the slot a set aside; a/x after a.
     await runTree({ ...treeSettings, jobs: 1 }, treeContext);
-    assert.deepEqual(remote.gatheredCommands, ['hold 2', 'release 2']);
+    // The source's new bases were held before their streams (each its own): only the releases are gathered there.
+    assert.deepEqual(remote.gatheredCommands, ['release 2']);
     assert.deepEqual(local.gatheredCommands, ['hold 2', 'release 2']);
     for (const member of members) {
       assert.deepEqual(tagged(remote, `tank/${member}`), ['r2'], member);
