@@ -133,7 +133,7 @@ export function refuseHarmfulPair(
   if (rival === undefined) return;
   const { dataset, renamedFrom } = rival;
   const shared = `${dataset}${renamedFrom === undefined ? '' : ` (renamed from ${renamedFrom})`} already replicates ${remoteHost}:${remote.dataset} with tag "${tag}" on this host: two replicas sharing a tag would release each other's hold at the source`;
-  const free = `zfs inherit ${CLAIM_PROPERTY} ${dataset}`;
+  const free = `zfs inherit -r ${CLAIM_PROPERTY} ${dataset}`;
   const wayOut =
     renamedFrom === local.dataset
       ? `if you renamed it, point this job at it (-l ${dataset}); if you set it aside on purpose, free it (${free}), and this replica starts with a full send`
@@ -204,7 +204,7 @@ export function refuseSourceCopiedFromReplica(
 }
 
 function unclaimAdvice(sourceDataset: string, remoteHost: string): string {
-  return `run zfs inherit ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and set its readonly, canmount and com.sun:auto-snapshot back as the source needs them (nothing was changed)`;
+  return `run zfs inherit -r ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and set its readonly, canmount and com.sun:auto-snapshot back as the source needs them (nothing was changed)`;
 }
 
 /**

@@ -88,7 +88,7 @@ export function planReplication(input: PlanInput): Plan {
   if (base === undefined) {
     return conflict(
       'ENOCOMMON',
-      `local dataset ${local.dataset} shares no snapshot (by guid) with ${remoteName}: it is not a replica of it, or every common snapshot was destroyed; refusing a full resend over existing data (to start over, destroy ${local.dataset} by hand, or set it aside: zfs rename it, then zfs inherit zfs_replicate:pull on the new name; nothing was changed)`,
+      `local dataset ${local.dataset} shares no snapshot (by guid) with ${remoteName}: it is not a replica of it, or every common snapshot was destroyed; refusing a full resend over existing data (to start over, destroy ${local.dataset} by hand, or set it aside: zfs rename it, then zfs inherit -r zfs_replicate:pull on the new name; nothing was changed)`,
     );
   }
 
@@ -105,7 +105,7 @@ export function planReplication(input: PlanInput): Plan {
     return {
       ...conflict(
         'EDIVERGED',
-        `local dataset ${local.dataset} has diverged from ${remoteName}: ${describeSnapshots(newerLocal)} ${newerLocal.length === 1 ? 'is' : 'are'} newer than the common snapshot @${base.local.name} and not on the remote${namesake}, so this is the only copy (was the source rolled back, or restored from an older snapshot?); re-run with --rollback to destroy ${newerLocal.length === 1 ? 'it' : 'them'} and continue, or keep ${newerLocal.length === 1 ? 'it' : 'them'} by setting the replica aside (zfs rename it, then zfs inherit zfs_replicate:pull on the new name; the next run starts over with a full send) (nothing was changed)`,
+        `local dataset ${local.dataset} has diverged from ${remoteName}: ${describeSnapshots(newerLocal)} ${newerLocal.length === 1 ? 'is' : 'are'} newer than the common snapshot @${base.local.name} and not on the remote${namesake}, so this is the only copy (was the source rolled back, or restored from an older snapshot?); re-run with --rollback to destroy ${newerLocal.length === 1 ? 'it' : 'them'} and continue, or keep ${newerLocal.length === 1 ? 'it' : 'them'} by setting the replica aside (zfs rename it, then zfs inherit -r zfs_replicate:pull on the new name; the next run starts over with a full send) (nothing was changed)`,
       ),
       base,
     };

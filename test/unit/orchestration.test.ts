@@ -692,7 +692,7 @@ describe('never harm the source or another replica', () => {
       assert.ok(error instanceof UsageError);
       assert.match(
         error.message,
-        /^alpha:tank\/src carries the claim of this replica, backup\/copy\/src, with tag "offsite": it was restored from it .*; run zfs inherit zfs_replicate:pull tank\/src on alpha,/,
+        /^alpha:tank\/src carries the claim of this replica, backup\/copy\/src, with tag "offsite": it was restored from it .*; run zfs inherit -r zfs_replicate:pull tank\/src on alpha,/,
       );
       return true;
     });
@@ -956,7 +956,7 @@ describe('never harm the source or another replica', () => {
       assert.ok(error instanceof UsageError);
       assert.match(
         error.message,
-        /^backup\/moved \(renamed from backup\/copy\/src\) already replicates alpha:tank\/src with tag "offsite" .*; if you renamed it, point this job at it \(-l backup\/moved\); if you set it aside on purpose, free it \(zfs inherit zfs_replicate:pull backup\/moved\)/,
+        /^backup\/moved \(renamed from backup\/copy\/src\) already replicates alpha:tank\/src with tag "offsite" .*; if you renamed it, point this job at it \(-l backup\/moved\); if you set it aside on purpose, free it \(zfs inherit -r zfs_replicate:pull backup\/moved\)/,
       );
       return true;
     });

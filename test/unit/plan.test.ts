@@ -151,7 +151,7 @@ test('conflict: no common snapshot while the local dataset has snapshots', () =>
   assert.equal(result.code, 'ENOCOMMON');
   assert.match(result.message, /shares no snapshot \(by guid\) with alpha:tank\/src/);
   // A dataset renamed aside keeps its claim: without freeing it, the job would take it for its moved replica.
-  assert.match(result.message, /set it aside: zfs rename it, then zfs inherit zfs_replicate:pull on the new name/);
+  assert.match(result.message, /set it aside: zfs rename it, then zfs inherit -r zfs_replicate:pull on the new name/);
 });
 
 test('conflict: diverged names the local snapshots the remote lacks', () => {
