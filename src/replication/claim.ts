@@ -176,9 +176,10 @@ export function refuseSharedUpstreamTag(
 
 /**
  * Refuses a source that is a copy of this replica (a fault of one member of a tree, not of the others):
- * - pulled from this very dataset (the claim's source guid is ours): a direction reversed with the old line
- *   left in cron. This job would make the new primary a copy of its own copy: its diverged snapshots look
- *   like a replica modified, and --rollback would destroy what was written here since.
+ * - pulled from this very dataset (the claim's source guid is ours): a loop. Either this is the old line of a
+ *   direction reversed (it would make the new primary a copy of its own copy, and --rollback would destroy
+ *   what was written there since), or the first run of the new line, whose source still carries its claim
+ *   from before: only the operator knows which is the primary now, so both are refused, naming both ways out.
  * - carrying this replica's claim: restored from it (`zfs send -R` copies the replica's properties), and its
  *   `canmount=noauto` and `com.sun:auto-snapshot=false` would stop its snapshots, and the backups with them,
  *   in silence.
@@ -193,7 +194,7 @@ export function refuseSourceCopiedFromReplica(
   const upstream = parseClaim(sourceClaim);
   if (upstream?.dataset === sourceDataset && local.guid !== undefined && upstream.remoteGuid === local.guid) {
     throw new UsageError(
-      `${remoteHost}:${sourceDataset} is a replica of ${local.dataset} itself (pulled from it by another job): pulling it back would make this dataset a copy of its own copy, and a rollback would destroy what was written here since; if the direction was reversed, remove this old line from cron (nothing was changed)`,
+      `${remoteHost}:${sourceDataset} was replicated from ${local.dataset} (its ${CLAIM_PROPERTY} names this dataset's guid): pulling it back would make ${local.dataset} a copy of its own copy. If the direction was reversed and ${remoteHost}:${sourceDataset} is the primary now, free its old claim there (zfs inherit -r ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}) and remove the old line that pulls into ${sourceDataset}, which would otherwise roll the new primary back; if ${local.dataset} is still the primary, remove this line (nothing was changed)`,
     );
   }
   if (sourceDataset !== local.dataset && sharesUpstreamTag(sourceClaim, local.dataset, tag)) {

@@ -5,7 +5,7 @@ import { receiveArgv, replicaProperties } from '../zfs/stream-args.js';
 import type { DatasetState, Snapshot } from '../zfs/types.js';
 import { keepBookmark } from './bookmarks.js';
 import { snapshotList } from './format.js';
-import { moveHolds } from './holds.js';
+import { moveHolds, repairedHold } from './holds.js';
 import { type IncrementalPlan, type InitialPlan, describeSnapshots, sourceKeepsOnlyBookmark } from './plan.js';
 import { plannedSends, runSendFlags } from './sends.js';
 import { transfer } from './transfer.js';
@@ -123,6 +123,7 @@ async function pull(
   // stream is on its way to: it would arrive with no twin left, and the replica would seem to have diverged.
   // And a run killed (SIGKILL, a reboot) after the stream landed leaves it to the next run to hold the
   // replica's side: meanwhile the source must keep what is then the newest common snapshot.
+  await holdUnheldBase(plan, prepared, settings, context);
   const firstShared = travelling(plan);
   if (firstShared !== undefined) await context.remote.hold(settings.tag, settings.remoteDataset, firstShared.name);
   if (plan.kind === 'initial') {
@@ -182,6 +183,32 @@ async function pull(
  * The snapshot pull() holds at the source before its stream starts: the first one an initial sync will share,
  * the newest one of an incremental. A rollback with nothing incoming sends nothing.
  */
+/**
+ * The base at the source normally carries our tag since the run that sent it. Where it may not (no hold on it
+ * at all, or a replica not yet claimed under this source and tag: a source restored from its backup, or moved),
+ * it is held before the stream too: a transfer that fails or is stopped leaves it the only common snapshot, and
+ * the source's pruning must not take it before the next run.
+ */
+async function holdUnheldBase(
+  plan: InitialPlan | IncrementalPlan,
+  prepared: PreparedRun,
+  settings: ReplicationSettings,
+  context: ReplicationContext,
+): Promise<void> {
+  if (!baseHeldBeforeStream(plan, prepared)) return;
+  const result = await context.remote.hold(settings.tag, settings.remoteDataset, plan.base.remote.name);
+  if (result === 'added' && !prepared.newClaim)
+    context.log.warn(
+      repairedHold(settings.tag, `${context.remote.label}:${settings.remoteDataset}@${plan.base.remote.name}`),
+    );
+}
+
+function baseHeldBeforeStream(plan: InitialPlan | IncrementalPlan, prepared: PreparedRun): plan is IncrementalPlan {
+  return (
+    plan.kind === 'incremental' && !plan.base.viaBookmark && (plan.base.remote.userrefs === 0 || prepared.newClaim)
+  );
+}
+
 function travelling(plan: InitialPlan | IncrementalPlan): Snapshot | undefined {
   if (plan.kind === 'initial') return plan.first;
   return plan.incoming.length > 0 ? plan.target : undefined;
@@ -220,9 +247,14 @@ async function releaseIfNothingArrived(
  */
 function remoteAsHeld(prepared: PreparedRun): Snapshot[] {
   const { plan, pair } = prepared;
-  const heldMeanwhile = plan.kind === 'initial' || plan.kind === 'incremental' ? travelling(plan)?.guid : undefined;
+  const heldMeanwhile = new Set<string>();
+  if (plan.kind === 'initial' || plan.kind === 'incremental') {
+    const first = travelling(plan);
+    if (first !== undefined) heldMeanwhile.add(first.guid);
+    if (baseHeldBeforeStream(plan, prepared)) heldMeanwhile.add(plan.base.remote.guid);
+  }
   return pair.remote.snapshots.map((snapshot) =>
-    snapshot.guid === heldMeanwhile ? { ...snapshot, userrefs: snapshot.userrefs + 1 } : snapshot,
+    heldMeanwhile.has(snapshot.guid) ? { ...snapshot, userrefs: snapshot.userrefs + 1 } : snapshot,
   );
 }
 

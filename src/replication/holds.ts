@@ -68,10 +68,7 @@ export async function moveHoldsTogether(moves: readonly HoldMove[]): Promise<Pro
       const where = `${zfs.label}:${side.dataset}@${side.keep.name}`;
       try {
         const result = gathered && unheld.has(entry) ? 'added' : await zfs.hold(tag, side.dataset, side.keep.name);
-        if (result === 'added' && !move.expectNew)
-          move.log.warn(
-            `repaired: hold "${tag}" was missing on ${where} (released by hand, or a run killed before it could hold it); added it`,
-          );
+        if (result === 'added' && !move.expectNew) move.log.warn(repairedHold(tag, where));
         else move.log.debug(`hold "${tag}" on ${where}: ${result}`);
       } catch (error) {
         fail(entry, error);
@@ -119,6 +116,11 @@ export async function moveHoldsTogether(moves: readonly HoldMove[]): Promise<Pro
       ? { status: 'fulfilled', value: undefined }
       : { status: 'rejected', reason: failure.error };
   });
+}
+
+/** A hold this job expected to find, added again. */
+export function repairedHold(tag: string, where: string): string {
+  return `repaired: hold "${tag}" was missing on ${where} (released by hand, or a run killed before it could hold it); added it`;
 }
 
 /**

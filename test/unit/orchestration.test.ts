@@ -742,6 +742,26 @@ describe('never harm the source or another replica', () => {
     assert.deepEqual(remote.tagsOf('tank/src', 's3'), [TAG]);
   });
 
+  for (const restored of [true, false])
+    test(`a base the source does not hold (${restored ? 'a source restored from its backup' : 'its hold released by hand'}) is held there before the stream: a failed transfer leaves it held`, async () => {
+      const { remote, local, streams, log, context, settings } = setup();
+      series(remote, 2);
+      await runOnce(settings, context);
+      if (restored) {
+        remote.datasets.delete('tank/src');
+        remote.receive('tank/src', local.dataset('backup/copy/src').snapshots, 'filesystem');
+      } else await remote.release(TAG, 'tank/src', 's2');
+      remote.snapshot('tank/src', 's3', NOW);
+      streams.failAfterSnapshots = 0;
+      await assert.rejects(runOnce(settings, context), /transfer failed/);
+      assert.deepEqual([tagged(remote, 'tank/src'), tagged(local, 'backup/copy/src')], [['s2'], ['s2']]);
+      assert.equal(log.lines.filter((line) => /repaired: hold/.test(line)).length, restored ? 0 : 1);
+      // The next run moves the tag on and leaves no hold behind.
+      streams.failAfterSnapshots = undefined;
+      await runOnce(settings, context);
+      assert.deepEqual([tagged(remote, 'tank/src'), tagged(local, 'backup/copy/src')], [['s3'], ['s3']]);
+    });
+
   test('adopting an up-to-date replica received by hand adds its holds without calling them repairs', async () => {
     const { remote, local, log, context, settings } = setup();
     series(remote, 2);
@@ -769,7 +789,7 @@ describe('never harm the source or another replica', () => {
         runOnce({ ...settings, rollback }, context),
         (error: unknown) =>
           error instanceof UsageError &&
-          /^alpha:tank\/src is a replica of backup\/copy\/src itself .*remove this old line from cron \(nothing was changed\)$/.test(
+          /^alpha:tank\/src was replicated from backup\/copy\/src .*free its old claim there \(zfs inherit -r zfs_replicate:pull tank\/src on alpha\).*remove this line \(nothing was changed\)$/.test(
             error.message,
           ),
       );
