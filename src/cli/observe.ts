@@ -59,7 +59,7 @@ export function runObserver(command: ObserverCommand, argv: readonly string[], p
     );
   });
   if (concerned.length > 0) {
-    const why = damagedRecordsLine(stateDir, concerned, 'not a record this version reads');
+    const why = damagedRecordsLine(stateDir, concerned, 'unreadable, or not a record this version reads');
     if (command === 'check') return unreadable(why);
     process.stderr.write(`zfs_replicate: warning: ${why}\n`);
   }

@@ -121,8 +121,11 @@ export class RunRecorder {
         record.remoteDataset === counterpart(record.localDataset, root, remoteRoot) &&
         !isExcluded(record.remoteDataset, exclude),
     );
-    // A new tree has no member yet: its root stands for it, or no series would show the failure.
-    const marked = known.length > 0 ? known : [{ localDataset: root, remoteDataset: this.settings.remoteDataset }];
+    // A new tree has no member yet: its root stands for it, or no series would show the failure; unless the
+    // root is another job's replica (a new line pointed at it), whose record is not this failure's either.
+    const rootTaken = readRecord(this.settings.stateDir, 'dataset', root) !== undefined;
+    const marked =
+      known.length > 0 || rootTaken ? known : [{ localDataset: root, remoteDataset: this.settings.remoteDataset }];
     return [
       ...this.reports,
       ...marked.map((record) => ({

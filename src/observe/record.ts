@@ -138,6 +138,7 @@ export function parseRecord(text: string): RunRecord | undefined {
     [lastRun.errorCode, lastRun.error].every(optional(isString)) &&
     [record.lastSuccessAt, record.lockedOutAt, record.sourceClockOffsetSeconds].every(optional(isNumber)) &&
     [record.tagAt, record.metricsFile].every(optional(isString)) &&
+    [record.container, record.expiryWithheld].every(optional((flag) => flag === true)) &&
     [record.members, record.gone, record.excluded].every(
       optional((list) => Array.isArray(list) && list.every(isString)),
     ) &&

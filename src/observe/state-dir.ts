@@ -89,7 +89,7 @@ export interface RecordsRead {
 
 /** One line naming damaged record files, what that costs, and the way out. */
 export function damagedRecordsLine(stateDir: string, names: readonly string[], cost: string): string {
-  return `damaged record ${names.map((name) => join(stateDir, name)).join(', ')}: ${cost} (delete it: the next run of its replica writes a new one)`;
+  return `damaged record ${names.map((name) => join(stateDir, name)).join(', ')}: ${cost} (if its permissions are wrong, mend them; else delete it: the next run of its replica writes a new one)`;
 }
 
 /** Every record in the directory (none when it does not exist yet), and the names of the damaged ones. */

@@ -123,7 +123,7 @@ export function planReplication(input: PlanInput): Plan {
     return {
       ...conflict(
         'ENAMETAKEN',
-        `${remoteName} has new ${describeSnapshots(taken)}, but local dataset ${local.dataset} already gives ${taken.length === 1 ? 'that name' : 'those names'} to older snapshots (renamed by hand?), so zfs recv would refuse ${taken.length === 1 ? 'it' : 'them'} on every run; rename the local ${taken.length === 1 ? 'one' : 'ones'} (e.g. zfs rename ${local.dataset}@${first!.name} ${local.dataset}@${first!.name}-old) and re-run (nothing was changed)`,
+        `${remoteName} has new ${describeSnapshots(taken)}, but local dataset ${local.dataset} already gives ${taken.length === 1 ? 'that name to an older snapshot' : 'those names to older snapshots'} (renamed by hand?), so zfs recv would refuse ${taken.length === 1 ? 'it' : 'them'} on every run; rename the local ${taken.length === 1 ? 'one' : 'ones'} (e.g. zfs rename ${local.dataset}@${first!.name} ${local.dataset}@${first!.name}-old) and re-run (nothing was changed)`,
       ),
       base,
     };

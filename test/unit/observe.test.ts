@@ -187,6 +187,8 @@ describe('run records', () => {
       { ...good, lastSuccessAt: null },
       { ...good, lastRun: { ...good.lastRun, startedAt: 'yesterday' } },
       { ...good, members: ['backup/a', 7] },
+      { ...good, container: 'no' },
+      { ...good, expiryWithheld: 0 },
     ])
       assert.equal(parseRecord(JSON.stringify(bad)), undefined, JSON.stringify(bad));
   });
@@ -220,6 +222,19 @@ test("a tree that fails before its members run marks its members' records, not o
       undefined,
       undefined,
     ]);
+    // A new tree line pointed at another job's replica: no member of its own, and that replica's record is not its.
+    const pointedAtX = new RunRecorder({
+      host: 'alpha',
+      remoteDataset: 'tank/t2',
+      localDataset: 'bk/src/x',
+      tag: 't1',
+      stateDir,
+      metricsFile: undefined,
+      dryRun: false,
+    });
+    pointedAtX.tree(NOW - 10, { error: new FailureError('ESSH', 'cannot connect to alpha') }, undefined);
+    assert.equal(pointedAtX.write(), undefined);
+    assert.equal(readRecord(stateDir, 'dataset', 'bk/src/x')?.remoteHost, 'gamma');
   } finally {
     rmSync(stateDir, { recursive: true, force: true });
   }
@@ -586,7 +601,10 @@ describe('check answers UNKNOWN when it cannot decide', () => {
       const check = (...argv: string[]) =>
         runObserver('check', [...argv, '--warn', '1h', '--crit', '2h', '--state-dir', dir], print);
       assert.equal(check('-l', 'backup/vm'), 3);
-      assert.match(printed.at(-1)!, /^ZFS_REPLICATE UNKNOWN: damaged record .*dataset-backup%2Fvm\.json: not a record/);
+      assert.match(
+        printed.at(-1)!,
+        /^ZFS_REPLICATE UNKNOWN: damaged record .*dataset-backup%2Fvm\.json: unreadable, or not a record/,
+      );
       assert.equal(check('-R', '-l', 'backup'), 3, 'a tree check that covers it');
       assert.equal(check('-l', 'backup/fine'), 0, 'another replica is not concerned');
       const typo = ['-l', 'backup/vm', '--warn', '1h', '--crit', '2h', '--state-dir', join(dir, 'typo')];
