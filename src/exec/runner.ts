@@ -26,6 +26,7 @@ export interface RunOptions {
 export type CommandObserver = (endpoint: Endpoint, argv: readonly string[]) => void;
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+const CLEANUP_TIMEOUT_MS = 10 * 1000;
 const DEFAULT_MAX_OUTPUT_BYTES = 512 * 1024 * 1024;
 
 /**
@@ -42,9 +43,13 @@ export class CommandRunner {
   /**
    * `stop`: the run's stop (SIGTERM, SIGINT). A command under way when it comes is stopped with it: a hung zfs
    * would otherwise keep the run, and its lock, for the whole timeout. One started after it is the run's
-   * cleanup (holding what arrived), and runs.
+   * cleanup (holding what arrived), and runs, but for `cleanupTimeoutMs` at most: on a pool that hangs it
+   * would hang too, and the run must still end soon after the signal.
    */
-  constructor(private readonly stop?: AbortSignal) {}
+  constructor(
+    private readonly stop?: AbortSignal,
+    private readonly cleanupTimeoutMs = CLEANUP_TIMEOUT_MS,
+  ) {}
 
   observe(observer: CommandObserver): void {
     this.observers.push(observer);
@@ -84,7 +89,9 @@ export class CommandRunner {
       reject: false,
       stdin: 'ignore',
       stripFinalNewline: false,
-      timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      timeout: this.stop?.aborted
+        ? Math.min(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, this.cleanupTimeoutMs)
+        : (options.timeoutMs ?? DEFAULT_TIMEOUT_MS),
       ...(cancelSignal ? { cancelSignal } : {}),
       forceKillAfterDelay: 2000,
       maxBuffer: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,

@@ -226,6 +226,16 @@ describe('CommandRunner', () => {
     const cleanup = await runner.attempt(localEndpoint, ['sh', '-c', 'sleep 0.3; echo held']);
     assert.equal(cleanup.stdout, 'held\n', "the run's cleanup after the stop");
   });
+
+  test('a cleanup command after the stop that hangs (a suspended pool) is given up within its short timeout', async () => {
+    const stop = new AbortController();
+    stop.abort();
+    const runner = new CommandRunner(stop.signal, 300);
+    const started = Date.now();
+    const result = await runner.attempt(localEndpoint, ['sleep', '30']);
+    assert.equal(result.spawnError, 'timed out');
+    assert.ok(Date.now() - started < 5_000, 'not after the 10-minute timeout');
+  });
 });
 
 describe('sshArguments', () => {
