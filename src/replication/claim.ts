@@ -127,7 +127,7 @@ export function refuseHarmfulPair(
       `${remoteHost}:${remote.dataset} and ${local.dataset} are the same dataset (guid ${remote.guid}): a dataset cannot be its own replica (nothing was changed)`,
     );
   }
-  refuseHarmfulUpstream(sourceClaim, remote.dataset, tag, remoteHost, local);
+  refuseHarmfulUpstream({ sourceClaim, sourceDataset: remote.dataset, tag, remoteHost, local });
   if (remote.guid === undefined) return;
   const rival = rivalReplica(claims, remote.guid, tag, local.dataset);
   if (rival === undefined) return;
@@ -147,15 +147,18 @@ export function refuseHarmfulPair(
  * Refuses a source whose own claim (it is itself a replica) makes the pair harmful: see refuseSharedUpstreamTag
  * and refuseSourceCopiedFromReplica.
  */
-export function refuseHarmfulUpstream(
-  sourceClaim: string | undefined,
-  sourceDataset: string,
-  tag: string,
-  remoteHost: string,
-  local: { dataset: string; guid?: string | undefined },
-): void {
-  refuseSourceCopiedFromReplica(sourceClaim, sourceDataset, tag, remoteHost, local);
-  refuseSharedUpstreamTag(sourceClaim, sourceDataset, tag, remoteHost);
+export function refuseHarmfulUpstream(pair: UpstreamPair): void {
+  refuseSourceCopiedFromReplica(pair);
+  refuseSharedUpstreamTag(pair.sourceClaim, pair.sourceDataset, pair.tag, pair.remoteHost);
+}
+
+/** A source and its replica, with the source's own claim (read on the source: it may be a replica itself). */
+export interface UpstreamPair {
+  sourceClaim: string | undefined;
+  sourceDataset: string;
+  tag: string;
+  remoteHost: string;
+  local: { dataset: string; guid?: string | undefined };
 }
 
 /**
@@ -184,13 +187,13 @@ export function refuseSharedUpstreamTag(
  *   `canmount=noauto` and `com.sun:auto-snapshot=false` would stop its snapshots, and the backups with them,
  *   in silence.
  */
-export function refuseSourceCopiedFromReplica(
-  sourceClaim: string | undefined,
-  sourceDataset: string,
-  tag: string,
-  remoteHost: string,
-  local: { dataset: string; guid?: string | undefined },
-): void {
+export function refuseSourceCopiedFromReplica({
+  sourceClaim,
+  sourceDataset,
+  tag,
+  remoteHost,
+  local,
+}: UpstreamPair): void {
   const upstream = parseClaim(sourceClaim);
   if (upstream?.dataset === sourceDataset && local.guid !== undefined && upstream.remoteGuid === local.guid) {
     throw new UsageError(
@@ -209,36 +212,26 @@ function unclaimAdvice(sourceDataset: string, remoteHost: string): string {
 }
 
 /**
- * Whether the replica's own claim names this source with another tag: the crontab line's tag was changed (or a
- * second job pulls into this replica under its own tag). The old tag's holds stay on both sides until someone
- * releases them: the run says so.
+ * What the replica's own claim says of this job, where it is not this job's exactly:
+ * - `tag changed`: it names this source with another tag: the crontab line's tag was changed (or a second job
+ *   pulls into this replica under its own tag). The old tag's holds stay on both sides until someone releases
+ *   them: the run says so.
+ * - `source replaced`: it names this tag and this replica but another source dataset: the source was replaced
+ *   by a copy that still shares the replica's snapshots by guid (restored from this backup, or moved to another
+ *   pool or host). A receive brings no holds, so the copy's snapshots carry none of ours, while the replica's
+ *   still do: those are this job's own, from before.
  */
-export function tagChanged(
+export function claimChange(
   ownClaim: string | undefined,
   remoteGuid: string,
   tag: string,
   localDataset: string,
-): boolean {
+): 'tag changed' | 'source replaced' | undefined {
   const claim = parseClaim(ownClaim);
-  return claim?.remoteGuid === remoteGuid && claim.dataset === localDataset && claim.tagHash !== tagHash(tag);
-}
-
-/**
-
-/**
- * Whether the replica's own claim names this tag and this replica but another source dataset: the source was
- * replaced by a copy that still shares the replica's snapshots by guid (restored from this backup, or moved to
- * another pool or host). A receive brings no holds, so the copy's snapshots carry none of ours, while the
- * replica's still do: those are this job's own, from before.
- */
-export function sourceReplaced(
-  ownClaim: string | undefined,
-  remoteGuid: string,
-  tag: string,
-  localDataset: string,
-): boolean {
-  const claim = parseClaim(ownClaim);
-  return claim?.dataset === localDataset && claim.tagHash === tagHash(tag) && claim.remoteGuid !== remoteGuid;
+  if (claim?.dataset !== localDataset) return undefined;
+  const sameTag = claim.tagHash === tagHash(tag);
+  if (claim.remoteGuid === remoteGuid) return sameTag ? undefined : 'tag changed';
+  return sameTag ? 'source replaced' : undefined;
 }
 
 /**

@@ -5,12 +5,11 @@ import { tooLongUnder } from '../zfs/names.js';
 import type { DatasetState, Snapshot } from '../zfs/types.js';
 import {
   CLAIM_PROPERTY,
+  claimChange,
   claimOf,
   readSourceClaims,
   refuseHarmfulPair,
   refuseTagHeldByAnother,
-  sourceReplaced,
-  tagChanged,
 } from './claim.js';
 import { sourceNowSeconds } from './clock.js';
 import { refuseRollbackOverClones } from './clones.js';
@@ -74,7 +73,7 @@ export async function runOnce(
   const ownClaim = claims.get(settings.localDataset);
   const newClaim =
     pair.remote.guid !== undefined && ownClaim !== claimOf(pair.remote.guid, settings.tag, settings.localDataset);
-  if (newClaim && !sourceReplaced(ownClaim, pair.remote.guid!, settings.tag, settings.localDataset))
+  if (newClaim && claimChange(ownClaim, pair.remote.guid!, settings.tag, settings.localDataset) !== 'source replaced')
     await refuseTagHeldByAnother(context, pair, settings.tag, settings.dryRun);
   const prepared: PreparedRun = { plan, pair, settled: pair !== listed, newClaim };
   const received = plan.kind !== 'up-to-date' || prepared.settled;
@@ -288,12 +287,13 @@ async function recordClaim(
   const previous = claims.get(settings.localDataset);
   if (previous === claim) return;
   await context.local.setProperty(settings.localDataset, CLAIM_PROPERTY, claim);
-  if (sourceReplaced(previous, pair.remote.guid, settings.tag, settings.localDataset)) {
+  const change = claimChange(previous, pair.remote.guid, settings.tag, settings.localDataset);
+  if (change === 'source replaced') {
     context.log.warn(
       `${context.remote.label}:${settings.remoteDataset} is another dataset than the one ${settings.localDataset} was replicated from until now (restored from a backup, or moved): it shares the replica's snapshots, so replication goes on from the newest common one`,
     );
   }
-  if (tagChanged(previous, pair.remote.guid, settings.tag, settings.localDataset)) {
+  if (change === 'tag changed') {
     context.log.warn(
       `${settings.localDataset} was replicated from ${context.remote.label}:${settings.remoteDataset} with another tag until now: if no job uses that tag any more, its holds stay on both sides for good (and keep that snapshot from the source's pruning): release them on both sides (zfs holds shows them on the common snapshots; zfs-fuse has no zfs holds: zfs list -t snapshot -o name,userrefs)`,
     );

@@ -126,9 +126,12 @@ export async function runTree(settings: TreeSettings, context: TreeContext): Pro
       const sourceClaim = sourceClaims.get(member.remoteDataset);
       refuseSharedUpstreamTag(sourceClaim, member.remoteDataset, settings.tag, remote.label);
       try {
-        refuseSourceCopiedFromReplica(sourceClaim, member.remoteDataset, settings.tag, remote.label, {
-          dataset: member.localDataset,
-          guid: localTree.get(member.localDataset)?.guid,
+        refuseSourceCopiedFromReplica({
+          sourceClaim,
+          sourceDataset: member.remoteDataset,
+          tag: settings.tag,
+          remoteHost: remote.label,
+          local: { dataset: member.localDataset, guid: localTree.get(member.localDataset)?.guid },
         });
       } catch (refusal) {
         refusals.set(member.localDataset, refusal as Error);

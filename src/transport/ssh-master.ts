@@ -169,16 +169,21 @@ export class SshMaster {
    * `-O exit` at the end would be one more ssh to start and wait for (15-35 ms of a 0.3 s no-op run).
    */
   private async askPid(): Promise<number | undefined> {
-    const check = [
+    const { stderr } = await this.control('check');
+    const pid = /Master running \(pid=(\d+)\)/.exec(stderr)?.[1];
+    return pid === undefined ? undefined : Number(pid);
+  }
+
+  /** Asks the master over its control socket (`ssh -O`). */
+  private control(operation: 'check' | 'exit'): Promise<SshOutcome> {
+    const args = [
       ...sshArguments(this.settings, this.controlPath),
       '-O',
-      'check',
+      operation,
       '--',
       sshDestination(this.settings),
     ];
-    const { stderr } = await runSsh(check, EXIT_TIMEOUT_S).outcome;
-    const pid = /Master running \(pid=(\d+)\)/.exec(stderr)?.[1];
-    return pid === undefined ? undefined : Number(pid);
+    return runSsh(args, EXIT_TIMEOUT_S).outcome;
   }
 
   /** Ends the master by its pid if it is still ours: its command line names our control socket. */
@@ -206,16 +211,7 @@ export class SshMaster {
     if (this.controlDir === undefined) return;
     this.stopHandshake();
     const outcome = await this.outcome;
-    if (outcome.spawnError === undefined && !this.endByPid(await this.masterPid)) {
-      const exit = [
-        ...sshArguments(this.settings, this.controlPath),
-        '-O',
-        'exit',
-        '--',
-        sshDestination(this.settings),
-      ];
-      await runSsh(exit, EXIT_TIMEOUT_S).outcome;
-    }
+    if (outcome.spawnError === undefined && !this.endByPid(await this.masterPid)) await this.control('exit');
     rmSync(this.controlDir, { recursive: true, force: true });
   }
 }
