@@ -445,7 +445,7 @@ function reportTreeShape(localOnly: readonly string[], settings: TreeSettings, c
 
 /** A typo in --exclude must not pass in silence: it would replicate what the operator meant to leave out. */
 function warnUnmatchedExcludes(settings: TreeSettings, context: TreeContext, remoteNames: readonly string[]): void {
-  for (const exclusion of settings.exclude) {
+  for (const exclusion of new Set(settings.exclude)) {
     if (!remoteNames.some((name) => name === exclusion || isUnder(name, exclusion))) {
       context.log.warn(
         `--exclude ${exclusion} matches no dataset under ${context.remote.label}:${settings.remoteDataset}`,

@@ -1296,6 +1296,12 @@ describe('runTree', () => {
     assert.deepEqual(local.snapshotNames('backup/copy/src/b'), ['r1']);
   });
 
+  test('an --exclude that matches nothing is warned about once, however often it is given', async () => {
+    const { log, treeContext, treeSettings } = tree();
+    await runTree({ ...treeSettings, exclude: ['tank/src/typo', 'tank/src/typo'] }, treeContext);
+    assert.equal(log.lines.filter((line) => /--exclude tank\/src\/typo matches no dataset/.test(line)).length, 1);
+  });
+
   test('a container root whose source root gains a snapshot is told as the parent of replicas, never to destroy', async () => {
     const { remote, local, treeContext, treeSettings } = tree();
     remote.datasets.get('tank/src')!.snapshots = [];
