@@ -279,7 +279,8 @@ function reportLocked(error: LockedError, settings: CliSettings, log: Logger): E
 
 function reportFailure(error: unknown, log: Logger): ExitCode {
   if (error instanceof ConflictError || error instanceof FailureError) {
-    log.error(error.message, { code: error.code });
+    // One object: a message with a `%s` in it would be read as a format string, and the code dropped.
+    log.error({ message: error.message, code: error.code });
     return error.exitCode;
   }
   if (error instanceof ReplicateError) {

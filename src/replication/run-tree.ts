@@ -247,7 +247,7 @@ async function replicateMembers(
       return;
     }
     if (refusal !== undefined) {
-      log.error(...memberErrorLine(member, refusal));
+      log.error(memberErrorLine(member, refusal));
       context.memberDone?.(member, { error: refusal }, context.now().getTime() / 1000);
       if (!member.local.exists) failed.add(member.localDataset);
       problems.push({ member, problem: 'failed', detail: codeOf(refusal) });
@@ -297,7 +297,7 @@ async function replicateMembers(
           return;
         }
         if (quiet) return;
-        log.error(...memberErrorLine(member, error));
+        log.error(memberErrorLine(member, error));
         if (!member.local.exists) failed.add(member.localDataset);
         problems.push({
           member,
@@ -464,10 +464,13 @@ function nearestAncestor(dataset: string, candidates: readonly string[]): string
 }
 
 /** A member's error line, with its code as a single run's line has it, and the member for JSON lines. */
-function memberErrorLine(member: TreeMember, error: unknown): [string, Record<string, string>] {
-  const fields: Record<string, string> = { member: member.localDataset };
-  if (error instanceof ReplicateError) fields.code = error.code;
-  return [`${member.localDataset}: ${errorMessage(error)}`, fields];
+/**
+ * The fields go in the one object winston is given: a message with a `%s` in it (a tag, the probe's `date +%s`)
+ * would otherwise be read as a format string, and its separate fields dropped.
+ */
+function memberErrorLine(member: TreeMember, error: unknown): { message: string; member: string; code?: string } {
+  const line = { message: `${member.localDataset}: ${errorMessage(error)}`, member: member.localDataset };
+  return error instanceof ReplicateError ? { ...line, code: error.code } : line;
 }
 
 function codeOf(error: unknown): string {

@@ -436,7 +436,9 @@ export function streamError(stage: 'send' | 'recv', stderr: string): PipelineErr
 export function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
   const at = (level: string) => (message: unknown) => {
-    lines.push(`${level}: ${String(message)}`);
+    // As winston takes it: a string, or one object whose `message` is the line.
+    const line = typeof message === 'object' && message !== null && 'message' in message ? message.message : message;
+    lines.push(`${level}: ${String(line)}`);
     return logger;
   };
   const logger = {

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
   CommandError,
@@ -8,6 +11,7 @@ import {
   type ReplicateError,
   UsageError,
 } from '../../src/errors/errors.js';
+import { createLogger } from '../../src/log/logger.js';
 import { bookmarkPrefix } from '../../src/replication/bookmarks.js';
 import { CLAIM_PROPERTY, claimOf } from '../../src/replication/claim.js';
 import { judgeClocks, sourceNowSeconds } from '../../src/replication/clock.js';
@@ -1578,6 +1582,31 @@ describe('runTree', () => {
     assert.equal(local.datasets.has('backup/copy/src/b'), false);
     assert.ok(log.lines.some((line) => /^info: backup\/copy\/src\/b: alpha:tank\/src\/b is gone /.test(line)));
     assert.ok(!log.lines.some((line) => line.startsWith('error:')), log.lines.join('\n'));
+  });
+
+  test("a member's error line keeps its code in the log when its text holds a printf token (%s)", async () => {
+    const { streams, treeContext, treeSettings } = tree();
+    const dir = mkdtempSync(join(tmpdir(), 'zr-log-'));
+    const file = join(dir, 'log.json');
+    const log = createLogger({ verbosity: 'warn', format: 'json', file, context: 'backup/copy/src' });
+    const run = streams.run.bind(streams);
+    streams.run = async (send, recv, options) => {
+      if (recv.at(-1) !== 'backup/copy/src/b') return run(send, recv, options);
+      throw streamError('send', 'refused: not a command: echo "now=$(date +%s)"');
+    };
+    try {
+      await assert.rejects(runTree(treeSettings, { ...treeContext, log }));
+      await log.close();
+      const lines = readFileSync(file, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line));
+      const member = lines.find((line) => line.member === 'backup/copy/src/b');
+      assert.equal(member?.code, 'ETRANSFER', JSON.stringify(lines));
+      assert.match(member?.message, /date \+%s/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a member whose transfer fails while its source still exists is still a failure', async () => {
