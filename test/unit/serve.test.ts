@@ -474,7 +474,8 @@ for (const shell of SHELLS) {
           shellJoin(listArgv('tank/db', 'dataset')),
           /tank\/db is outside the allowed datasets \(tank\/vm\)/,
         ],
-        ['the whole pool', shellJoin(listArgv('tank', 'tree'))],
+        ['the whole pool', shellJoin(listArgv('tank', 'tree')), /: tank is outside the allowed datasets \(tank\/vm\)/],
+        ['the pool, zfs-fuse listing', shellJoin(getArgv('tank', 'dataset')), /: tank is outside the allowed datasets/],
         ['tank/vm2 when tank/vm is allowed', shellJoin(listArgv('tank/vm2', 'tree')), /tank\/vm2 is outside/],
         ['tank/vm2 snapshot sent', shellJoin(['zfs', 'send', 'tank/vm2@a']), /tank\/vm2 is outside/],
         [
