@@ -491,6 +491,7 @@ for (const shell of SHELLS) {
         ['a hold outside', shellJoin(['zfs', 'hold', '--', 'beta', 'tank/db@a']), /tank\/db is outside/],
         ['.. in a name', shellJoin(listArgv('tank/vm/../db', 'tree'))],
         ['; after a listing', `${listing}; rm -rf /`, /unquoted shell syntax: ;/],
+        ['a multi-byte character, shown whole as ?', 'zfs destroy tank/vm@é', /unquoted shell syntax: \?\n$/],
         ['&&', `${listing} && touch /tmp/x`, /unquoted shell syntax: &/],
         ['||', `${listing} || touch /tmp/x`, /unquoted shell syntax: \|/],
         ['| sh', `${shellJoin(['zfs', 'send', 'tank/vm@a'])} | sh`, /unquoted shell syntax: \|/],
