@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConflictError, FailureError, LockedError, ReplicateError, errorMessage } from '../errors/errors.js';
+import { FailureError, LockedError, ReplicateError, errorMessage } from '../errors/errors.js';
 import { ExitCode } from '../errors/exit-codes.js';
 import { type Endpoint, localEndpoint } from '../exec/endpoint.js';
 import { shellJoin } from '../exec/quote.js';
@@ -278,13 +278,9 @@ function reportLocked(error: LockedError, settings: CliSettings, log: Logger): E
 }
 
 function reportFailure(error: unknown, log: Logger): ExitCode {
-  if (error instanceof ConflictError || error instanceof FailureError) {
+  if (error instanceof ReplicateError) {
     // One object: a message with a `%s` in it would be read as a format string, and the code dropped.
     log.error({ message: error.message, code: error.code });
-    return error.exitCode;
-  }
-  if (error instanceof ReplicateError) {
-    log.error(error.message);
     return error.exitCode;
   }
   // Not one of ours: a bug. One line for cron, the stack for whoever runs -vv.

@@ -27,6 +27,8 @@ export type CommandObserver = (endpoint: Endpoint, argv: readonly string[]) => v
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 const CLEANUP_TIMEOUT_MS = 10 * 1000;
+/** How long the output of a killed command is still read after it exited (see spawn). */
+const KILLED_OUTPUT_GRACE_MS = 250;
 const DEFAULT_MAX_OUTPUT_BYTES = 512 * 1024 * 1024;
 
 /**
@@ -85,7 +87,7 @@ export class CommandRunner {
       (signal): signal is AbortSignal => signal !== undefined,
     );
     const cancelSignal = stops.length > 1 ? AbortSignal.any(stops) : stops[0];
-    const result = await execa(file, args, {
+    const subprocess = execa(file, args, {
       reject: false,
       stdin: 'ignore',
       stripFinalNewline: false,
@@ -96,6 +98,18 @@ export class CommandRunner {
       forceKillAfterDelay: 2000,
       maxBuffer: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
     });
+    subprocess.on('exit', () => {
+      // Killed (stopped, or timed out): over the run's shared ssh connection the master holds the other end of
+      // its output too, until the remote command ends, which on a pool that hangs is never. Its end is not
+      // waited for.
+      if (subprocess.killed) {
+        setTimeout(() => {
+          subprocess.stdout?.destroy();
+          subprocess.stderr?.destroy();
+        }, KILLED_OUTPUT_GRACE_MS).unref();
+      }
+    });
+    const result = await subprocess;
     const spawnError = spawnFailure(result);
     return {
       exitStatus: result.exitCode,

@@ -173,7 +173,7 @@ export function refuseSharedUpstreamTag(
 ): void {
   if (!sharesUpstreamTag(sourceClaim, sourceDataset, tag)) return;
   throw new UsageError(
-    `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag. If it was restored from a replica (zfs send -R carries the replica's properties), it is none: ${unclaimAdvice(sourceDataset, remoteHost)}`,
+    `${remoteHost}:${sourceDataset} is itself a replica, pulled on ${remoteHost} with the same tag "${tag}": two hops of a chain sharing a tag release each other's holds, and ${remoteHost}'s expiry would then destroy this replica's base; give each hop its own tag. If it was restored from a replica (zfs send -R carries the replica's properties), it is none: ${unclaimAdvice(sourceDataset, remoteHost)} (nothing was changed)`,
   );
 }
 
@@ -197,18 +197,18 @@ export function refuseSourceCopiedFromReplica({
   const upstream = parseClaim(sourceClaim);
   if (upstream?.dataset === sourceDataset && local.guid !== undefined && upstream.remoteGuid === local.guid) {
     throw new UsageError(
-      `${remoteHost}:${sourceDataset} was replicated from ${local.dataset} (its ${CLAIM_PROPERTY} names this dataset's guid): pulling it back would make ${local.dataset} a copy of its own copy. If the direction was reversed and ${remoteHost}:${sourceDataset} is the primary now, free its old claim there (zfs inherit -r ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}) and remove the old line that pulls into ${sourceDataset}, which would otherwise roll the new primary back; if ${local.dataset} is still the primary, remove this line (nothing was changed)`,
+      `${remoteHost}:${sourceDataset} was replicated from ${local.dataset} (its ${CLAIM_PROPERTY} names this dataset's guid): pulling it back would make ${local.dataset} a copy of its own copy. If the direction was reversed and ${remoteHost}:${sourceDataset} is the primary now, remove the old line that pulls into ${sourceDataset} (it would roll the new primary back), and ${unclaimAdvice(sourceDataset, remoteHost)}; if ${local.dataset} is still the primary, remove this line instead (see README, Reversing the direction; nothing was changed)`,
     );
   }
   if (sourceDataset !== local.dataset && sharesUpstreamTag(sourceClaim, local.dataset, tag)) {
     throw new UsageError(
-      `${remoteHost}:${sourceDataset} carries the claim of this replica, ${local.dataset}, with tag "${tag}": it was restored from it (zfs send -R), which also set canmount=noauto and com.sun:auto-snapshot=false there, so its snapshots may have stopped; ${unclaimAdvice(sourceDataset, remoteHost)}`,
+      `${remoteHost}:${sourceDataset} carries the claim of this replica, ${local.dataset}, with tag "${tag}": it was restored from it (zfs send -R), which also set canmount=noauto and com.sun:auto-snapshot=false there, so its snapshots may have stopped; ${unclaimAdvice(sourceDataset, remoteHost)} (nothing was changed)`,
     );
   }
 }
 
 function unclaimAdvice(sourceDataset: string, remoteHost: string): string {
-  return `run zfs inherit -r ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and set its readonly, canmount and com.sun:auto-snapshot back as the source needs them (nothing was changed)`;
+  return `run zfs inherit -r ${CLAIM_PROPERTY} ${sourceDataset} on ${remoteHost}, and set its readonly, canmount and com.sun:auto-snapshot back as the source needs them`;
 }
 
 /**

@@ -236,7 +236,7 @@ async function releaseIfNothingArrived(
     await context.remote.release(settings.tag, settings.remoteDataset, snapshot.name);
   } catch (error) {
     context.log.warn(
-      `could not release hold "${settings.tag}" on ${context.remote.label}:${settings.remoteDataset}@${snapshot.name}, which nothing needs after the failed transfer: ${errorMessage(error)}`,
+      `could not confirm the release of hold "${settings.tag}" on ${context.remote.label}:${settings.remoteDataset}@${snapshot.name}, which nothing needs after the failed transfer (the next run releases it if it is still there): ${errorMessage(error)}`,
     );
   }
 }

@@ -236,6 +236,18 @@ describe('CommandRunner', () => {
     assert.equal(result.spawnError, 'timed out');
     assert.ok(Date.now() - started < 5_000, 'not after the 10-minute timeout');
   });
+
+  test("a killed command whose output another process still holds (the ssh master's end of a session) ends", async () => {
+    const stop = new AbortController();
+    const runner = new CommandRunner(stop.signal);
+    const started = Date.now();
+    // The background sleep keeps stdout open after the shell is killed, as the master does a remote command's.
+    const hung = runner.attempt(localEndpoint, ['sh', '-c', 'sleep 6 & sleep 6']);
+    setTimeout(() => stop.abort(), 200);
+    const result = await hung;
+    assert.equal(result.spawnError, 'cancelled');
+    assert.ok(Date.now() - started < 4_000, `${Date.now() - started} ms: not when the holder let go`);
+  });
 });
 
 describe('sshArguments', () => {

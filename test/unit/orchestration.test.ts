@@ -793,7 +793,7 @@ describe('never harm the source or another replica', () => {
         runOnce({ ...settings, rollback }, context),
         (error: unknown) =>
           error instanceof UsageError &&
-          /^alpha:tank\/src was replicated from backup\/copy\/src .*free its old claim there \(zfs inherit -r zfs_replicate:pull tank\/src on alpha\).*remove this line \(nothing was changed\)$/.test(
+          /^alpha:tank\/src was replicated from backup\/copy\/src .*remove the old line that pulls into tank\/src .*run zfs inherit -r zfs_replicate:pull tank\/src on alpha, and set its readonly, canmount and com\.sun:auto-snapshot back .*remove this line instead \(see README, Reversing the direction; nothing was changed\)$/.test(
             error.message,
           ),
       );
