@@ -214,7 +214,10 @@ describe('safety: every promise holds on the worst day', () => {
       await tb.writeAndSnapshot('alpha', 'tank/tag/src', 's2');
       const run = await pull(tb, 'beta', 'alpha', 'tank/tag/src', 'tank/tag/second', 'beta');
       assertExit(run, 2);
-      assert.match(run.stderr, /tank\/tag\/first already replicates alpha:tank\/tag\/src with tag "beta".* \(EUSAGE\)$/m);
+      assert.match(
+        run.stderr,
+        /tank\/tag\/first already replicates alpha:tank\/tag\/src with tag "beta".* \(EUSAGE\)$/m,
+      );
       assert.equal(await tb.hasHold('alpha', 'tank/tag/src@s1', 'beta'), true, "the first replica's hold stays");
       assertExit(await pull(tb, 'beta', 'alpha', 'tank/tag/src', 'tank/tag/second', 'beta2'), 0);
     },
