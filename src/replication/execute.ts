@@ -118,12 +118,12 @@ async function pull(
 ): Promise<{ state: DatasetState; bytes: number }> {
   const { local, log } = context;
   const parent = plan.kind === 'initial' ? await missingParent(local, settings.localDataset) : undefined;
+  await holdUnheldBase(plan, prepared, settings, context);
   // Held before it travels, first of all changes (a key refused this tag, zfs_replicate-serve --tag, changes
   // nothing). The source's pruning (or, in a chain, the upstream hop's expiry) must not destroy the snapshot a
   // stream is on its way to: it would arrive with no twin left, and the replica would seem to have diverged.
   // And a run killed (SIGKILL, a reboot) after the stream landed leaves it to the next run to hold the
   // replica's side: meanwhile the source must keep what is then the newest common snapshot.
-  await holdUnheldBase(plan, prepared, settings, context);
   const firstShared = travelling(plan);
   if (firstShared !== undefined) await context.remote.hold(settings.tag, settings.remoteDataset, firstShared.name);
   if (plan.kind === 'initial') {
@@ -180,10 +180,6 @@ async function pull(
 }
 
 /**
- * The snapshot pull() holds at the source before its stream starts: the first one an initial sync will share,
- * the newest one of an incremental. A rollback with nothing incoming sends nothing.
- */
-/**
  * The base at the source normally carries our tag since the run that sent it. Where it may not (no hold on it
  * at all, or a replica not yet claimed under this source and tag: a source restored from its backup, or moved),
  * it is held before the stream too: a transfer that fails or is stopped leaves it the only common snapshot, and
@@ -209,6 +205,10 @@ function baseHeldBeforeStream(plan: InitialPlan | IncrementalPlan, prepared: Pre
   );
 }
 
+/**
+ * The snapshot pull() holds at the source before its stream starts: the first one an initial sync will share,
+ * the newest one of an incremental. A rollback with nothing incoming sends nothing.
+ */
 function travelling(plan: InitialPlan | IncrementalPlan): Snapshot | undefined {
   if (plan.kind === 'initial') return plan.first;
   return plan.incoming.length > 0 ? plan.target : undefined;
